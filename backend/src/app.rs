@@ -1,0 +1,155 @@
+//! Assembles a running server from settings and a database pool. Used by `p2pvps serve` and by the tests,
+//! which start the real application on port 0.
+
+use crate::crypto::SecretBox;
+use crate::events::Bus;
+use crate::graphql::{self, context::Shared};
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::ratelimit::LoginLimiter;
+use crate::sessions;
+use crate::shutdown::{self, Shutdown, Trigger};
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Everything `serve` needs besides the pool, already validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub http: SocketAddr,
+    /// The built dashboard; `None` serves the API only.
+    pub web_dir: Option<PathBuf>,
+    pub secrets: SecretBox,
+    pub tunnel_ports: RangeInclusive<u16>,
+    pub login_rate_per_address: u32,
+    pub login_rate_per_account: u32,
+    pub cookie_secure: bool,
+}
+
+impl Settings {
+    /// Defaults for a local instance: port 0, no dashboard, a fresh random key.
+    pub fn for_tests(secrets: SecretBox) -> Self {
+        Self {
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            web_dir: None,
+            secrets,
+            tunnel_ports: 6000..=6999,
+            login_rate_per_address: 100,
+            login_rate_per_account: 5,
+            cookie_secure: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the event listener: {0}")]
+    Events(sqlx::Error),
+}
+
+/// A started server. Dropping it does not stop it; call [`Running::stop`].
+pub struct Running {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    trigger: Trigger,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, and waits.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.trigger.fire();
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Waits until the server ends (after [`Running::trigger`] fired).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    pub fn trigger(&self) -> &Trigger {
+        &self.trigger
+    }
+}
+
+pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError> {
+    let (trigger, stop) = shutdown::channel();
+    let bus = Bus::start(&pool, stop.clone())
+        .await
+        .map_err(AppError::Events)?;
+    let metrics = Metrics::new();
+    let shared = Arc::new(Shared {
+        pool: pool.clone(),
+        secrets: settings.secrets.clone(),
+        tunnel_ports: settings.tunnel_ports.clone(),
+        login_limiter: LoginLimiter::new(
+            settings.login_rate_per_address,
+            settings.login_rate_per_account,
+        ),
+        bus,
+        cookie_secure: settings.cookie_secure,
+    });
+    let schema = graphql::schema(Arc::clone(&shared), Arc::clone(&metrics));
+    spawn_housekeeping(Arc::clone(&shared), stop.clone());
+    let state = AppState {
+        shared,
+        schema,
+        metrics,
+        web_dir: settings.web_dir.clone(),
+    };
+    let listener = TcpListener::bind(settings.http)
+        .await
+        .map_err(|source| AppError::Bind {
+            addr: settings.http,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| AppError::Bind {
+        addr: settings.http,
+        source,
+    })?;
+    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.wait().await })
+            .await
+    });
+    Ok(Running {
+        addr,
+        pool,
+        trigger,
+        task,
+    })
+}
+
+/// Periodic clean-up: expired sessions, idle rate-limit keys.
+fn spawn_housekeeping(shared: Arc<Shared>, stop: Shutdown) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.wait() => return,
+            }
+            shared.login_limiter.forget_idle();
+            match sessions::purge_expired(&shared.pool).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired sessions"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "session purge failed"),
+            }
+        }
+    });
+}

@@ -1,0 +1,106 @@
+//! The operator commands other than `serve`: each prints JSON on stdout so scripts can read it.
+
+use crate::audit::Actor;
+use crate::config::GlobalArgs;
+use crate::crypto::{self, SecretBox};
+use crate::devices::{self, NewDevice};
+use crate::users;
+use anyhow::{Context, bail};
+use p2pvps_shared::{DeviceName, Email, Password, Role, SubdomainLabel};
+use sqlx::PgPool;
+use std::io::Read;
+
+/// The key for secrets at rest: `--secret-key`, or the data directory's generated one.
+pub fn secrets(global: &GlobalArgs) -> anyhow::Result<SecretBox> {
+    Ok(match &global.secret_key {
+        Some(key) => SecretBox::from_base64(key)?,
+        None => SecretBox::load_or_create(&global.data_dir)?,
+    })
+}
+
+pub async fn user_create(
+    pool: &PgPool,
+    email: &str,
+    role: Role,
+) -> anyhow::Result<serde_json::Value> {
+    let email = Email::parse(email)?;
+    let mut password = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut password)
+        .context("reading the password from stdin")?;
+    let password = Password::parse(password.trim_end_matches(['\r', '\n']))?;
+    let mut tx = pool.begin().await?;
+    let user = users::create(&mut tx, Some(&Actor::cli()), &email, &password, role, false).await?;
+    tx.commit().await?;
+    Ok(serde_json::json!({
+        "id": user.id,
+        "email": user.email,
+        "role": user.role.as_str(),
+    }))
+}
+
+pub async fn device_create(
+    pool: &PgPool,
+    global: &GlobalArgs,
+    owner: &str,
+    name: &str,
+    subdomain: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
+    let owner = Email::parse(owner)?;
+    let mut new = NewDevice::named(DeviceName::parse(name)?);
+    new.subdomain = subdomain.map(SubdomainLabel::parse).transpose()?;
+    let mut tx = pool.begin().await?;
+    let Some(user) = users::find_by_email(&mut tx, &owner).await? else {
+        bail!("no user with e-mail {owner}; create one with `p2pvps user create --email {owner}`");
+    };
+    if user.role == Role::Renter {
+        bail!("{owner} is a renter; only owners and admins can own devices");
+    }
+    let (device, credential) =
+        devices::create(&mut tx, &Actor::cli(), user.id, &new, &global.tunnel_ports).await?;
+    tx.commit().await?;
+    Ok(serde_json::json!({
+        "id": device.id,
+        "name": device.name,
+        "owner": user.email,
+        "credential": credential,
+        "port": device.tunnel_port,
+        "subdomain": device.subdomain,
+    }))
+}
+
+/// On a database with no admin, creates one with a generated password and returns (email, password).
+pub async fn bootstrap_admin(
+    pool: &PgPool,
+    email: Option<&str>,
+) -> anyhow::Result<Option<(String, String)>> {
+    if users::any_admin(pool).await? {
+        return Ok(None);
+    }
+    let email = Email::parse(email.unwrap_or("admin@p2pvps.local"))?;
+    let password = crypto::new_password();
+    let mut tx = pool.begin().await?;
+    // Two instances starting at once: the advisory lock makes the second see the first's admin.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('p2pvps.bootstrap_admin'))")
+        .execute(&mut *tx)
+        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')")
+            .fetch_one(&mut *tx)
+            .await?;
+    if exists {
+        return Ok(None);
+    }
+    users::create(
+        &mut tx,
+        Some(&Actor::system()),
+        &email,
+        &Password::parse(&password)?,
+        Role::Admin,
+        true,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some((email.to_string(), password)))
+}

@@ -1,0 +1,354 @@
+//! Command line, environment and config file, in that order of precedence.
+//!
+//! Every option is a clap flag with a `P2PVPS_*` environment variable; `--config FILE` (or `P2PVPS_CONFIG`)
+//! names a TOML file whose keys are the long flag names (`http = "0.0.0.0:8080"`, `data-dir = "/var/lib/p2pvps"`).
+//! The file's values become the flags' defaults, so a flag or an environment variable still wins over it.
+
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Toml { path: String, message: String },
+    #[error("config file {path}: unknown key `{key}` (keys are the long option names, see --help)")]
+    UnknownKey { path: String, key: String },
+    #[error("config file {path}: key `{key}` must be a string, number or boolean")]
+    BadValue { path: String, key: String },
+}
+
+/// p2pvps: rent out small computers as tiny VPSs, reached through this server.
+#[derive(Debug, Parser)]
+#[command(name = "p2pvps", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML file with default values for any option (keys are the long option names); flags and environment
+    /// variables override it.
+    #[arg(long, global = true, env = "P2PVPS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// PostgreSQL connection URL, e.g. postgres://p2pvps:secret@db/p2pvps.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Log output format.
+    #[arg(long, global = true, env = "P2PVPS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter in `RUST_LOG` syntax, e.g. `info` or `p2pvps_server=debug,info`.
+    #[arg(
+        long,
+        global = true,
+        env = "P2PVPS_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    pub log: String,
+    /// Directory for state the server generates once and keeps: the secret key, later host keys and certificates.
+    #[arg(
+        long,
+        global = true,
+        env = "P2PVPS_DATA_DIR",
+        default_value = "data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// Base64 of 32 random bytes encrypting secrets at rest; when unset, generated into DATA_DIR/secret.key.
+    #[arg(
+        long,
+        global = true,
+        env = "P2PVPS_SECRET_KEY",
+        value_name = "BASE64",
+        hide_env_values = true
+    )]
+    pub secret_key: Option<String>,
+    /// Range of TCP ports handed out to devices for their tunnels, START-END.
+    #[arg(long, global = true, env = "P2PVPS_TUNNEL_PORTS", default_value = "6000-6999", value_parser = parse_port_range, value_name = "START-END")]
+    pub tunnel_ports: RangeInclusive<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: migrates the database, then serves the API, the dashboard and the tunnels.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL); `schema.graphql` in the repository is this output.
+    ExportSchema,
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address for HTTP: the dashboard, /graphql, /healthz and /metrics.
+    #[arg(
+        long,
+        env = "P2PVPS_HTTP",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub http: SocketAddr,
+    /// Directory holding the built dashboard (Trunk's output, with index.html).
+    #[arg(
+        long,
+        env = "P2PVPS_WEB_DIR",
+        default_value = "target/dist",
+        value_name = "DIR"
+    )]
+    pub web_dir: PathBuf,
+    /// Public base URL of the dashboard; an https URL marks the session cookie Secure.
+    #[arg(long, env = "P2PVPS_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Log-in attempts allowed per client address per minute.
+    #[arg(
+        long,
+        env = "P2PVPS_LOGIN_RATE_PER_ADDRESS",
+        default_value_t = 20,
+        value_name = "N"
+    )]
+    pub login_rate_per_address: u32,
+    /// Log-in attempts allowed per account per minute.
+    #[arg(
+        long,
+        env = "P2PVPS_LOGIN_RATE_PER_ACCOUNT",
+        default_value_t = 5,
+        value_name = "N"
+    )]
+    pub login_rate_per_account: u32,
+    /// On first start (no admin exists), create this admin and print a one-time password.
+    #[arg(long, env = "P2PVPS_BOOTSTRAP_ADMIN", value_name = "EMAIL")]
+    pub bootstrap_admin: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from stdin. Prints the user as JSON.
+    Create {
+        /// The user's e-mail address (their login).
+        #[arg(long)]
+        email: String,
+        /// Make the user an admin (default: owner).
+        #[arg(long, action = ArgAction::SetTrue, conflicts_with = "renter")]
+        admin: bool,
+        /// Make the user a renter (default: owner).
+        #[arg(long, action = ArgAction::SetTrue)]
+        renter: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Register a device for an owner. Prints JSON with the device id, its credential (shown this once), its
+    /// tunnel port and its subdomain.
+    Create {
+        /// E-mail of the owning user.
+        #[arg(long, value_name = "EMAIL")]
+        owner: String,
+        /// Device name, unique among the owner's devices.
+        #[arg(long)]
+        name: String,
+        /// Subdomain label (default: generated).
+        #[arg(long, value_name = "LABEL")]
+        subdomain: Option<String>,
+    },
+}
+
+fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let (a, b) = text
+        .split_once('-')
+        .ok_or_else(|| "expected START-END, e.g. 6000-6999".to_owned())?;
+    let start: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{a}` is not a port number"))?;
+    let end: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{b}` is not a port number"))?;
+    if start < 1024 || start > end {
+        return Err("START must be at least 1024 and not above END".to_owned());
+    }
+    Ok(start..=end)
+}
+
+impl Cli {
+    /// Parses the process's arguments, with a config file's values as defaults.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(std::env::args_os().collect())
+    }
+
+    pub fn load_from(args: Vec<OsString>) -> Result<Self, ConfigError> {
+        let mut command = Cli::command();
+        if let Some(path) = config_path(&args) {
+            command = apply_file(command, &path)?;
+        }
+        let matches = command.get_matches_from(args);
+        Ok(Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()))
+    }
+}
+
+/// `--config` is needed before clap parses (it changes the defaults), so it is found by hand here.
+fn config_path(args: &[OsString]) -> Option<PathBuf> {
+    let mut iter = args.iter().skip(1);
+    while let Some(arg) = iter.next() {
+        let arg = arg.to_string_lossy();
+        if arg == "--config" {
+            return iter.next().map(PathBuf::from);
+        }
+        if let Some(v) = arg.strip_prefix("--config=") {
+            return Some(PathBuf::from(v));
+        }
+        if arg == "--" {
+            break;
+        }
+    }
+    std::env::var_os("P2PVPS_CONFIG").map(PathBuf::from)
+}
+
+fn apply_file(
+    command: clap::Command,
+    path: &std::path::Path,
+) -> Result<clap::Command, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Toml {
+            path: shown.clone(),
+            message: e.message().to_owned(),
+        })?;
+    let mut command = command;
+    for (key, value) in table {
+        let id = key.replace('-', "_");
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => {
+                return Err(ConfigError::BadValue { path: shown, key });
+            }
+        };
+        if id == "config" || !set_default(&mut command, &id, &value) {
+            return Err(ConfigError::UnknownKey { path: shown, key });
+        }
+    }
+    Ok(command)
+}
+
+/// Sets the default of every argument named `id`, in this command and its subcommands.
+fn set_default(command: &mut clap::Command, id: &str, value: &str) -> bool {
+    let mut found = false;
+    if command.get_arguments().any(|a| a.get_id() == id) {
+        let value = value.to_owned();
+        *command = std::mem::take(command).mut_arg(id, |a| a.default_value(value));
+        found = true;
+    }
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    for name in names {
+        let mut sub_found = false;
+        *command = std::mem::take(command).mut_subcommand(name, |mut sub| {
+            sub_found = set_default(&mut sub, id, value);
+            sub
+        });
+        found |= sub_found;
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn file_values_are_defaults_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("p2pvps-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("p2pvps.toml");
+        std::fs::write(
+            &file,
+            "http = \"127.0.0.1:9999\"\ndata-dir = \"/srv/p2pvps\"\nlogin_rate_per_account = 3\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let cli = Cli::load_from(args(&["p2pvps", "--config", f, "serve"])).unwrap();
+        let Command::Serve(serve) = cli.command else {
+            panic!("serve expected")
+        };
+        assert_eq!(serve.http.port(), 9999);
+        assert_eq!(serve.login_rate_per_account, 3);
+        assert_eq!(cli.global.data_dir, PathBuf::from("/srv/p2pvps"));
+
+        let cli = Cli::load_from(args(&[
+            "p2pvps",
+            "--config",
+            f,
+            "serve",
+            "--http",
+            "127.0.0.1:7000",
+        ]))
+        .unwrap();
+        let Command::Serve(serve) = cli.command else {
+            panic!("serve expected")
+        };
+        assert_eq!(serve.http.port(), 7000);
+
+        std::fs::write(&file, "htp = \"x\"\n").unwrap();
+        let err = Cli::load_from(args(&["p2pvps", "--config", f, "serve"])).unwrap_err();
+        assert!(err.to_string().contains("unknown key `htp`"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("6000-6999").unwrap(), 6000..=6999);
+        assert!(parse_port_range("7000-6000").is_err());
+        assert!(parse_port_range("80-90").is_err());
+        assert!(parse_port_range("6000").is_err());
+    }
+}

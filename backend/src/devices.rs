@@ -1,0 +1,493 @@
+//! Devices (tables `devices`, `device_status_history`): what an owner registers, its stable tunnel port and
+//! subdomain, its hashed credential, and its connection status.
+//!
+//! Invariants: a live device's name is unique per owner, its port and subdomain unique among live devices;
+//! the credential is returned in clear only by [`create`] and [`rotate_credential`].
+
+use crate::audit::{self, Actor};
+use crate::crypto;
+use crate::db::{decode_enum, violated_constraint};
+use chrono::{DateTime, Utc};
+use p2pvps_shared::{DeviceName, DeviceStatus, Money, SubdomainLabel};
+use rand::RngCore;
+use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
+use std::ops::RangeInclusive;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("you already have a device named \"{0}\"")]
+    NameTaken(String),
+    #[error("the subdomain \"{0}\" is taken")]
+    SubdomainTaken(String),
+    #[error("no free tunnel port left in {0}-{1}: widen --tunnel-ports or delete unused devices")]
+    NoFreePort(u16, u16),
+    #[error("no such device")]
+    NotFound,
+    #[error("the device is rented until {0}; it can be deleted when the rental ends")]
+    Rented(String),
+    #[error("a device listed for rent needs a price")]
+    ForRentWithoutPrice,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Facts about the machine. Owners type them now; the agent will report them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hardware {
+    pub cpu_model: Option<String>,
+    pub cpu_cores: Option<i32>,
+    pub memory_mb: Option<i32>,
+    pub disk_gb: Option<i32>,
+    pub arch: Option<String>,
+    pub internet_mbps: Option<i32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub hardware: Hardware,
+    pub price: Option<Money>,
+    pub rental_hours: i32,
+    pub for_rent: bool,
+    pub status: DeviceStatus,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub tunnel_port: u16,
+    pub subdomain: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The columns every query of this table reads, in `FromRow` order.
+macro_rules! device_columns {
+    () => {
+        "id, owner_id, name, description, cpu_model, cpu_cores, memory_mb, disk_gb, arch, \
+    internet_mbps, price_minor, currency, rental_hours, for_rent, status, last_seen, tunnel_port, subdomain, \
+    created_at, updated_at"
+    };
+}
+
+impl<'r> sqlx::FromRow<'r, PgRow> for Device {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        let status: String = row.try_get("status")?;
+        let price = match (
+            row.try_get::<Option<i64>, _>("price_minor")?,
+            row.try_get::<Option<String>, _>("currency")?,
+        ) {
+            (Some(minor), Some(currency)) => Some(
+                Money::price(minor, &currency)
+                    .map_err(|e| sqlx::Error::Decode(e.to_string().into()))?,
+            ),
+            _ => None,
+        };
+        let port: i32 = row.try_get("tunnel_port")?;
+        Ok(Self {
+            id: row.try_get("id")?,
+            owner_id: row.try_get("owner_id")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            hardware: Hardware {
+                cpu_model: row.try_get("cpu_model")?,
+                cpu_cores: row.try_get("cpu_cores")?,
+                memory_mb: row.try_get("memory_mb")?,
+                disk_gb: row.try_get("disk_gb")?,
+                arch: row.try_get("arch")?,
+                internet_mbps: row.try_get("internet_mbps")?,
+            },
+            price,
+            rental_hours: row.try_get("rental_hours")?,
+            for_rent: row.try_get("for_rent")?,
+            status: decode_enum(DeviceStatus::from_db(&status), "status", &status)?,
+            last_seen: row.try_get("last_seen")?,
+            tunnel_port: u16::try_from(port).map_err(|e| sqlx::Error::Decode(e.into()))?,
+            subdomain: row.try_get("subdomain")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+/// Everything an owner sets when registering a device (already validated).
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub name: DeviceName,
+    pub subdomain: Option<SubdomainLabel>,
+    pub description: String,
+    pub hardware: Hardware,
+    pub price: Option<Money>,
+    pub rental_hours: i32,
+    pub for_rent: bool,
+}
+
+impl NewDevice {
+    pub fn named(name: DeviceName) -> Self {
+        Self {
+            name,
+            subdomain: None,
+            description: String::new(),
+            hardware: Hardware::default(),
+            price: None,
+            rental_hours: 24,
+            for_rent: false,
+        }
+    }
+}
+
+/// Changes an owner may make; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceChanges {
+    pub name: Option<DeviceName>,
+    pub description: Option<String>,
+    pub hardware: Option<Hardware>,
+    pub price: Option<Money>,
+    pub rental_hours: Option<i32>,
+    pub for_rent: Option<bool>,
+}
+
+/// A subdomain nobody chose: a letter then nine letters or digits (about 2^51 possibilities).
+fn random_subdomain() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let mut label = String::with_capacity(10);
+    label.push((b'a' + (rng.next_u32() % 26) as u8) as char);
+    for _ in 0..9 {
+        label.push(ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()] as char);
+    }
+    label
+}
+
+fn map_unique(e: sqlx::Error, name: &str, subdomain: &str) -> DeviceError {
+    match violated_constraint(&e) {
+        Some("devices_owner_name") => DeviceError::NameTaken(name.to_owned()),
+        Some("devices_subdomain") => DeviceError::SubdomainTaken(subdomain.to_owned()),
+        _ => DeviceError::Db(e),
+    }
+}
+
+/// Registers a device with the lowest free port of `ports`. Returns it with its credential (shown once).
+pub async fn create(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    owner_id: Uuid,
+    new: &NewDevice,
+    ports: &RangeInclusive<u16>,
+) -> Result<(Device, String), DeviceError> {
+    if new.for_rent && new.price.is_none() {
+        return Err(DeviceError::ForRentWithoutPrice);
+    }
+    // Serialises port allocation: "lowest free port" read and insert must not interleave between instances.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('p2pvps.devices.tunnel_port'))")
+        .execute(&mut *conn)
+        .await?;
+    let port: Option<i32> = sqlx::query_scalar(
+        "SELECT p FROM generate_series($1::int, $2::int) p \
+         WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.tunnel_port = p AND d.deleted_at IS NULL) \
+         ORDER BY p LIMIT 1",
+    )
+    .bind(i32::from(*ports.start()))
+    .bind(i32::from(*ports.end()))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let port = port.ok_or(DeviceError::NoFreePort(*ports.start(), *ports.end()))?;
+    let subdomain = match &new.subdomain {
+        Some(label) => label.as_str().to_owned(),
+        None => random_subdomain(),
+    };
+    let credential = crypto::new_token();
+    let hw = &new.hardware;
+    let device = sqlx::query_as::<_, Device>(concat!("INSERT INTO devices (id, owner_id, name, description, cpu_model, cpu_cores, memory_mb, disk_gb, arch, \
+         internet_mbps, price_minor, currency, rental_hours, for_rent, tunnel_port, subdomain, credential_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING ", device_columns!()))
+    .bind(Uuid::new_v4())
+    .bind(owner_id)
+    .bind(new.name.as_str())
+    .bind(&new.description)
+    .bind(&hw.cpu_model)
+    .bind(hw.cpu_cores)
+    .bind(hw.memory_mb)
+    .bind(hw.disk_gb)
+    .bind(&hw.arch)
+    .bind(hw.internet_mbps)
+    .bind(new.price.as_ref().map(|p| p.minor))
+    .bind(new.price.as_ref().map(|p| p.currency.as_str()))
+    .bind(new.rental_hours)
+    .bind(new.for_rent)
+    .bind(port)
+    .bind(&subdomain)
+    .bind(crypto::token_hash(&credential))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| map_unique(e, new.name.as_str(), &subdomain))?;
+    sqlx::query("INSERT INTO device_status_history (device_id, status) VALUES ($1, 'new')")
+        .bind(device.id)
+        .execute(&mut *conn)
+        .await?;
+    audit::record(
+        conn,
+        actor,
+        "device.create",
+        "device",
+        device.id,
+        serde_json::json!({"name": device.name, "port": device.tunnel_port, "subdomain": device.subdomain}),
+    )
+    .await?;
+    Ok((device, credential))
+}
+
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Device>, sqlx::Error> {
+    sqlx::query_as::<_, Device>(concat!(
+        "SELECT ",
+        device_columns!(),
+        " FROM devices WHERE id = $1 AND deleted_at IS NULL"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Whose devices a page lists.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    All,
+    OwnedBy(Uuid),
+    RentedBy(Uuid),
+}
+
+/// Keyset page ordered by (created_at, id).
+pub async fn page(
+    pool: &PgPool,
+    scope: Scope,
+    status: Option<DeviceStatus>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Device>, sqlx::Error> {
+    let (owner, renter) = match scope {
+        Scope::All => (None, None),
+        Scope::OwnedBy(id) => (Some(id), None),
+        Scope::RentedBy(id) => (None, Some(id)),
+    };
+    sqlx::query_as::<_, Device>(concat!("SELECT ", device_columns!(), " FROM devices d WHERE deleted_at IS NULL \
+         AND ($1::uuid IS NULL OR owner_id = $1) \
+         AND ($2::uuid IS NULL OR EXISTS (SELECT 1 FROM rentals r WHERE r.device_id = d.id AND r.renter_id = $2 \
+              AND r.state IN ('paid', 'provisioning', 'active', 'ending'))) \
+         AND ($3::text IS NULL OR status = $3) \
+         AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5)) \
+         ORDER BY created_at, id LIMIT $6"))
+    .bind(owner)
+    .bind(renter)
+    .bind(status.map(DeviceStatus::as_str))
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1))
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Whether `user` holds a live rental of the device (and so may see it).
+pub async fn is_rented_by(pool: &PgPool, device_id: Uuid, user: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND renter_id = $2 \
+         AND state IN ('paid', 'provisioning', 'active', 'ending'))",
+    )
+    .bind(device_id)
+    .bind(user)
+    .fetch_one(pool)
+    .await
+}
+
+/// The end of the device's live rental, if it has one. Locks the device row when called in a transaction.
+async fn live_rental_end(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Option<DateTime<Utc>>>, sqlx::Error> {
+    sqlx::query("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let row = sqlx::query(
+        "SELECT ends_at FROM rentals WHERE device_id = $1 AND state IN ('paid', 'provisioning', 'active', 'ending')",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| r.try_get::<Option<DateTime<Utc>>, _>("ends_at"))
+        .transpose()
+}
+
+pub async fn update(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    id: Uuid,
+    changes: &DeviceChanges,
+) -> Result<Device, DeviceError> {
+    let hw = changes.hardware.as_ref();
+    let name = changes.name.as_ref().map(DeviceName::as_str);
+    let device = sqlx::query_as::<_, Device>(concat!("UPDATE devices SET name = COALESCE($2, name), description = COALESCE($3, description), \
+         cpu_model = CASE WHEN $4 THEN $5 ELSE cpu_model END, cpu_cores = CASE WHEN $4 THEN $6 ELSE cpu_cores END, \
+         memory_mb = CASE WHEN $4 THEN $7 ELSE memory_mb END, disk_gb = CASE WHEN $4 THEN $8 ELSE disk_gb END, \
+         arch = CASE WHEN $4 THEN $9 ELSE arch END, internet_mbps = CASE WHEN $4 THEN $10 ELSE internet_mbps END, \
+         price_minor = COALESCE($11, price_minor), currency = COALESCE($12, currency), \
+         rental_hours = COALESCE($13, rental_hours), for_rent = COALESCE($14, for_rent), updated_at = now() \
+         WHERE id = $1 AND deleted_at IS NULL RETURNING ", device_columns!()))
+    .bind(id)
+    .bind(name)
+    .bind(&changes.description)
+    .bind(hw.is_some())
+    .bind(hw.and_then(|h| h.cpu_model.clone()))
+    .bind(hw.and_then(|h| h.cpu_cores))
+    .bind(hw.and_then(|h| h.memory_mb))
+    .bind(hw.and_then(|h| h.disk_gb))
+    .bind(hw.and_then(|h| h.arch.clone()))
+    .bind(hw.and_then(|h| h.internet_mbps))
+    .bind(changes.price.as_ref().map(|p| p.minor))
+    .bind(changes.price.as_ref().map(|p| p.currency.as_str()))
+    .bind(changes.rental_hours)
+    .bind(changes.for_rent)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| match violated_constraint(&e) {
+        Some("devices_for_rent_needs_price") => DeviceError::ForRentWithoutPrice,
+        _ => map_unique(e, name.unwrap_or_default(), ""),
+    })?
+    .ok_or(DeviceError::NotFound)?;
+    let mut changed: Vec<&str> = Vec::new();
+    for (set, field) in [
+        (changes.name.is_some(), "name"),
+        (changes.description.is_some(), "description"),
+        (changes.hardware.is_some(), "hardware"),
+        (changes.price.is_some(), "price"),
+        (changes.rental_hours.is_some(), "rentalHours"),
+        (changes.for_rent.is_some(), "forRent"),
+    ] {
+        if set {
+            changed.push(field);
+        }
+    }
+    audit::record(
+        conn,
+        actor,
+        "device.update",
+        "device",
+        id,
+        serde_json::json!({"fields": changed}),
+    )
+    .await?;
+    Ok(device)
+}
+
+/// Replaces the credential; the old one stops working at once. Returns the new one (shown once).
+pub async fn rotate_credential(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    id: Uuid,
+) -> Result<(Device, String), DeviceError> {
+    let credential = crypto::new_token();
+    let device = sqlx::query_as::<_, Device>(concat!("UPDATE devices SET credential_hash = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL \
+         RETURNING ", device_columns!()))
+    .bind(id)
+    .bind(crypto::token_hash(&credential))
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(DeviceError::NotFound)?;
+    audit::record(
+        conn,
+        actor,
+        "device.rotate_credential",
+        "device",
+        id,
+        serde_json::json!({}),
+    )
+    .await?;
+    Ok((device, credential))
+}
+
+/// Deletes a device that is not rented. Its rows stay for the history; its name, port and subdomain are freed.
+pub async fn delete(conn: &mut PgConnection, actor: &Actor, id: Uuid) -> Result<(), DeviceError> {
+    if let Some(ends) = live_rental_end(conn, id).await? {
+        let until = ends.map_or_else(|| "it ends".to_owned(), |t| t.to_rfc3339());
+        return Err(DeviceError::Rented(until));
+    }
+    let done = sqlx::query("UPDATE devices SET deleted_at = now(), for_rent = false WHERE id = $1 AND deleted_at IS NULL")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(DeviceError::NotFound);
+    }
+    sqlx::query("DELETE FROM device_ssh_keys WHERE device_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    audit::record(
+        conn,
+        actor,
+        "device.delete",
+        "device",
+        id,
+        serde_json::json!({}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Checks a device's credential (the SSH password method). Constant work whether or not the device exists.
+pub async fn authenticate(pool: &PgPool, id: Uuid, credential: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM devices WHERE id = $1 AND credential_hash = $2 AND deleted_at IS NULL)")
+        .bind(id)
+        .bind(crypto::token_hash(credential))
+        .fetch_one(pool)
+        .await
+}
+
+/// Records a status change (and `last_seen`), appends it to the history and notifies every server instance
+/// through `NOTIFY device_status` (delivered when the transaction commits). A repeated status only refreshes
+/// `last_seen`.
+pub async fn record_status(
+    pool: &PgPool,
+    id: Uuid,
+    status: DeviceStatus,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let previous: Option<(String, Uuid)> = sqlx::query_as(
+        "SELECT status, owner_id FROM devices WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((previous, owner_id)) = previous else {
+        return Ok(false);
+    };
+    let at: DateTime<Utc> = sqlx::query_scalar(
+        "UPDATE devices SET status = $2, last_seen = now() WHERE id = $1 RETURNING last_seen",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    if previous != status.as_str() {
+        sqlx::query(
+            "INSERT INTO device_status_history (device_id, status, at) VALUES ($1, $2, $3)",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        let payload = crate::events::DeviceStatusEvent {
+            device_id: id,
+            owner_id,
+            status,
+            at,
+        };
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::events::DEVICE_STATUS_CHANNEL)
+            .bind(serde_json::to_string(&payload).map_err(|e| sqlx::Error::Encode(e.into()))?)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}

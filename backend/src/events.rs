@@ -1,0 +1,76 @@
+//! Device status events, fanned out to every server instance through Postgres `LISTEN`/`NOTIFY`.
+//!
+//! A status change is written and notified in one transaction ([`crate::devices::record_status`]); each
+//! instance runs one listener that re-publishes notifications on an in-process broadcast channel, which the
+//! GraphQL subscription reads. Subscribers that fall behind lose old events rather than slowing the others.
+
+use crate::shutdown::Shutdown;
+use chrono::{DateTime, Utc};
+use p2pvps_shared::DeviceStatus;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+pub const DEVICE_STATUS_CHANNEL: &str = "device_status";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStatusEvent {
+    pub device_id: Uuid,
+    pub owner_id: Uuid,
+    pub status: DeviceStatus,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+pub struct Bus {
+    sender: broadcast::Sender<DeviceStatusEvent>,
+}
+
+impl Bus {
+    /// Connects the listener and returns once it is listening, so no event committed after this returns is
+    /// missed. The listener task reconnects by itself if the database goes away.
+    pub async fn start(pool: &PgPool, shutdown: Shutdown) -> Result<Self, sqlx::Error> {
+        let (sender, _) = broadcast::channel(1024);
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(DEVICE_STATUS_CHANNEL).await?;
+        let bus = Self { sender };
+        let out = bus.sender.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    n = listener.try_recv() => n,
+                    () = shutdown.wait() => return,
+                };
+                match next {
+                    Ok(Some(notification)) => {
+                        match serde_json::from_str::<DeviceStatusEvent>(notification.payload()) {
+                            Ok(event) => {
+                                // No subscriber is not an error.
+                                let _ = out.send(event);
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "ignoring malformed device_status notification")
+                            }
+                        }
+                    }
+                    // The connection was lost; PgListener reconnects and re-listens on the next call.
+                    Ok(None) => {
+                        tracing::warn!("event listener lost its database connection; reconnecting")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event listener error; retrying in 1 s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(bus)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<DeviceStatusEvent> {
+        self.sender.subscribe()
+    }
+}

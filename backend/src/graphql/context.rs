@@ -1,0 +1,81 @@
+//! What every resolver knows: the shared server state and who is asking.
+
+use super::error::{ApiError, ApiResult};
+use crate::audit::Actor;
+use crate::crypto::SecretBox;
+use crate::events::Bus;
+use crate::ratelimit::LoginLimiter;
+use crate::users::User;
+use async_graphql::Context;
+use p2pvps_shared::Role;
+use sqlx::PgPool;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+/// Server-wide state shared by all requests.
+pub struct Shared {
+    pub pool: PgPool,
+    pub secrets: SecretBox,
+    pub tunnel_ports: RangeInclusive<u16>,
+    pub login_limiter: LoginLimiter,
+    pub bus: Bus,
+    /// Mark the session cookie `Secure` (the dashboard is served over HTTPS).
+    pub cookie_secure: bool,
+}
+
+/// How the request proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    None,
+    Cookie(String),
+    Bearer(String),
+}
+
+/// The requester: a user (or nobody), the token used, and the client address.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub user: Option<User>,
+    pub credential: Credential,
+    pub address: IpAddr,
+}
+
+impl Viewer {
+    pub fn user(&self) -> ApiResult<&User> {
+        self.user.as_ref().ok_or_else(ApiError::unauthenticated)
+    }
+
+    pub fn admin(&self) -> ApiResult<&User> {
+        let user = self.user()?;
+        if user.role == Role::Admin {
+            Ok(user)
+        } else {
+            Err(ApiError::forbidden("do this (admins only)"))
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.user.as_ref().is_some_and(|u| u.role == Role::Admin)
+    }
+
+    pub fn actor(&self) -> ApiResult<Actor> {
+        let user = self.user()?;
+        Ok(Actor::user(user.id, &user.email))
+    }
+}
+
+pub trait ContextExt {
+    fn shared(&self) -> &Arc<Shared>;
+    fn viewer(&self) -> &Viewer;
+}
+
+impl ContextExt for Context<'_> {
+    fn shared(&self) -> &Arc<Shared> {
+        // Both are inserted by the HTTP layer for every request; a schema built without them is a bug.
+        self.data_unchecked::<Arc<Shared>>()
+    }
+
+    fn viewer(&self) -> &Viewer {
+        self.data_unchecked::<Viewer>()
+    }
+}

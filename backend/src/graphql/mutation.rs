@@ -1,0 +1,472 @@
+//! Mutations. Every change runs in one transaction together with its audit entry: it happens whole or not
+//! at all.
+
+use super::context::{ContextExt, Credential};
+use super::error::{ApiError, ApiResult, Code};
+use super::query::{device_access, parse_id};
+use super::types::*;
+use crate::all_valid;
+use crate::devices::{self, DeviceChanges, Hardware, NewDevice};
+use crate::sessions::{self, Kind};
+use crate::users;
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use p2pvps_shared::{DeviceName, Email, Money, Password, Role, SubdomainLabel, ValidationError};
+
+pub const SESSION_COOKIE: &str = "p2pvps_session";
+
+pub struct MutationRoot;
+
+/// Roles open to self sign-up (admins are made by admins).
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Default)]
+pub enum SignUpRole {
+    #[default]
+    Owner,
+    Renter,
+}
+
+#[derive(InputObject)]
+pub struct SignUpInput {
+    pub email: String,
+    pub password: String,
+    #[graphql(default)]
+    pub role: SignUpRole,
+    /// Return a bearer token in the payload instead of setting the session cookie (for API clients).
+    #[graphql(default)]
+    pub bearer: bool,
+}
+
+#[derive(InputObject)]
+pub struct LogInInput {
+    pub email: String,
+    pub password: String,
+    /// Return a bearer token in the payload instead of setting the session cookie (for API clients).
+    #[graphql(default)]
+    pub bearer: bool,
+}
+
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    pub user: UserObject,
+    /// The bearer token, when one was asked for. Shown only here.
+    pub token: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(InputObject)]
+pub struct HardwareInput {
+    pub cpu_model: Option<String>,
+    pub cpu_cores: Option<i32>,
+    pub memory_mb: Option<i32>,
+    pub disk_gb: Option<i32>,
+    pub arch: Option<String>,
+    pub internet_mbps: Option<i32>,
+}
+
+#[derive(InputObject)]
+pub struct MoneyInput {
+    /// Amount in the currency's smallest unit (cents, satoshis).
+    pub minor: i64,
+    pub currency: String,
+}
+
+#[derive(InputObject)]
+pub struct CreateDeviceInput {
+    pub name: String,
+    /// Subdomain label; generated when omitted.
+    pub subdomain: Option<String>,
+    pub description: Option<String>,
+    pub hardware: Option<HardwareInput>,
+    /// Price of one rental period.
+    pub price: Option<MoneyInput>,
+    /// Length of one rental period in hours (default 24).
+    pub rental_hours: Option<i32>,
+    #[graphql(default)]
+    pub for_rent: bool,
+}
+
+/// Fields left out are not changed.
+#[derive(InputObject)]
+pub struct UpdateDeviceInput {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub hardware: Option<HardwareInput>,
+    pub price: Option<MoneyInput>,
+    pub rental_hours: Option<i32>,
+    pub for_rent: Option<bool>,
+}
+
+fn bounded(
+    field: &'static str,
+    value: Option<i32>,
+    max: i32,
+) -> Result<Option<i32>, ValidationError> {
+    match value {
+        Some(v) if !(1..=max).contains(&v) => Err(ValidationError::new(
+            field,
+            format!("must be between 1 and {max}"),
+        )),
+        v => Ok(v),
+    }
+}
+
+fn short_text(
+    field: &'static str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, ValidationError> {
+    let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    match value {
+        Some(v) if v.chars().count() > max => Err(ValidationError::new(
+            field,
+            format!("must be at most {max} characters"),
+        )),
+        Some(v) if v.chars().any(|c| c.is_control() && c != '\n') => Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        )),
+        v => Ok(v),
+    }
+}
+
+fn parse_hardware(input: HardwareInput) -> Result<Hardware, ApiError> {
+    let cpu_model = short_text("hardware.cpuModel", input.cpu_model, 200);
+    let cpu_cores = bounded("hardware.cpuCores", input.cpu_cores, 4096);
+    let memory_mb = bounded("hardware.memoryMb", input.memory_mb, 16_777_216);
+    let disk_gb = bounded("hardware.diskGb", input.disk_gb, 1_048_576);
+    let arch = short_text("hardware.arch", input.arch, 32);
+    let internet_mbps = bounded("hardware.internetMbps", input.internet_mbps, 1_000_000);
+    let (cpu_model, cpu_cores, memory_mb, disk_gb, arch, internet_mbps) = all_valid!(
+        cpu_model,
+        cpu_cores,
+        memory_mb,
+        disk_gb,
+        arch,
+        internet_mbps
+    )?;
+    Ok(Hardware {
+        cpu_model,
+        cpu_cores,
+        memory_mb,
+        disk_gb,
+        arch,
+        internet_mbps,
+    })
+}
+
+fn parse_price(input: Option<MoneyInput>) -> Result<Option<Money>, ValidationError> {
+    input
+        .map(|m| Money::price(m.minor, &m.currency))
+        .transpose()
+}
+
+fn parse_rental_hours(value: Option<i32>) -> Result<Option<i32>, ValidationError> {
+    bounded("rentalHours", value, 8760)
+}
+
+fn parse_description(value: Option<String>) -> Result<Option<String>, ValidationError> {
+    match value {
+        Some(v) if v.chars().count() > 2000 => Err(ValidationError::new(
+            "description",
+            "must be at most 2000 characters",
+        )),
+        v => Ok(v.map(|v| v.trim().to_owned())),
+    }
+}
+
+fn session_cookie(token: &str, secure: bool, max_age: chrono::Duration) -> String {
+    cookie::Cookie::build((SESSION_COOKIE, token.to_owned()))
+        .path("/")
+        .http_only(true)
+        .secure(secure)
+        .same_site(cookie::SameSite::Strict)
+        .max_age(cookie::time::Duration::seconds(max_age.num_seconds()))
+        .build()
+        .to_string()
+}
+
+/// Opens a session for `user` and hands it over as a cookie or a bearer token.
+async fn open_session(
+    ctx: &Context<'_>,
+    conn: &mut sqlx::PgConnection,
+    user: users::User,
+    bearer: bool,
+) -> ApiResult<AuthPayload> {
+    let kind = if bearer { Kind::Bearer } else { Kind::Cookie };
+    let token = sessions::open(conn, user.id, kind).await?;
+    let expires_at = Utc::now() + kind.lifetime();
+    let token = if bearer {
+        Some(token)
+    } else {
+        ctx.append_http_header(
+            axum::http::header::SET_COOKIE,
+            session_cookie(&token, ctx.shared().cookie_secure, kind.lifetime()),
+        );
+        None
+    };
+    Ok(AuthPayload {
+        user: UserObject(user),
+        token,
+        expires_at,
+    })
+}
+
+#[Object]
+impl MutationRoot {
+    /// Creates an owner or renter account and signs it in.
+    async fn sign_up(&self, ctx: &Context<'_>, input: SignUpInput) -> ApiResult<AuthPayload> {
+        let email = Email::parse(&input.email);
+        let password = Password::parse(&input.password);
+        let (email, password) = all_valid!(email, password)?;
+        let role = match input.role {
+            SignUpRole::Owner => Role::Owner,
+            SignUpRole::Renter => Role::Renter,
+        };
+        let mut tx = ctx.shared().pool.begin().await?;
+        let user = users::create(&mut tx, None, &email, &password, role, false).await?;
+        let payload = open_session(ctx, &mut tx, user, input.bearer).await?;
+        tx.commit().await?;
+        Ok(payload)
+    }
+
+    /// Signs in. Attempts are limited per address and per account.
+    async fn log_in(&self, ctx: &Context<'_>, input: LogInInput) -> ApiResult<AuthPayload> {
+        let shared = ctx.shared();
+        let viewer = ctx.viewer();
+        if let Err(limited) = shared.login_limiter.check(viewer.address, &input.email) {
+            let mut e = ApiError::new(
+                Code::RateLimited,
+                format!(
+                    "too many log-in attempts for this {}; try again in {} s",
+                    if limited.per_account {
+                        "account"
+                    } else {
+                        "address"
+                    },
+                    limited.retry_after.as_secs().max(1)
+                ),
+            );
+            e.retry_after_secs = Some(limited.retry_after.as_secs().max(1));
+            tracing::warn!(address = %viewer.address, per_account = limited.per_account, "log-in rate limited");
+            return Err(e);
+        }
+        let Some(user) = users::authenticate(&shared.pool, &input.email, &input.password).await?
+        else {
+            tracing::info!(address = %viewer.address, "failed log-in");
+            return Err(ApiError::new(
+                Code::Unauthenticated,
+                "wrong e-mail or password",
+            ));
+        };
+        let mut tx = shared.pool.begin().await?;
+        let payload = open_session(ctx, &mut tx, user, input.bearer).await?;
+        tx.commit().await?;
+        Ok(payload)
+    }
+
+    /// Ends the session (or revokes the bearer token) this request was made with.
+    async fn log_out(&self, ctx: &Context<'_>) -> ApiResult<bool> {
+        let viewer = ctx.viewer();
+        let ended = match &viewer.credential {
+            Credential::Cookie(token) | Credential::Bearer(token) => {
+                sessions::close(&ctx.shared().pool, token).await?
+            }
+            Credential::None => false,
+        };
+        if matches!(viewer.credential, Credential::Cookie(_)) {
+            ctx.append_http_header(
+                axum::http::header::SET_COOKIE,
+                session_cookie("", ctx.shared().cookie_secure, chrono::Duration::zero()),
+            );
+        }
+        Ok(ended)
+    }
+
+    /// Replaces the signed-in user's password. Other sessions stay open.
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        current_password: String,
+        new_password: String,
+    ) -> ApiResult<UserObject> {
+        let user = ctx.viewer().user()?;
+        let new_password =
+            Password::parse(&new_password).map_err(|e| e.for_field("newPassword"))?;
+        let shared = ctx.shared();
+        if users::authenticate(&shared.pool, &user.email, &current_password)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::invalid(vec![ValidationError::new(
+                "currentPassword",
+                "is wrong",
+            )]));
+        }
+        let mut tx = shared.pool.begin().await?;
+        let user =
+            users::set_password(&mut tx, &ctx.viewer().actor()?, user.id, &new_password).await?;
+        tx.commit().await?;
+        Ok(UserObject(user))
+    }
+
+    /// Registers a device. The payload holds its credential: the only time it is shown.
+    async fn create_device(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateDeviceInput,
+    ) -> ApiResult<DeviceWithCredential> {
+        let viewer = ctx.viewer();
+        let user = viewer.user()?;
+        if user.role == Role::Renter {
+            return Err(ApiError::forbidden(
+                "register devices as a renter (sign up as an owner)",
+            ));
+        }
+        let name = DeviceName::parse(&input.name);
+        let subdomain = input
+            .subdomain
+            .as_deref()
+            .map(SubdomainLabel::parse)
+            .transpose();
+        let description = parse_description(input.description);
+        let price = parse_price(input.price);
+        let rental_hours = parse_rental_hours(input.rental_hours);
+        let (name, subdomain, description, price, rental_hours) =
+            all_valid!(name, subdomain, description, price, rental_hours)?;
+        let hardware = input
+            .hardware
+            .map(parse_hardware)
+            .transpose()?
+            .unwrap_or_default();
+        let new = NewDevice {
+            subdomain,
+            description: description.unwrap_or_default(),
+            hardware,
+            price,
+            rental_hours: rental_hours.unwrap_or(24),
+            for_rent: input.for_rent,
+            ..NewDevice::named(name)
+        };
+        let shared = ctx.shared();
+        let mut tx = shared.pool.begin().await?;
+        let (device, credential) = devices::create(
+            &mut tx,
+            &viewer.actor()?,
+            user.id,
+            &new,
+            &shared.tunnel_ports,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(DeviceWithCredential {
+            device: DeviceObject {
+                device,
+                access: DeviceAccess::Owner,
+            },
+            credential,
+        })
+    }
+
+    /// Changes a device's details. Its owner or an admin.
+    async fn update_device(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateDeviceInput,
+    ) -> ApiResult<DeviceObject> {
+        let id = parse_id(&id, "id")?;
+        let access = manageable_device(ctx, id).await?;
+        let name = input.name.as_deref().map(DeviceName::parse).transpose();
+        let description = parse_description(input.description);
+        let price = parse_price(input.price);
+        let rental_hours = parse_rental_hours(input.rental_hours);
+        let (name, description, price, rental_hours) =
+            all_valid!(name, description, price, rental_hours)?;
+        let hardware = input.hardware.map(parse_hardware).transpose()?;
+        let changes = DeviceChanges {
+            name,
+            description,
+            hardware,
+            price,
+            rental_hours,
+            for_rent: input.for_rent,
+        };
+        let mut tx = ctx.shared().pool.begin().await?;
+        let device = devices::update(&mut tx, &ctx.viewer().actor()?, id, &changes).await?;
+        tx.commit().await?;
+        Ok(DeviceObject { device, access })
+    }
+
+    /// Issues a new device credential; the old one stops working. The new one is shown only here.
+    async fn rotate_device_credential(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> ApiResult<DeviceWithCredential> {
+        let id = parse_id(&id, "id")?;
+        let access = manageable_device(ctx, id).await?;
+        let mut tx = ctx.shared().pool.begin().await?;
+        let (device, credential) =
+            devices::rotate_credential(&mut tx, &ctx.viewer().actor()?, id).await?;
+        tx.commit().await?;
+        Ok(DeviceWithCredential {
+            device: DeviceObject { device, access },
+            credential,
+        })
+    }
+
+    /// Deletes a device. Refused while it is rented. Returns the deleted device's id.
+    async fn delete_device(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
+        let uuid = parse_id(&id, "id")?;
+        manageable_device(ctx, uuid).await?;
+        let mut tx = ctx.shared().pool.begin().await?;
+        devices::delete(&mut tx, &ctx.viewer().actor()?, uuid).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Changes a user's role. Admins only; not their own.
+    async fn set_user_role(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        role: RoleGql,
+    ) -> ApiResult<UserObject> {
+        ctx.viewer().admin()?;
+        let id = parse_id(&user_id, "userId")?;
+        let mut tx = ctx.shared().pool.begin().await?;
+        let user =
+            users::update(&mut tx, &ctx.viewer().actor()?, id, Some(role.into()), None).await?;
+        tx.commit().await?;
+        Ok(UserObject(user))
+    }
+
+    /// Disables (or re-enables) an account; disabling ends its sessions. Admins only; not their own.
+    async fn disable_user(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        #[graphql(default = true)] disabled: bool,
+    ) -> ApiResult<UserObject> {
+        ctx.viewer().admin()?;
+        let id = parse_id(&user_id, "userId")?;
+        let mut tx = ctx.shared().pool.begin().await?;
+        let user = users::update(&mut tx, &ctx.viewer().actor()?, id, None, Some(disabled)).await?;
+        tx.commit().await?;
+        Ok(UserObject(user))
+    }
+}
+
+/// The viewer may change the device (owner or admin): its access, or NOT_FOUND / FORBIDDEN.
+async fn manageable_device(ctx: &Context<'_>, id: uuid::Uuid) -> ApiResult<DeviceAccess> {
+    let pool = &ctx.shared().pool;
+    let device = devices::get(pool, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("device"))?;
+    match device_access(pool, ctx.viewer(), &device).await? {
+        DeviceAccess::Renter => Err(ApiError::forbidden(
+            "change a device you rent (only its owner may)",
+        )),
+        access => Ok(access),
+    }
+}

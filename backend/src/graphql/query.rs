@@ -1,0 +1,212 @@
+//! Queries. Each one decides what the viewer may see before it reads anything.
+
+use super::context::{ContextExt, Viewer};
+use super::error::{ApiError, ApiResult};
+use super::types::*;
+use crate::devices::{self, Device, Scope};
+use crate::{audit, rentals, users};
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, ID, Object};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use p2pvps_shared::{Role, ValidationError};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub struct QueryRoot;
+
+const DEFAULT_PAGE: i32 = 20;
+const MAX_PAGE: i32 = 100;
+
+pub fn parse_id(id: &ID, field: &'static str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id.as_str())
+        .map_err(|_| ValidationError::new(field, "is not a valid id").into())
+}
+
+fn page_size(first: Option<i32>) -> ApiResult<i64> {
+    match first.unwrap_or(DEFAULT_PAGE) {
+        n @ 1..=MAX_PAGE => Ok(i64::from(n)),
+        _ => Err(ValidationError::new("first", "must be between 1 and 100").into()),
+    }
+}
+
+/// Opaque keyset cursor: base64 of `<created_at micros>:<uuid>`.
+fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.timestamp_micros()))
+}
+
+fn decode_cursor(cursor: Option<String>) -> ApiResult<Option<(DateTime<Utc>, Uuid)>> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::from(ValidationError::new(
+            "after",
+            "is not a cursor from a previous page",
+        ))
+    };
+    let text = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(text).map_err(|_| bad())?;
+    let (micros, id) = text.split_once(':').ok_or_else(bad)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    Ok(Some((at, Uuid::parse_str(id).map_err(|_| bad())?)))
+}
+
+/// Builds a forward-only relay page from `limit + 1` fetched rows.
+fn connection<R, T>(
+    mut rows: Vec<R>,
+    limit: i64,
+    had_cursor: bool,
+    key: impl Fn(&R) -> (DateTime<Utc>, Uuid),
+    wrap: impl Fn(R) -> T,
+) -> Connection<String, T>
+where
+    T: async_graphql::OutputType,
+{
+    let has_next = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let mut page = Connection::new(had_cursor, has_next);
+    page.edges.extend(rows.into_iter().map(|r| {
+        let (at, id) = key(&r);
+        Edge::new(encode_cursor(at, id), wrap(r))
+    }));
+    page
+}
+
+/// The viewer's access to a device, or NOT_FOUND when they have none (existence is not revealed).
+pub async fn device_access(
+    pool: &PgPool,
+    viewer: &Viewer,
+    device: &Device,
+) -> ApiResult<DeviceAccess> {
+    let user = viewer.user()?;
+    if user.role == Role::Admin {
+        Ok(DeviceAccess::Admin)
+    } else if device.owner_id == user.id {
+        Ok(DeviceAccess::Owner)
+    } else if devices::is_rented_by(pool, device.id, user.id).await? {
+        Ok(DeviceAccess::Renter)
+    } else {
+        Err(ApiError::not_found("device"))
+    }
+}
+
+#[Object]
+impl QueryRoot {
+    /// The signed-in user, or null.
+    async fn me(&self, ctx: &Context<'_>) -> Option<UserObject> {
+        ctx.viewer().user.clone().map(UserObject)
+    }
+
+    /// Devices the viewer may see: an owner's own, a renter's rented ones, every device for an admin.
+    async fn devices(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<DeviceStatusGql>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, DeviceObject>> {
+        let user = ctx.viewer().user()?;
+        let (scope, access) = match user.role {
+            Role::Admin => (Scope::All, DeviceAccess::Admin),
+            Role::Owner => (Scope::OwnedBy(user.id), DeviceAccess::Owner),
+            Role::Renter => (Scope::RentedBy(user.id), DeviceAccess::Renter),
+        };
+        let limit = page_size(first)?;
+        let cursor = decode_cursor(after)?;
+        let rows = devices::page(
+            &ctx.shared().pool,
+            scope,
+            status.map(Into::into),
+            cursor,
+            limit + 1,
+        )
+        .await?;
+        Ok(connection(
+            rows,
+            limit,
+            cursor.is_some(),
+            |d| (d.created_at, d.id),
+            |device| {
+                // An admin who also owns devices sees them as admin; an owner never sees others'.
+                DeviceObject { device, access }
+            },
+        ))
+    }
+
+    async fn device(&self, ctx: &Context<'_>, id: ID) -> ApiResult<DeviceObject> {
+        let id = parse_id(&id, "id")?;
+        ctx.viewer().user()?;
+        let pool = &ctx.shared().pool;
+        let device = devices::get(pool, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("device"))?;
+        let access = device_access(pool, ctx.viewer(), &device).await?;
+        Ok(DeviceObject { device, access })
+    }
+
+    /// Rentals the viewer takes part in (as renter or as the device's owner); all of them for an admin.
+    /// Newest first.
+    async fn rentals(&self, ctx: &Context<'_>, first: Option<i32>) -> ApiResult<Vec<RentalObject>> {
+        let user = ctx.viewer().user()?;
+        let limit = page_size(first)?;
+        let (scope, access) = match user.role {
+            Role::Admin => (rentals::Scope::All, RentalAccess::Admin),
+            Role::Owner => (
+                rentals::Scope::OfDevicesOwnedBy(user.id),
+                RentalAccess::Owner,
+            ),
+            Role::Renter => (rentals::Scope::RentedBy(user.id), RentalAccess::Renter),
+        };
+        let rows = rentals::list(&ctx.shared().pool, scope, limit).await?;
+        Ok(rows
+            .into_iter()
+            .map(|rental| RentalObject { rental, access })
+            .collect())
+    }
+
+    /// Every account. Admins only.
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, UserObject>> {
+        ctx.viewer().admin()?;
+        let limit = page_size(first)?;
+        let cursor = decode_cursor(after)?;
+        let rows = users::page(&ctx.shared().pool, cursor, limit + 1).await?;
+        Ok(connection(
+            rows,
+            limit,
+            cursor.is_some(),
+            |u| (u.created_at, u.id),
+            UserObject,
+        ))
+    }
+
+    /// Who changed what, newest first. `before` is the id of the last entry already seen. Admins only.
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        before: Option<ID>,
+    ) -> ApiResult<Vec<AuditEntryObject>> {
+        ctx.viewer().admin()?;
+        let limit = page_size(first)?;
+        let before = before
+            .map(|b| {
+                b.parse::<i64>().map_err(|_| {
+                    ApiError::from(ValidationError::new("before", "is not an audit entry id"))
+                })
+            })
+            .transpose()?;
+        let rows = audit::list(&ctx.shared().pool, before, limit).await?;
+        Ok(rows.into_iter().map(AuditEntryObject).collect())
+    }
+}

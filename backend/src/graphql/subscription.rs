@@ -1,0 +1,86 @@
+//! Subscriptions over graphql-transport-ws on `/graphql`, fed by the [`crate::events`] bus.
+
+use super::context::ContextExt;
+use super::error::ApiError;
+use super::query::{device_access, parse_id};
+use super::types::DeviceStatusEventObject;
+use crate::devices;
+use async_graphql::{Context, ID, Subscription};
+use futures::{Stream, StreamExt};
+use p2pvps_shared::Role;
+use std::sync::Arc;
+use tokio_stream_shim::BroadcastStream;
+
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// Status changes of the devices the viewer may see (or of one device, given its id).
+    async fn device_status_changed(
+        &self,
+        ctx: &Context<'_>,
+        device_id: Option<ID>,
+    ) -> Result<impl Stream<Item = DeviceStatusEventObject> + use<>, ApiError> {
+        let shared = Arc::clone(ctx.shared());
+        let user = ctx.viewer().user()?.clone();
+        let only = match device_id {
+            Some(id) => {
+                let id = parse_id(&id, "deviceId")?;
+                let device = devices::get(&shared.pool, id)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("device"))?;
+                device_access(&shared.pool, ctx.viewer(), &device).await?;
+                Some(id)
+            }
+            None => None,
+        };
+        let events = BroadcastStream::new(shared.bus.subscribe());
+        Ok(events.filter_map(move |event| {
+            let shared = Arc::clone(&shared);
+            let user = user.clone();
+            async move {
+                if only.is_some_and(|id| id != event.device_id) {
+                    return None;
+                }
+                let visible = match user.role {
+                    Role::Admin => true,
+                    Role::Owner => event.owner_id == user.id,
+                    Role::Renter => devices::is_rented_by(&shared.pool, event.device_id, user.id)
+                        .await
+                        .unwrap_or(false),
+                };
+                visible.then(|| DeviceStatusEventObject {
+                    device_id: ID(event.device_id.to_string()),
+                    status: event.status.into(),
+                    at: event.at,
+                })
+            }
+        }))
+    }
+}
+
+/// A `Stream` over a broadcast receiver that skips what a slow subscriber missed.
+mod tokio_stream_shim {
+    use crate::events::DeviceStatusEvent;
+    use futures::Stream;
+    use tokio::sync::broadcast::{Receiver, error::RecvError};
+
+    pub struct BroadcastStream;
+
+    impl BroadcastStream {
+        #[allow(clippy::new_ret_no_self)] // A constructor-like name for a stream adaptor.
+        pub fn new(receiver: Receiver<DeviceStatusEvent>) -> impl Stream<Item = DeviceStatusEvent> {
+            futures::stream::unfold(receiver, |mut rx| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(event) => return Some((event, rx)),
+                        Err(RecvError::Lagged(n)) => {
+                            tracing::warn!(skipped = n, "slow subscriber missed events")
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            })
+        }
+    }
+}

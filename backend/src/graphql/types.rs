@@ -1,0 +1,320 @@
+//! GraphQL object types: thin wrappers over domain rows that decide, field by field, what the viewer may see.
+
+use super::context::ContextExt;
+use super::error::{ApiError, ApiResult};
+use crate::devices::{Device, Hardware};
+use crate::rentals::Rental;
+use crate::users::{self, User};
+use async_graphql::{Context, Enum, ID, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use p2pvps_shared::Money;
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "p2pvps_shared::Role", name = "Role")]
+pub enum RoleGql {
+    Owner,
+    Renter,
+    Admin,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "p2pvps_shared::DeviceStatus", name = "DeviceStatus")]
+pub enum DeviceStatusGql {
+    /// Registered, never connected yet.
+    New,
+    Online,
+    Offline,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "p2pvps_shared::RentalState", name = "RentalState")]
+pub enum RentalStateGql {
+    Ordered,
+    Paid,
+    Provisioning,
+    Active,
+    Ending,
+    Ended,
+    Refunded,
+    Cancelled,
+}
+
+/// A user account. Only the user themself and admins ever receive one.
+pub struct UserObject(pub User);
+
+#[Object(name = "User")]
+impl UserObject {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    async fn role(&self) -> RoleGql {
+        self.0.role.into()
+    }
+    async fn disabled(&self) -> bool {
+        self.0.disabled
+    }
+    /// True for generated passwords: the user should choose a new one (`changePassword`).
+    async fn must_change_password(&self) -> bool {
+        self.0.must_change_password
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// An amount in the currency's smallest unit (cents, satoshis).
+#[derive(SimpleObject)]
+#[graphql(name = "Money")]
+pub struct MoneyObject {
+    pub minor: i64,
+    pub currency: String,
+}
+
+impl From<&Money> for MoneyObject {
+    fn from(m: &Money) -> Self {
+        Self {
+            minor: m.minor,
+            currency: m.currency.as_str().to_owned(),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Hardware")]
+pub struct HardwareObject {
+    pub cpu_model: Option<String>,
+    pub cpu_cores: Option<i32>,
+    pub memory_mb: Option<i32>,
+    pub disk_gb: Option<i32>,
+    pub arch: Option<String>,
+    pub internet_mbps: Option<i32>,
+}
+
+impl From<&Hardware> for HardwareObject {
+    fn from(h: &Hardware) -> Self {
+        Self {
+            cpu_model: h.cpu_model.clone(),
+            cpu_cores: h.cpu_cores,
+            memory_mb: h.memory_mb,
+            disk_gb: h.disk_gb,
+            arch: h.arch.clone(),
+            internet_mbps: h.internet_mbps,
+        }
+    }
+}
+
+/// How the viewer relates to a device; decides the fields they may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceAccess {
+    Owner,
+    Admin,
+    /// Holds a live rental of it: sees what is needed to use it, not the owner's business.
+    Renter,
+}
+
+pub struct DeviceObject {
+    pub device: Device,
+    pub access: DeviceAccess,
+}
+
+impl DeviceObject {
+    fn owner_only(&self, field: &str) -> ApiResult<()> {
+        match self.access {
+            DeviceAccess::Owner | DeviceAccess::Admin => Ok(()),
+            DeviceAccess::Renter => Err(ApiError::forbidden(&format!(
+                "read `{field}` of a device you rent"
+            ))),
+        }
+    }
+}
+
+#[Object(name = "Device")]
+impl DeviceObject {
+    async fn id(&self) -> ID {
+        ID(self.device.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.device.name
+    }
+    async fn description(&self) -> &str {
+        &self.device.description
+    }
+    async fn hardware(&self) -> HardwareObject {
+        (&self.device.hardware).into()
+    }
+    /// Price of one rental period.
+    async fn price(&self) -> Option<MoneyObject> {
+        self.device.price.as_ref().map(Into::into)
+    }
+    /// Length of one rental period, in hours.
+    async fn rental_hours(&self) -> i32 {
+        self.device.rental_hours
+    }
+    async fn status(&self) -> DeviceStatusGql {
+        self.device.status.into()
+    }
+    async fn last_seen(&self) -> Option<DateTime<Utc>> {
+        self.device.last_seen
+    }
+    /// The device's public tunnel port on this server; stable for the device's life.
+    async fn tunnel_port(&self) -> i32 {
+        i32::from(self.device.tunnel_port)
+    }
+    /// The device's subdomain label (its web name and its `ssh -J` target).
+    async fn subdomain(&self) -> &str {
+        &self.device.subdomain
+    }
+    /// Whether the owner offers it for rent. Owner and admin only.
+    async fn for_rent(&self) -> ApiResult<bool> {
+        self.owner_only("forRent")?;
+        Ok(self.device.for_rent)
+    }
+    /// Owner and admin only.
+    async fn owner(&self, ctx: &Context<'_>) -> ApiResult<UserObject> {
+        self.owner_only("owner")?;
+        let user = users::get(&ctx.shared().pool, self.device.owner_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("user"))?;
+        Ok(UserObject(user))
+    }
+    /// Owner and admin only.
+    async fn created_at(&self) -> ApiResult<DateTime<Utc>> {
+        self.owner_only("createdAt")?;
+        Ok(self.device.created_at)
+    }
+    /// Owner and admin only.
+    async fn updated_at(&self) -> ApiResult<DateTime<Utc>> {
+        self.owner_only("updatedAt")?;
+        Ok(self.device.updated_at)
+    }
+}
+
+/// A device returned with its credential, the one time the credential is shown.
+#[derive(SimpleObject)]
+pub struct DeviceWithCredential {
+    pub device: DeviceObject,
+    /// The device's secret for the tunnel server. Shown only here: store it now.
+    pub credential: String,
+}
+
+/// How the viewer relates to a rental.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RentalAccess {
+    Renter,
+    /// Owner of the rented device.
+    Owner,
+    Admin,
+}
+
+pub struct RentalObject {
+    pub rental: Rental,
+    pub access: RentalAccess,
+}
+
+/// The renter's login on the device.
+#[derive(SimpleObject)]
+pub struct RentalLogin {
+    pub name: String,
+    pub secret: String,
+}
+
+#[Object(name = "Rental")]
+impl RentalObject {
+    async fn id(&self) -> ID {
+        ID(self.rental.id.to_string())
+    }
+    async fn state(&self) -> RentalStateGql {
+        self.rental.state.into()
+    }
+    async fn marketplace(&self) -> &str {
+        &self.rental.marketplace
+    }
+    async fn order_ref(&self) -> &str {
+        &self.rental.order_ref
+    }
+    async fn price(&self) -> MoneyObject {
+        (&self.rental.price).into()
+    }
+    async fn starts_at(&self) -> Option<DateTime<Utc>> {
+        self.rental.starts_at
+    }
+    async fn ends_at(&self) -> Option<DateTime<Utc>> {
+        self.rental.ends_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.rental.created_at
+    }
+    async fn device(&self, ctx: &Context<'_>) -> ApiResult<Option<DeviceObject>> {
+        let access = match self.access {
+            RentalAccess::Admin => DeviceAccess::Admin,
+            RentalAccess::Owner => DeviceAccess::Owner,
+            RentalAccess::Renter if self.rental.state.holds_device() => DeviceAccess::Renter,
+            // A past renter no longer sees the device.
+            RentalAccess::Renter => return Ok(None),
+        };
+        let device = crate::devices::get(&ctx.shared().pool, self.rental.device_id).await?;
+        Ok(device.map(|device| DeviceObject { device, access }))
+    }
+    /// The renter's login. Only the renter sees it, and only while the rental holds the device.
+    async fn login(&self, ctx: &Context<'_>) -> ApiResult<Option<RentalLogin>> {
+        if self.access != RentalAccess::Renter {
+            return Err(ApiError::forbidden(
+                "read a rental's login (only its renter may)",
+            ));
+        }
+        if !self.rental.state.holds_device() {
+            return Ok(None);
+        }
+        let secret = self.rental.login_secret(&ctx.shared().secrets)?;
+        Ok(self
+            .rental
+            .login_name
+            .clone()
+            .zip(secret)
+            .map(|(name, secret)| RentalLogin { name, secret }))
+    }
+}
+
+pub struct AuditEntryObject(pub crate::audit::Entry);
+
+#[Object(name = "AuditEntry")]
+impl AuditEntryObject {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+    /// The acting user's id, if the actor was a user who still exists.
+    async fn actor_id(&self) -> Option<ID> {
+        self.0.actor_id.map(|id| ID(id.to_string()))
+    }
+    /// Who acted: an e-mail, `cli:<user>` or `system`.
+    async fn actor(&self) -> &str {
+        &self.0.actor_label
+    }
+    /// `noun.verb`, e.g. `device.create`.
+    async fn action(&self) -> &str {
+        &self.0.action
+    }
+    async fn target_type(&self) -> &str {
+        &self.0.target_type
+    }
+    async fn target_id(&self) -> &str {
+        &self.0.target_id
+    }
+    async fn detail(&self) -> async_graphql::Json<serde_json::Value> {
+        async_graphql::Json(self.0.detail.clone())
+    }
+}
+
+/// A device's status changed.
+#[derive(SimpleObject, Clone)]
+pub struct DeviceStatusEventObject {
+    pub device_id: ID,
+    pub status: DeviceStatusGql,
+    pub at: DateTime<Utc>,
+}

@@ -1,0 +1,387 @@
+//! The HTTP surface: `/graphql` (POST queries, GET GraphiQL or websocket subscriptions), `/healthz`,
+//! `/metrics`, and the dashboard's static files with a fallback to `index.html` for deep links.
+
+use crate::graphql::context::{Credential, Shared, Viewer};
+use crate::graphql::error::add_missing_codes;
+use crate::graphql::{ApiSchema, SESSION_COOKIE};
+use crate::metrics::{HttpLabels, Metrics};
+use crate::sessions;
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::body::Bytes;
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State, WebSocketUpgrade,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+/// Largest request body accepted anywhere.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub shared: Arc<Shared>,
+    pub schema: ApiSchema,
+    pub metrics: Arc<Metrics>,
+    pub web_dir: Option<PathBuf>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics));
+    if let Some(dir) = &state.web_dir {
+        let files = ServeDir::new(dir).append_index_html_on_directories(true);
+        router =
+            router.fallback_service(files.fallback(get(spa_fallback).with_state(state.clone())));
+    }
+    router
+        .layer(middleware::from_fn_with_state(state.clone(), cache_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        // Enforced by the body extractors, so an oversized request still gets a GraphQL-shaped JSON error.
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Works out who is calling: `Authorization: Bearer` first, then the session cookie.
+async fn viewer(shared: &Shared, headers: &HeaderMap, address: SocketAddr) -> Viewer {
+    let credential = bearer(headers)
+        .map(Credential::Bearer)
+        .or_else(|| session_cookie(headers).map(Credential::Cookie))
+        .unwrap_or(Credential::None);
+    let user = match &credential {
+        Credential::Bearer(token) | Credential::Cookie(token) => {
+            sessions::user_for_token(&shared.pool, token)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "session lookup failed");
+                    None
+                })
+        }
+        Credential::None => None,
+    };
+    Viewer {
+        user,
+        credential,
+        address: address.ip(),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == SESSION_COOKIE && !c.value().is_empty())
+        .map(|c| c.value().to_owned())
+}
+
+fn graphql_error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": "BAD_USER_INPUT" } }]
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn graphql_post(
+    State(state): State<AppState>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return graphql_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body is larger than 1 MiB",
+            );
+        }
+        Err(e) => {
+            return graphql_error(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the request body: {e}"),
+            );
+        }
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return graphql_error(
+                StatusCode::BAD_REQUEST,
+                &format!("request body is not a GraphQL request in JSON ({{\"query\": ...}}): {e}"),
+            );
+        }
+    };
+    let viewer = viewer(&state.shared, &headers, address).await;
+    let mut response = state.schema.execute(request.data(viewer)).await;
+    add_missing_codes(&mut response);
+    let cookies: Vec<HeaderValue> = response
+        .http_headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    let mut out = Json(&response).into_response();
+    for c in cookies {
+        out.headers_mut().append(header::SET_COOKIE, c);
+    }
+    out.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    out
+}
+
+/// GET `/graphql`: a websocket upgrade for subscriptions, otherwise the GraphiQL page.
+async fn graphql_get(
+    State(state): State<AppState>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let is_upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !is_upgrade {
+        return Html(GRAPHIQL_PAGE).into_response();
+    }
+    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &state).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let viewer = viewer(&state.shared, &parts.headers, address).await;
+    let shared = Arc::clone(&state.shared);
+    let schema = state.schema.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    // A token in the init payload (`{"authorization": "Bearer ..."}`) overrides the cookie.
+                    let mut data = async_graphql::Data::default();
+                    let token = payload
+                        .get("authorization")
+                        .or_else(|| payload.get("Authorization"))
+                        .and_then(|v| v.as_str())
+                        .and_then(|v| {
+                            v.strip_prefix("Bearer ")
+                                .or_else(|| v.strip_prefix("bearer "))
+                        });
+                    match token {
+                        Some(token) => {
+                            let mut headers = HeaderMap::new();
+                            let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(
+                                |_| async_graphql::Error::new("malformed authorization"),
+                            )?;
+                            headers.insert(header::AUTHORIZATION, value);
+                            data.insert(viewer_for_ws(&shared, &headers, viewer.address).await);
+                        }
+                        None => data.insert(viewer),
+                    }
+                    Ok(data)
+                })
+                .serve()
+                .await
+        })
+}
+
+async fn viewer_for_ws(shared: &Shared, headers: &HeaderMap, ip: std::net::IpAddr) -> Viewer {
+    viewer(shared, headers, SocketAddr::new(ip, 0)).await
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(&state.shared.pool)
+        .await
+    {
+        Ok(_) => Json(serde_json::json!({"status": "ok", "database": "ok"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "unavailable", "database": "unreachable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(&state.shared.pool),
+    )
+        .into_response()
+}
+
+/// Deep links (`/devices/42`) get `index.html`; a missing asset (`/app-123.wasm`) gets a real 404 so a stale
+/// page fails visibly instead of parsing HTML as wasm.
+async fn spa_fallback(
+    State(state): State<AppState>,
+    method: Method,
+    uri: axum::http::Uri,
+) -> Response {
+    let last = uri.path().rsplit('/').next().unwrap_or_default();
+    if method != Method::GET || last.contains('.') {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let Some(dir) = &state.web_dir else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match tokio::fs::read(dir.join("index.html")).await {
+        Ok(html) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            html,
+        )
+            .into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Trunk's hashed file names (`p2pvps-web-<16 hex>.js`) never change content: cache them for a year.
+/// Everything else (index.html above all) is revalidated every time.
+async fn cache_headers(request: Request, next: Next) -> Response {
+    let hashed = is_hashed_asset(request.uri().path());
+    let mut response = next.run(request).await;
+    if response.status().is_success() && !response.headers().contains_key(header::CACHE_CONTROL) {
+        let value = if hashed {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        };
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn is_hashed_asset(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    let stem = name.split('.').next().unwrap_or_default();
+    stem.split(['-', '_'])
+        .any(|part| part.len() == 16 && part.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "static".to_owned(), |p| p.as_str().to_owned());
+    let start = Instant::now();
+    let response = next.run(request).await;
+    let labels = HttpLabels {
+        method,
+        route,
+        status: response.status().as_u16(),
+    };
+    state.metrics.http_requests.get_or_create(&labels).inc();
+    state
+        .metrics
+        .http_duration
+        .get_or_create(&labels)
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+/// True when `dir` holds a built dashboard.
+pub fn has_index(dir: &Path) -> bool {
+    dir.join("index.html").is_file()
+}
+
+/// GraphiQL, with its scripts served by us from `/graphiql/` (the stock page loads them from a CDN and shows
+/// nothing on a closed network). `cargo xtask` copies them there from the npm packages.
+const GRAPHIQL_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>p2pvps GraphiQL</title>
+<link rel="stylesheet" href="/graphiql/graphiql.min.css">
+<style>html,body,#graphiql{height:100%;margin:0}</style>
+</head>
+<body>
+<div id="graphiql"><noscript>GraphiQL needs JavaScript.</noscript></div>
+<script src="/graphiql/react.production.min.js"></script>
+<script src="/graphiql/react-dom.production.min.js"></script>
+<script src="/graphiql/graphiql.min.js"></script>
+<script>
+  if (!window.GraphiQL) {
+    document.getElementById('graphiql').textContent =
+      'GraphiQL assets are missing from the web directory: build them with `cargo xtask run`.';
+  } else {
+    // Queries and mutations over HTTP with the session cookie; subscriptions need a graphql-ws client.
+    const fetcher = GraphiQL.createFetcher({ url: location.origin + '/graphql' });
+    ReactDOM.createRoot(document.getElementById('graphiql')).render(
+      React.createElement(GraphiQL, { fetcher, defaultEditorToolsVisibility: true }));
+  }
+</script>
+</body>
+</html>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_assets() {
+        assert!(is_hashed_asset("/p2pvps-web-1a2b3c4d5e6f7a8b_bg.wasm"));
+        assert!(is_hashed_asset("/p2pvps-web-1a2b3c4d5e6f7a8b.js"));
+        assert!(!is_hashed_asset("/index.html"));
+        assert!(!is_hashed_asset("/graphiql/graphiql.min.js"));
+    }
+
+    #[test]
+    fn credentials_from_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; p2pvps_session=tok; b=2"),
+        );
+        assert_eq!(session_cookie(&h).as_deref(), Some("tok"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer xyz"),
+        );
+        assert_eq!(bearer(&h).as_deref(), Some("xyz"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic xyz"));
+        assert_eq!(bearer(&h), None);
+    }
+}

@@ -1,0 +1,18 @@
+//! The p2pvps server as a library: the `p2pvps` binary and the end-to-end tests both build on it.
+
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod devices;
+pub mod events;
+pub mod graphql;
+pub mod http;
+pub mod metrics;
+pub mod ratelimit;
+pub mod rentals;
+pub mod sessions;
+pub mod shutdown;
+pub mod users;

@@ -1,0 +1,130 @@
+//! `p2pvps`: the server and its operator commands. See `p2pvps --help`.
+
+use anyhow::Context;
+use p2pvps_server::config::{Cli, Command, DeviceCommand, LogFormat, UserCommand};
+use p2pvps_server::{app, cli, db, graphql, http};
+use p2pvps_shared::Role;
+use std::io::Write;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::load()?;
+    init_logging(cli.global.log_format, &cli.global.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(cli))
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter =
+        EnvFilter::try_new(filter).with_context(|| format!("invalid --log filter `{filter}`"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::ExportSchema => {
+            print!("{}", graphql::sdl());
+            return Ok(());
+        }
+        Command::Migrate => {
+            let pool = db::connect(global.database_url.as_deref()).await?;
+            db::migrate(&pool).await?;
+            tracing::info!("database is up to date");
+        }
+        Command::User(UserCommand::Create {
+            email,
+            admin,
+            renter,
+        }) => {
+            let pool = db::connect(global.database_url.as_deref()).await?;
+            let role = match (admin, renter) {
+                (true, _) => Role::Admin,
+                (_, true) => Role::Renter,
+                _ => Role::Owner,
+            };
+            print_json(&cli::user_create(&pool, email, role).await?)?;
+        }
+        Command::Device(DeviceCommand::Create {
+            owner,
+            name,
+            subdomain,
+        }) => {
+            let pool = db::connect(global.database_url.as_deref()).await?;
+            print_json(
+                &cli::device_create(&pool, global, owner, name, subdomain.as_deref()).await?,
+            )?;
+        }
+        Command::Serve(args) => {
+            let web_dir = if http::has_index(&args.web_dir) {
+                Some(args.web_dir.clone())
+            } else {
+                anyhow::bail!(
+                    "no built dashboard in {} (index.html missing): build it with `cargo xtask run` or point \
+                     --web-dir at Trunk's output",
+                    args.web_dir.display()
+                );
+            };
+            let secrets = cli::secrets(global)?;
+            let pool = db::connect(global.database_url.as_deref()).await?;
+            db::migrate(&pool).await?;
+            if let Some((email, password)) =
+                cli::bootstrap_admin(&pool, args.bootstrap_admin.as_deref()).await?
+            {
+                // On stdout, not in the logs: shown once to the operator who started the server.
+                println!("First start: created admin {email} with one-time password {password}");
+                println!("Sign in and change it (mutation changePassword).");
+            }
+            let settings = app::Settings {
+                http: args.http,
+                web_dir,
+                secrets,
+                tunnel_ports: global.tunnel_ports.clone(),
+                login_rate_per_address: args.login_rate_per_address,
+                login_rate_per_account: args.login_rate_per_account,
+                cookie_secure: args
+                    .public_url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("https://")),
+            };
+            let running = app::start(settings, pool).await?;
+            let base = format!("http://{}", running.addr);
+            println!("p2pvps is serving");
+            println!("  dashboard: {base}/");
+            println!("  GraphiQL:  {base}/graphql");
+            println!("  health:    {base}/healthz   metrics: {base}/metrics");
+            tracing::info!(addr = %running.addr, "listening");
+            wait_for_signal().await?;
+            tracing::info!("shutting down");
+            running.stop().await?;
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

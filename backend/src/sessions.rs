@@ -1,0 +1,80 @@
+//! Sessions and API tokens (table `sessions`): a random 32-byte token given to the client once, stored as its
+//! SHA-256. The dashboard carries it in an HttpOnly cookie, API clients as `Authorization: Bearer`.
+
+use crate::crypto;
+use crate::users::User;
+use chrono::{Duration, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// How a token is carried; stored so that a cookie token is not silently usable as an API token forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Cookie,
+    Bearer,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Cookie => "cookie",
+            Kind::Bearer => "bearer",
+        }
+    }
+
+    pub fn lifetime(self) -> Duration {
+        match self {
+            Kind::Cookie => Duration::days(14),
+            Kind::Bearer => Duration::days(90),
+        }
+    }
+}
+
+/// Opens a session and returns its token (the only time it exists in clear).
+pub async fn open(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    kind: Kind,
+) -> Result<String, sqlx::Error> {
+    let token = crypto::new_token();
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, kind, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(crypto::token_hash(&token))
+    .bind(user_id)
+    .bind(kind.as_str())
+    .bind(Utc::now() + kind.lifetime())
+    .execute(conn)
+    .await?;
+    Ok(token)
+}
+
+/// The user behind a live token, if the account is still enabled.
+pub async fn user_for_token(pool: &PgPool, token: &str) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as::<_, User>(
+        "SELECT u.id, u.email, u.role, u.disabled, u.must_change_password, u.created_at \
+         FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND s.expires_at > now() AND NOT u.disabled",
+    )
+    .bind(crypto::token_hash(token))
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn close(pool: &PgPool, token: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(crypto::token_hash(token))
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Drops expired rows; run periodically by the server.
+pub async fn purge_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= now()")
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}

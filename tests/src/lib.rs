@@ -1,0 +1,258 @@
+//! Test helpers: start the real application on port 0 against the test's own database (`#[sqlx::test]`
+//! creates and drops it), and talk to it over real HTTP, so tests read as stories.
+
+use p2pvps_server::app::{self, Running, Settings};
+use p2pvps_server::audit::Actor;
+use p2pvps_server::crypto::SecretBox;
+use p2pvps_server::users;
+use p2pvps_shared::{Email, Password, Role};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub base: String,
+    pub pool: PgPool,
+    pub secrets: SecretBox,
+    running: Option<Running>,
+}
+
+/// A fresh random key, as a deployment without `P2PVPS_SECRET_KEY` would generate.
+pub fn test_key() -> SecretBox {
+    SecretBox::generate()
+}
+
+impl TestApp {
+    pub async fn start(pool: PgPool) -> Self {
+        Self::start_with(pool, |_| {}).await
+    }
+
+    pub async fn start_with(pool: PgPool, adjust: impl FnOnce(&mut Settings)) -> Self {
+        let secrets = test_key();
+        let mut settings = Settings::for_tests(secrets.clone());
+        adjust(&mut settings);
+        let running = app::start(settings, pool.clone())
+            .await
+            .expect("server starts");
+        Self {
+            base: format!("http://{}", running.addr),
+            pool,
+            secrets,
+            running: Some(running),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("clean shutdown");
+        }
+    }
+
+    /// A client with no credentials.
+    pub fn anonymous(&self) -> Client {
+        Client::new(self, None)
+    }
+
+    /// Creates a user directly in the database (any role, admins too) and signs in with a bearer token.
+    pub async fn user(&self, email: &str, role: Role) -> Client {
+        let mut tx = self.pool.begin().await.expect("begin");
+        users::create(
+            &mut tx,
+            Some(&Actor::system()),
+            &Email::parse(email).expect("valid email"),
+            &Password::parse(PASSWORD).expect("valid password"),
+            role,
+            false,
+        )
+        .await
+        .expect("user created");
+        tx.commit().await.expect("commit");
+        self.log_in_bearer(email).await
+    }
+
+    pub async fn log_in_bearer(&self, email: &str) -> Client {
+        let r = self
+            .anonymous()
+            .gql(
+                "mutation($i: LogInInput!) { logIn(input: $i) { token } }",
+                json!({"i": {"email": email, "password": PASSWORD, "bearer": true}}),
+            )
+            .await;
+        let token = r
+            .data("logIn.token")
+            .as_str()
+            .expect("a bearer token")
+            .to_owned();
+        Client::new(self, Some(token))
+    }
+
+    /// Signs up through the API with the cookie session, as the dashboard does.
+    pub async fn sign_up_cookie(&self, email: &str, role: &str) -> (Client, Gql) {
+        let client = Client::new(self, None);
+        let r = client
+            .gql(
+                "mutation($i: SignUpInput!) { signUp(input: $i) { user { id email role } token } }",
+                json!({"i": {"email": email, "password": PASSWORD, "role": role}}),
+            )
+            .await;
+        (client, r)
+    }
+}
+
+/// An HTTP client with a cookie jar and optionally a bearer token.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub token: Option<String>,
+    endpoint: String,
+}
+
+impl Client {
+    fn new(app: &TestApp, token: Option<String>) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .expect("client"),
+            token,
+            endpoint: app.url("/graphql"),
+        }
+    }
+
+    pub async fn gql(&self, query: &str, variables: Value) -> Gql {
+        self.gql_raw(json!({"query": query, "variables": variables}))
+            .await
+    }
+
+    pub async fn gql_raw(&self, body: Value) -> Gql {
+        let mut req = self.http.post(&self.endpoint).json(&body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let set_cookie: Vec<String> = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        let body: Value = resp.json().await.expect("JSON response");
+        Gql {
+            status,
+            body,
+            set_cookie,
+        }
+    }
+}
+
+/// A GraphQL response with helpers to read it.
+#[derive(Debug, Clone)]
+pub struct Gql {
+    pub status: u16,
+    pub body: Value,
+    pub set_cookie: Vec<String>,
+}
+
+impl Gql {
+    /// The value at a dotted path under `data` (`"device.owner.email"`); numbers index lists.
+    pub fn data(&self, path: &str) -> &Value {
+        let mut v = &self.body["data"];
+        for part in path.split('.') {
+            v = match part.parse::<usize>() {
+                Ok(i) => &v[i],
+                Err(_) => &v[part],
+            };
+        }
+        v
+    }
+
+    /// The first error's `extensions.code`, or None when there is no error.
+    pub fn code(&self) -> Option<&str> {
+        self.body["errors"][0]["extensions"]["code"].as_str()
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        self.body["errors"][0]["extensions"]["field"].as_str()
+    }
+
+    pub fn message(&self) -> &str {
+        self.body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+    }
+
+    /// Fails with the errors shown when the response has any.
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        assert!(
+            self.body.get("errors").is_none(),
+            "unexpected errors: {}",
+            self.body
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: &str) -> &Self {
+        assert_eq!(
+            self.code(),
+            Some(code),
+            "expected {code}, got {}",
+            self.body
+        );
+        self
+    }
+}
+
+/// Registers a device through the API; returns (id, credential).
+pub async fn add_device(client: &Client, name: &str) -> (String, String) {
+    let r = client
+        .gql(
+            "mutation($i: CreateDeviceInput!) { createDevice(input: $i) { credential device { id } } }",
+            json!({"i": {"name": name}}),
+        )
+        .await;
+    r.ok();
+    (
+        r.data("createDevice.device.id")
+            .as_str()
+            .expect("id")
+            .to_owned(),
+        r.data("createDevice.credential")
+            .as_str()
+            .expect("credential")
+            .to_owned(),
+    )
+}
+
+/// Puts a live rental of `device` for `renter` straight into the database (the marketplace comes later).
+pub async fn rent(
+    pool: &PgPool,
+    secrets: &SecretBox,
+    device: &str,
+    renter_email: &str,
+    login: &str,
+) -> uuid::Uuid {
+    let id = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO rentals (id, device_id, renter_id, marketplace, order_ref, state, price_minor, currency, \
+         starts_at, ends_at, login_name, login_secret_enc) \
+         SELECT $1, $2::uuid, u.id, 'admin', $1::text, 'active', 300, 'USD', now(), now() + interval '1 day', $3, $4 \
+         FROM users u WHERE u.email = $5",
+    )
+    .bind(id)
+    .bind(device)
+    .bind(login)
+    .bind(secrets.seal(b"renter-secret"))
+    .bind(renter_email)
+    .execute(pool)
+    .await
+    .expect("rental inserted");
+    id
+}

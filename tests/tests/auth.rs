@@ -1,0 +1,271 @@
+//! Sign-up, log-in, log-out, cookie and bearer sessions, the log-in rate limit, disabled accounts.
+
+use p2pvps_shared::Role;
+use p2pvps_tests::{PASSWORD, TestApp};
+use serde_json::json;
+use sqlx::PgPool;
+
+const ME: &str = "{ me { email role } }";
+
+#[sqlx::test(migrations = "../sql")]
+async fn sign_up_sets_an_httponly_strict_cookie_that_signs_in(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let (client, r) = app.sign_up_cookie("Ann@Example.com", "RENTER").await;
+    r.ok();
+    assert_eq!(r.data("signUp.user.email"), "ann@example.com");
+    assert_eq!(r.data("signUp.user.role"), "RENTER");
+    assert!(
+        r.data("signUp.token").is_null(),
+        "cookie sessions never expose the token"
+    );
+    let cookie = r
+        .set_cookie
+        .iter()
+        .find(|c| c.starts_with("p2pvps_session="))
+        .expect("session cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(cookie.contains("Path=/"), "{cookie}");
+
+    let me = client.gql(ME, json!({})).await;
+    assert_eq!(me.ok().data("me.email"), "ann@example.com");
+
+    let out = client.gql("mutation { logOut }", json!({})).await;
+    assert_eq!(out.ok().data("logOut"), true);
+    assert!(
+        out.set_cookie
+            .iter()
+            .any(|c| c.starts_with("p2pvps_session=;") && c.contains("Max-Age=0"))
+    );
+    assert!(client.gql(ME, json!({})).await.ok().data("me").is_null());
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn bearer_tokens_work_and_log_out_revokes_them(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.sign_up_cookie("bob@example.com", "OWNER").await.1.ok();
+    let bob = app.log_in_bearer("bob@example.com").await;
+    let token = bob.token.clone().expect("token");
+    assert_eq!(token.len(), 43, "32 random bytes in base64url");
+    assert_eq!(bob.gql(ME, json!({})).await.ok().data("me.role"), "OWNER");
+
+    // Only a hash of the token is stored.
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE token_hash = $1")
+        .bind(token.as_bytes())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+
+    assert_eq!(
+        bob.gql("mutation { logOut }", json!({}))
+            .await
+            .ok()
+            .data("logOut"),
+        true
+    );
+    assert!(bob.gql(ME, json!({})).await.ok().data("me").is_null());
+    app.anonymous()
+        .gql("{ devices { edges { node { id } } } }", json!({}))
+        .await
+        .assert_code("UNAUTHENTICATED");
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn wrong_password_unknown_user_and_duplicate_email(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.sign_up_cookie("cat@example.com", "OWNER").await.1.ok();
+    let login = "mutation($i: LogInInput!) { logIn(input: $i) { user { id } } }";
+    let anon = app.anonymous();
+    let wrong = anon
+        .gql(
+            login,
+            json!({"i": {"email": "cat@example.com", "password": "nope nope nope"}}),
+        )
+        .await;
+    wrong.assert_code("UNAUTHENTICATED");
+    let unknown = anon
+        .gql(
+            login,
+            json!({"i": {"email": "dog@example.com", "password": PASSWORD}}),
+        )
+        .await;
+    unknown.assert_code("UNAUTHENTICATED");
+    assert_eq!(
+        wrong.message(),
+        unknown.message(),
+        "no hint whether the account exists"
+    );
+
+    let (_, dup) = app.sign_up_cookie("CAT@example.com", "OWNER").await;
+    dup.assert_code("CONFLICT");
+    assert_eq!(dup.field(), Some("email"));
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn sign_up_reports_every_bad_field(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let r = app
+        .anonymous()
+        .gql(
+            "mutation($i: SignUpInput!) { signUp(input: $i) { user { id } } }",
+            json!({"i": {"email": "not-an-email", "password": "short"}}),
+        )
+        .await;
+    r.assert_code("BAD_USER_INPUT");
+    assert_eq!(r.field(), Some("email"));
+    let fields = &r.body["errors"][0]["extensions"]["fields"];
+    assert!(
+        fields["email"].as_str().unwrap().contains("valid e-mail"),
+        "{fields}"
+    );
+    assert!(
+        fields["password"].as_str().unwrap().contains("at least 10"),
+        "{fields}"
+    );
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 0, "nothing written");
+
+    // Admin is not a self sign-up role.
+    let r = app
+        .anonymous()
+        .gql(
+            "mutation { signUp(input: {email: \"x@example.com\", password: \"long enough pw\", role: ADMIN}) { user { id } } }",
+            json!({}),
+        )
+        .await;
+    r.assert_code("BAD_USER_INPUT");
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn log_in_is_rate_limited_per_account(pool: PgPool) {
+    let app = TestApp::start_with(pool, |s| s.login_rate_per_account = 3).await;
+    app.sign_up_cookie("eve@example.com", "OWNER").await.1.ok();
+    let login = "mutation($i: LogInInput!) { logIn(input: $i) { user { id } } }";
+    let anon = app.anonymous();
+    for _ in 0..3 {
+        anon.gql(
+            login,
+            json!({"i": {"email": "eve@example.com", "password": "wrong password!"}}),
+        )
+        .await
+        .assert_code("UNAUTHENTICATED");
+    }
+    // Even the right password is refused now, for this account only.
+    let limited = anon
+        .gql(
+            login,
+            json!({"i": {"email": "EVE@example.com", "password": PASSWORD}}),
+        )
+        .await;
+    limited.assert_code("RATE_LIMITED");
+    assert!(
+        limited.body["errors"][0]["extensions"]["retryAfterSeconds"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    app.sign_up_cookie("fay@example.com", "OWNER").await.1.ok();
+    anon.gql(
+        login,
+        json!({"i": {"email": "fay@example.com", "password": PASSWORD}}),
+    )
+    .await
+    .ok();
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn log_in_is_rate_limited_per_address(pool: PgPool) {
+    let app = TestApp::start_with(pool, |s| s.login_rate_per_address = 4).await;
+    let login = "mutation($i: LogInInput!) { logIn(input: $i) { user { id } } }";
+    let anon = app.anonymous();
+    for i in 0..4 {
+        anon.gql(
+            login,
+            json!({"i": {"email": format!("u{i}@example.com"), "password": PASSWORD}}),
+        )
+        .await
+        .assert_code("UNAUTHENTICATED");
+    }
+    let r = anon
+        .gql(
+            login,
+            json!({"i": {"email": "new@example.com", "password": PASSWORD}}),
+        )
+        .await;
+    r.assert_code("RATE_LIMITED");
+    assert!(r.message().contains("address"), "{}", r.message());
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn disabling_a_user_ends_their_sessions_and_blocks_log_in(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let admin = app.user("root@example.com", Role::Admin).await;
+    let owner = app.user("own@example.com", Role::Owner).await;
+    let id = owner
+        .gql("{ me { id } }", json!({}))
+        .await
+        .data("me.id")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin
+        .gql(
+            "mutation($u: ID!) { disableUser(userId: $u) { disabled } }",
+            json!({"u": id}),
+        )
+        .await
+        .ok();
+    assert!(owner.gql(ME, json!({})).await.ok().data("me").is_null());
+    app.anonymous()
+        .gql(
+            "mutation($i: LogInInput!) { logIn(input: $i) { user { id } } }",
+            json!({"i": {"email": "own@example.com", "password": PASSWORD}}),
+        )
+        .await
+        .assert_code("UNAUTHENTICATED");
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn change_password_checks_the_current_one(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = app.user("pw@example.com", Role::Owner).await;
+    let m = "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) { email } }";
+    let r = owner
+        .gql(
+            m,
+            json!({"c": "not it at all", "n": "a brand new password"}),
+        )
+        .await;
+    r.assert_code("BAD_USER_INPUT");
+    assert_eq!(r.field(), Some("currentPassword"));
+    let r = owner.gql(m, json!({"c": PASSWORD, "n": "tiny"})).await;
+    assert_eq!(r.field(), Some("newPassword"));
+    owner
+        .gql(m, json!({"c": PASSWORD, "n": "a brand new password"}))
+        .await
+        .ok();
+    app.anonymous()
+        .gql(
+            "mutation($i: LogInInput!) { logIn(input: $i) { user { id } } }",
+            json!({"i": {"email": "pw@example.com", "password": "a brand new password"}}),
+        )
+        .await
+        .ok();
+    app.stop().await;
+}

@@ -1,0 +1,325 @@
+//! Devices: the credential shown once, validation per field, uniqueness, stable ports, deletion.
+
+use p2pvps_server::devices;
+use p2pvps_shared::Role;
+use p2pvps_tests::{TestApp, add_device, rent};
+use serde_json::json;
+use sqlx::PgPool;
+
+const CREATE: &str = "mutation($i: CreateDeviceInput!) { createDevice(input: $i) { credential device { id name tunnelPort subdomain forRent price { minor currency } hardware { cpuCores memoryMb } } } }";
+
+#[sqlx::test(migrations = "../sql")]
+async fn the_credential_appears_once_and_never_again(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let (id, credential) = add_device(&owner, "kitchen pi").await;
+    assert_eq!(credential.len(), 43);
+    let uuid: uuid::Uuid = id.parse().unwrap();
+    assert!(
+        devices::authenticate(&app.pool, uuid, &credential)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !devices::authenticate(&app.pool, uuid, "guess")
+            .await
+            .unwrap()
+    );
+
+    // Not readable through the API: the Device type has no such field ...
+    let r = owner
+        .gql(
+            "query($id: ID!) { device(id: $id) { credential } }",
+            json!({"id": id}),
+        )
+        .await;
+    r.assert_code("BAD_USER_INPUT");
+    let schema = p2pvps_server::graphql::sdl();
+    let device_type = schema
+        .split("type Device {")
+        .nth(1)
+        .unwrap()
+        .split('}')
+        .next()
+        .unwrap();
+    assert!(!device_type.contains("credential"), "{device_type}");
+    // ... nor stored: only its hash, and it is in no audit entry.
+    let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM devices WHERE encode(credential_hash, 'escape') LIKE '%' || $1 || '%'")
+        .bind(&credential)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(raw, 0);
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE detail::text LIKE '%' || $1 || '%'",
+    )
+    .bind(&credential)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 0);
+
+    // Rotation: a new one, shown once; the old one stops working.
+    let r = owner
+        .gql(
+            "mutation($id: ID!) { rotateDeviceCredential(id: $id) { credential } }",
+            json!({"id": id}),
+        )
+        .await;
+    let rotated = r
+        .ok()
+        .data("rotateDeviceCredential.credential")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(rotated, credential);
+    assert!(
+        !devices::authenticate(&app.pool, uuid, &credential)
+            .await
+            .unwrap()
+    );
+    assert!(
+        devices::authenticate(&app.pool, uuid, &rotated)
+            .await
+            .unwrap()
+    );
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn create_device_validates_each_field(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let r = owner
+        .gql(
+            CREATE,
+            json!({"i": {"name": "  ", "subdomain": "-bad-", "price": {"minor": -3, "currency": "USD"}, "rentalHours": 0}}),
+        )
+        .await;
+    r.assert_code("BAD_USER_INPUT");
+    let fields = &r.body["errors"][0]["extensions"]["fields"];
+    for f in ["name", "subdomain", "price", "rentalHours"] {
+        assert!(fields[f].is_string(), "{f} missing in {fields}");
+    }
+    let r = owner
+        .gql(
+            CREATE,
+            json!({"i": {"name": "pi", "hardware": {"cpuCores": 0, "arch": "x".repeat(40)}}}),
+        )
+        .await;
+    r.assert_code("BAD_USER_INPUT");
+    let fields = &r.body["errors"][0]["extensions"]["fields"];
+    assert!(
+        fields["hardware.cpuCores"].is_string() && fields["hardware.arch"].is_string(),
+        "{fields}"
+    );
+    let r = owner
+        .gql(CREATE, json!({"i": {"name": "pi", "forRent": true}}))
+        .await;
+    r.assert_code("BAD_USER_INPUT");
+    assert_eq!(r.field(), Some("price"));
+    let r = owner.gql(CREATE, json!({"i": {"name": 42}})).await;
+    r.assert_code("BAD_USER_INPUT");
+
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM devices")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0, "nothing half-written");
+    let audit: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action LIKE 'device.%'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(audit, 0);
+
+    let r = owner
+        .gql(
+            CREATE,
+            json!({"i": {"name": " Pi 4 ", "subdomain": "My-Pi", "forRent": true, "price": {"minor": 300, "currency": "usd"}, "hardware": {"cpuCores": 4, "memoryMb": 4096}}}),
+        )
+        .await;
+    r.ok();
+    assert_eq!(r.data("createDevice.device.name"), "Pi 4");
+    assert_eq!(r.data("createDevice.device.subdomain"), "my-pi");
+    assert_eq!(r.data("createDevice.device.price.currency"), "USD");
+    assert_eq!(r.data("createDevice.device.hardware.memoryMb"), 4096);
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn names_are_unique_per_owner_and_subdomains_globally(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let a = app.user("a@example.com", Role::Owner).await;
+    let b = app.user("b@example.com", Role::Owner).await;
+    a.gql(CREATE, json!({"i": {"name": "pi", "subdomain": "alpha"}}))
+        .await
+        .ok();
+    let dup = a.gql(CREATE, json!({"i": {"name": "pi"}})).await;
+    dup.assert_code("CONFLICT");
+    assert_eq!(dup.field(), Some("name"));
+    b.gql(CREATE, json!({"i": {"name": "pi"}})).await.ok();
+    let taken = b
+        .gql(
+            CREATE,
+            json!({"i": {"name": "other", "subdomain": "ALPHA"}}),
+        )
+        .await;
+    taken.assert_code("CONFLICT");
+    assert_eq!(taken.field(), Some("subdomain"));
+
+    // Renaming onto an existing name is refused too, and changes nothing.
+    let (second, _) = add_device(&a, "second").await;
+    let r = a
+        .gql("mutation($id: ID!) { updateDevice(id: $id, input: {name: \"pi\", description: \"x\"}) { name } }", json!({"id": second}))
+        .await;
+    r.assert_code("CONFLICT");
+    let desc: String = sqlx::query_scalar("SELECT description FROM devices WHERE id = $1::uuid")
+        .bind(&second)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(desc, "");
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn ports_are_the_lowest_free_in_range_and_freed_on_delete(pool: PgPool) {
+    let app = TestApp::start_with(pool, |s| s.tunnel_ports = 7000..=7002).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let port = |name: &'static str| {
+        let owner = owner.clone();
+        async move {
+            let r = owner.gql(CREATE, json!({"i": {"name": name}})).await;
+            (
+                r.data("createDevice.device.id").as_str().map(str::to_owned),
+                r,
+            )
+        }
+    };
+    let (a, ra) = port("a").await;
+    let (_, rb) = port("b").await;
+    let (_, rc) = port("c").await;
+    let got: Vec<_> = [&ra, &rb, &rc]
+        .iter()
+        .map(|r| r.data("createDevice.device.tunnelPort").as_i64().unwrap())
+        .collect();
+    assert_eq!(got, vec![7000, 7001, 7002]);
+    let (_, full) = port("d").await;
+    full.assert_code("CONFLICT");
+    assert!(
+        full.message().contains("no free tunnel port"),
+        "{}",
+        full.message()
+    );
+
+    owner
+        .gql(
+            "mutation($id: ID!) { deleteDevice(id: $id) }",
+            json!({"id": a}),
+        )
+        .await
+        .ok();
+    let (_, re) = port("e").await;
+    assert_eq!(
+        re.data("createDevice.device.tunnelPort"),
+        7000,
+        "a deleted device's port is reused"
+    );
+    // The deleted device is gone from the API.
+    owner
+        .gql(
+            "query($id: ID!) { device(id: $id) { id } }",
+            json!({"id": a}),
+        )
+        .await
+        .assert_code("NOT_FOUND");
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn delete_is_refused_while_rented(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    app.user("r@example.com", Role::Renter).await;
+    let (id, _) = add_device(&owner, "pi").await;
+    let rental = rent(&app.pool, &app.secrets, &id, "r@example.com", "renter9").await;
+    let r = owner
+        .gql(
+            "mutation($id: ID!) { deleteDevice(id: $id) }",
+            json!({"id": id}),
+        )
+        .await;
+    r.assert_code("CONFLICT");
+    sqlx::query("UPDATE rentals SET state = 'ended' WHERE id = $1")
+        .bind(rental)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    owner
+        .gql(
+            "mutation($id: ID!) { deleteDevice(id: $id) }",
+            json!({"id": id}),
+        )
+        .await
+        .ok();
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn devices_page_and_filter_by_status(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(add_device(&owner, &format!("pi {i}")).await.0);
+    }
+    devices::record_status(
+        &app.pool,
+        ids[1].parse().unwrap(),
+        p2pvps_shared::DeviceStatus::Online,
+    )
+    .await
+    .unwrap();
+    let q = "query($s: DeviceStatus, $f: Int, $a: String) { devices(status: $s, first: $f, after: $a) { pageInfo { hasNextPage endCursor } edges { node { id status } } } }";
+    let r = owner.gql(q, json!({"f": 2})).await;
+    r.ok();
+    assert_eq!(r.data("devices.pageInfo.hasNextPage"), true);
+    let mut seen: Vec<String> = Vec::new();
+    let mut after = r.data("devices.pageInfo.endCursor").clone();
+    seen.extend(
+        r.data("devices.edges")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["id"].as_str().unwrap().to_owned()),
+    );
+    loop {
+        let r = owner.gql(q, json!({"f": 2, "a": after})).await;
+        seen.extend(
+            r.ok()
+                .data("devices.edges")
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["node"]["id"].as_str().unwrap().to_owned()),
+        );
+        if r.data("devices.pageInfo.hasNextPage") == false {
+            break;
+        }
+        after = r.data("devices.pageInfo.endCursor").clone();
+    }
+    assert_eq!(seen, ids, "every device once, in creation order");
+    let online = owner.gql(q, json!({"s": "ONLINE"})).await;
+    assert_eq!(online.data("devices.edges").as_array().unwrap().len(), 1);
+    assert_eq!(online.data("devices.edges.0.node.id"), ids[1].as_str());
+    owner
+        .gql(q, json!({"a": "garbage"}))
+        .await
+        .assert_code("BAD_USER_INPUT");
+    owner
+        .gql(q, json!({"f": 1000}))
+        .await
+        .assert_code("BAD_USER_INPUT");
+    app.stop().await;
+}

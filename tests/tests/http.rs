@@ -1,0 +1,204 @@
+//! The HTTP surface: bad requests, limits, health, metrics, static files and GraphiQL.
+
+use p2pvps_shared::Role;
+use p2pvps_tests::TestApp;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+#[sqlx::test(migrations = "../sql")]
+async fn malformed_and_oversized_bodies_get_clear_errors(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let http = reqwest::Client::new();
+    let post = |body: Vec<u8>| {
+        http.post(app.url("/graphql"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    let r = post(b"{\"query\": ".to_vec()).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a GraphQL request")
+    );
+
+    let big = format!(
+        "{{\"query\": \"{{ me {{ id }} }}\", \"variables\": {{\"pad\": \"{}\"}}}}",
+        "x".repeat(1_100_000)
+    );
+    let r = post(big.into_bytes()).await.unwrap();
+    assert_eq!(r.status(), 413);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 MiB")
+    );
+
+    let anon = app.anonymous();
+    let r = anon.gql("{ me { id ", json!({})).await;
+    r.assert_code("BAD_USER_INPUT");
+    let r = anon.gql("{ nope }", json!({})).await;
+    r.assert_code("BAD_USER_INPUT");
+    assert!(r.message().contains("nope"), "{}", r.message());
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn deep_queries_are_refused(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let admin = app.user("a@example.com", Role::Admin).await;
+    // rentals → device → owner → ... is bounded by the depth limit.
+    let mut q = String::from("id");
+    for _ in 0..12 {
+        q = format!(
+            "__typename ofType: __type(name: \"Device\") {{ name fields {{ type {{ {q} }} }} }}"
+        );
+    }
+    let r = admin.gql(&format!("{{ {q} }}"), json!({})).await;
+    r.assert_code("BAD_USER_INPUT");
+    assert!(
+        r.message().to_lowercase().contains("depth"),
+        "{}",
+        r.message()
+    );
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn healthz_and_metrics(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let r = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["database"], "ok");
+
+    app.anonymous()
+        .gql("query Probe { me { id } }", json!({}))
+        .await
+        .ok();
+    app.anonymous()
+        .gql("query Denied { devices { edges { cursor } } }", json!({}))
+        .await;
+    let text = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("p2pvps_graphql_operations_total{operation=\"Probe\",outcome=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "p2pvps_graphql_operations_total{operation=\"Denied\",outcome=\"UNAUTHENTICATED\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "p2pvps_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("p2pvps_db_pool_connections "), "{text}");
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn dashboard_files_and_spa_fallback(pool: PgPool) {
+    let dir = std::env::temp_dir().join(format!("p2pvps-web-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(dir.join("graphiql")).unwrap();
+    std::fs::write(dir.join("index.html"), "<html>the app</html>").unwrap();
+    std::fs::write(dir.join("p2pvps-web-0123456789abcdef_bg.wasm"), b"\0asm").unwrap();
+    let web = dir.clone();
+    let app = TestApp::start_with(pool, move |s| s.web_dir = Some(web)).await;
+
+    let r = reqwest::get(app.url("/devices/42")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    assert_eq!(r.text().await.unwrap(), "<html>the app</html>");
+
+    let r = reqwest::get(app.url("/p2pvps-web-0123456789abcdef_bg.wasm"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/wasm");
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+
+    let r = reqwest::get(app.url("/p2pvps-web-ffffffffffffffff_bg.wasm"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "a missing asset is not answered with index.html"
+    );
+
+    let r = reqwest::get(app.url("/graphql")).await.unwrap();
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("src=\"/graphiql/graphiql.min.js\""),
+        "GraphiQL's assets are ours"
+    );
+    assert!(
+        !page.contains("://cdn") && !page.contains("unpkg") && !page.contains("jsdelivr"),
+        "no CDN"
+    );
+    app.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The real dashboard build, when `cargo xtask test` has made one: served, with GraphiQL's assets.
+#[sqlx::test(migrations = "../sql")]
+async fn the_built_dashboard_is_served(pool: PgPool) {
+    let Some(dir) = std::env::var_os("P2PVPS_WEB_DIR").map(std::path::PathBuf::from) else {
+        eprintln!("P2PVPS_WEB_DIR not set (run through `cargo xtask test`); checking nothing");
+        return;
+    };
+    assert!(
+        dir.join("index.html").is_file(),
+        "no index.html in {}",
+        dir.display()
+    );
+    let app = TestApp::start_with(pool, move |s| s.web_dir = Some(dir)).await;
+    let index = reqwest::get(app.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let wasm = index
+        .split(['"', '\''])
+        .find(|s| s.ends_with(".wasm"))
+        .expect("index.html references the wasm module")
+        .to_owned();
+    let r = reqwest::get(app.url(&format!("/{}", wasm.trim_start_matches('/'))))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/wasm");
+    for asset in [
+        "graphiql.min.js",
+        "graphiql.min.css",
+        "react.production.min.js",
+        "react-dom.production.min.js",
+    ] {
+        let r = reqwest::get(app.url(&format!("/graphiql/{asset}")))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+    }
+    app.stop().await;
+}

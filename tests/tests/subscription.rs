@@ -1,0 +1,127 @@
+//! `deviceStatusChanged` over a real websocket (graphql-transport-ws), fed through Postgres NOTIFY from
+//! another server instance on the same database.
+
+use futures::{SinkExt, StreamExt};
+use p2pvps_server::devices;
+use p2pvps_shared::{DeviceStatus, Role};
+use p2pvps_tests::{TestApp, add_device};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_json(ws: &mut Ws) -> Value {
+    let deadline = Duration::from_secs(10);
+    loop {
+        let msg = tokio::time::timeout(deadline, ws.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("stream open")
+            .expect("no websocket error");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+async fn connect(app: &TestApp, token: &str) -> Ws {
+    let mut req = app
+        .url("/graphql")
+        .replace("http", "ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket upgrade");
+    assert_eq!(
+        resp.headers()["sec-websocket-protocol"],
+        "graphql-transport-ws"
+    );
+    let init =
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}});
+    ws.send(Message::Text(init.to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "connection_ack");
+    ws
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn status_changes_reach_subscribers_across_instances(pool: PgPool) {
+    let a = TestApp::start(pool.clone()).await;
+    let b = TestApp::start(pool).await;
+    let owner = a.user("o@example.com", Role::Owner).await;
+    let other = a.user("x@example.com", Role::Owner).await;
+    let (mine, _) = add_device(&owner, "mine").await;
+    let (theirs, _) = add_device(&other, "theirs").await;
+
+    let mut ws = connect(&a, owner.token.as_deref().unwrap()).await;
+    let sub = json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { deviceStatusChanged { deviceId status } }"}});
+    ws.send(Message::Text(sub.to_string().into()))
+        .await
+        .unwrap();
+    // The other owner's subscription on the same instance must not see our device.
+    let mut ws_other = connect(&a, other.token.as_deref().unwrap()).await;
+    ws_other
+        .send(Message::Text(sub.to_string().into()))
+        .await
+        .unwrap();
+
+    // graphql-transport-ws sends nothing when a subscription starts; a ping round trip proves the server
+    // processed the subscribe message before we change anything.
+    for ws in [&mut ws, &mut ws_other] {
+        ws.send(Message::Text(json!({"type": "ping"}).to_string().into()))
+            .await
+            .unwrap();
+        assert_eq!(next_json(ws).await["type"], "pong");
+    }
+
+    // Changed through instance B's pool: reaches A only through Postgres.
+    devices::record_status(&b.pool, theirs.parse().unwrap(), DeviceStatus::Online)
+        .await
+        .unwrap();
+    devices::record_status(&b.pool, mine.parse().unwrap(), DeviceStatus::Online)
+        .await
+        .unwrap();
+    let msg = next_json(&mut ws).await;
+    assert_eq!(msg["type"], "next", "{msg}");
+    assert_eq!(
+        msg["payload"]["data"]["deviceStatusChanged"]["deviceId"],
+        mine.as_str(),
+        "only my device: {msg}"
+    );
+    assert_eq!(
+        msg["payload"]["data"]["deviceStatusChanged"]["status"],
+        "ONLINE"
+    );
+
+    let msg = next_json(&mut ws_other).await;
+    assert_eq!(
+        msg["payload"]["data"]["deviceStatusChanged"]["deviceId"],
+        theirs.as_str(),
+        "{msg}"
+    );
+
+    // Unauthenticated subscriptions are refused with a code.
+    let mut anon = connect(&a, "not-a-token").await;
+    anon.send(Message::Text(sub.to_string().into()))
+        .await
+        .unwrap();
+    let msg = next_json(&mut anon).await;
+    assert_eq!(msg["type"], "next", "{msg}");
+    assert!(msg["payload"]["data"].is_null(), "{msg}");
+    assert_eq!(
+        msg["payload"]["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
+    assert_eq!(next_json(&mut anon).await["type"], "complete");
+    a.stop().await;
+    b.stop().await;
+}

@@ -1,0 +1,137 @@
+//! Developer tasks, in Rust so they need nothing but cargo:
+//!
+//! - `cargo xtask run [-- serve flags]`: install missing tools, build the dashboard, start a database if none
+//!   is configured, and run the server on 127.0.0.1:8080.
+//! - `cargo xtask test`: formatting, clippy, the release frontend build, then every test against Postgres.
+//!
+//! Tools are installed only when missing, so repeated runs are fast.
+
+mod postgres;
+mod tools;
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let root = workspace_root()?;
+    std::env::set_current_dir(&root)?;
+    match task.as_str() {
+        "run" => run(&root, &rest),
+        "test" => test(&root),
+        "frontend" => build_frontend(&root),
+        "pg-stop" => postgres::stop(&root),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n  run [-- ARGS]  build everything and run the server (ARGS go to `p2pvps serve`)\n  \
+                 test           fmt, clippy, frontend build and the whole test suite\n  frontend       build the dashboard into target/dist\n  \
+                 pg-stop        stop the private PostgreSQL started under target/pg"
+            );
+            if task.is_empty() {
+                Ok(())
+            } else {
+                bail!("unknown task `{task}`")
+            }
+        }
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+/// Prints a step header, so long runs show where they are.
+fn step(n: usize, total: usize, what: &str) {
+    eprintln!("\n==> [{n}/{total}] {what}");
+}
+
+/// Runs a command, failing with its command line when it fails.
+fn sh(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("command failed ({status}): {shown}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+}
+
+fn build_frontend(root: &Path) -> Result<()> {
+    tools::ensure_frontend_tools(root)?;
+    // Trunk --offline passes --offline to cargo: fetch first so new dependencies are present.
+    sh(cargo().args(["fetch", "--target", "wasm32-unknown-unknown"]))?;
+    sh(Command::new("trunk")
+        .args(["build", "--release", "--offline", "--skip-version-check"])
+        .env("CARGO_TARGET_DIR", root.join("target/trunk"))
+        .env("TRUNK_OFFLINE", "true"))?;
+    tools::graphiql_assets(root)
+}
+
+fn run(root: &Path, extra: &[String]) -> Result<()> {
+    let total = 4;
+    step(1, total, "tools and dashboard");
+    build_frontend(root)?;
+    step(2, total, "database");
+    let url = postgres::database_url(root)?;
+    step(3, total, "server build");
+    sh(cargo().args([
+        "build",
+        "-j",
+        "2",
+        "--package",
+        "p2pvps-server",
+        "--bin",
+        "p2pvps",
+    ]))?;
+    step(4, total, "server (Ctrl-C stops it)");
+    let data = root.join("target/p2pvps-data");
+    sh(Command::new(root.join("target/debug/p2pvps"))
+        .arg("serve")
+        .args(extra)
+        .env("DATABASE_URL", url)
+        .env_remove("P2PVPS_CONFIG")
+        .env("P2PVPS_DATA_DIR", data)
+        .env("P2PVPS_WEB_DIR", root.join("target/dist")))
+}
+
+fn test(root: &Path) -> Result<()> {
+    let total = 5;
+    step(1, total, "cargo fmt --check");
+    sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    step(2, total, "clippy (native and wasm)");
+    sh(cargo().args(["clippy", "-j", "2", "--all-targets", "--", "-D", "warnings"]))?;
+    tools::ensure_wasm_target()?;
+    sh(cargo().args([
+        "clippy",
+        "-j",
+        "2",
+        "--package",
+        "p2pvps-web",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    step(3, total, "frontend release build");
+    build_frontend(root)?;
+    step(4, total, "database");
+    let url = postgres::database_url(root)?;
+    step(5, total, "test suite");
+    sh(cargo()
+        .args(["test", "-j", "2", "--workspace", "--exclude", "p2pvps-web"])
+        .env("DATABASE_URL", url)
+        .env("P2PVPS_WEB_DIR", root.join("target/dist")))
+}

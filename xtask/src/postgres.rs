@@ -1,0 +1,150 @@
+//! The database for `run` and `test`: `DATABASE_URL` when set, otherwise a private PostgreSQL started from
+//! the system's binaries under `target/pg` (socket only, no TCP port), kept running between invocations.
+//! As root it runs as the `postgres` user, since `initdb` refuses root.
+
+use crate::sh;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PORT: &str = "55432";
+
+pub fn database_url(root: &Path) -> Result<String> {
+    if let Ok(url) = std::env::var("DATABASE_URL")
+        && !url.trim().is_empty()
+    {
+        eprintln!("using DATABASE_URL from the environment");
+        return Ok(url);
+    }
+    start(root)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The directory holding `initdb` and `pg_ctl`: `pg_config --bindir`, else the newest under /usr/lib/postgresql.
+fn bindir() -> Result<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    if let Some(dir) = candidates
+        .into_iter()
+        .rev()
+        .find(|d| d.join("initdb").is_file())
+    {
+        return Ok(dir);
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").is_file() {
+            return Ok(dir);
+        }
+    }
+    bail!(
+        "PostgreSQL server binaries not found: install Debian's `postgresql` package or set DATABASE_URL"
+    )
+}
+
+/// Runs a PostgreSQL tool, as the `postgres` user when we are root.
+fn pg(bin: &Path, tool: &str, args: &[&str]) -> Command {
+    let exe = bin.join(tool);
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(exe).args(args);
+        c
+    } else {
+        let mut c = Command::new(exe);
+        c.args(args);
+        c
+    }
+}
+
+fn start(root: &Path) -> Result<String> {
+    let bin = bindir()?;
+    let dir = root.join("target/pg");
+    let data = dir.join("data");
+    let sock = dir.join("run");
+    std::fs::create_dir_all(&sock)?;
+    let data_s = data.to_str().context("non-UTF-8 path")?;
+    let sock_s = sock.to_str().context("non-UTF-8 path")?;
+    if is_root() {
+        sh(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir))?;
+    }
+    if !data.join("PG_VERSION").is_file() {
+        eprintln!(
+            "creating a private PostgreSQL cluster in {}",
+            data.display()
+        );
+        sh(pg(
+            &bin,
+            "initdb",
+            &["-A", "trust", "-U", "postgres", "-E", "UTF8", "-D", data_s],
+        )
+        .stdout(std::process::Stdio::null()))?;
+    }
+    let running = pg(&bin, "pg_ctl", &["-D", data_s, "status"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !running {
+        eprintln!("starting the private PostgreSQL (stop it with `cargo xtask pg-stop`)");
+        let log = dir.join("postgres.log");
+        let options = format!(
+            "-k {sock_s} -p {PORT} -c listen_addresses='' -c max_connections=200 -c fsync=off"
+        );
+        sh(&mut pg(
+            &bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data_s,
+                "-l",
+                log.to_str().context("non-UTF-8 path")?,
+                "-w",
+                "-o",
+                &options,
+                "start",
+            ],
+        ))?;
+    }
+    Ok(format!(
+        "postgres://postgres@localhost/postgres?host={sock_s}&port={PORT}"
+    ))
+}
+
+pub fn stop(root: &Path) -> Result<()> {
+    let data = root.join("target/pg/data");
+    if !data.join("PG_VERSION").is_file() {
+        eprintln!("no private PostgreSQL under target/pg");
+        return Ok(());
+    }
+    let bin = bindir()?;
+    sh(&mut pg(
+        &bin,
+        "pg_ctl",
+        &[
+            "-D",
+            data.to_str().context("non-UTF-8 path")?,
+            "-m",
+            "fast",
+            "stop",
+        ],
+    ))
+}

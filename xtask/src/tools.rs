@@ -1,0 +1,116 @@
+//! Installs the frontend toolchain when it is missing: the wasm32 target, Trunk, and the wasm-bindgen CLI
+//! at exactly the version in Cargo.lock (Trunk runs offline and refuses a mismatch).
+
+use crate::{cargo, sh};
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::process::Command;
+
+/// The newest Trunk that builds on this toolchain (0.22 needs a newer rustc).
+const TRUNK_VERSION: &str = "0.21.14";
+
+fn output(cmd: &mut Command) -> Option<String> {
+    cmd.output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+pub fn ensure_wasm_target() -> Result<()> {
+    let installed =
+        output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    if !installed
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
+        eprintln!("installing the wasm32-unknown-unknown target");
+        sh(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    }
+    Ok(())
+}
+
+/// The wasm-bindgen version Cargo.lock resolved.
+fn locked_wasm_bindgen(root: &Path) -> Result<String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\""
+            && let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \""))
+        {
+            return Ok(v.trim_end_matches('"').to_owned());
+        }
+    }
+    bail!("wasm-bindgen is not in Cargo.lock")
+}
+
+pub fn ensure_frontend_tools(root: &Path) -> Result<()> {
+    ensure_wasm_target()?;
+    let trunk = output(Command::new("trunk").arg("--version")).unwrap_or_default();
+    if !trunk.contains(TRUNK_VERSION) {
+        eprintln!("installing trunk {TRUNK_VERSION} (takes a few minutes, once)");
+        sh(cargo().args([
+            "install",
+            "--locked",
+            "-j",
+            "2",
+            "trunk",
+            "--version",
+            TRUNK_VERSION,
+        ]))?;
+    }
+    let wanted = locked_wasm_bindgen(root)?;
+    let have = output(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
+    if !have.split_whitespace().any(|w| w == wanted) {
+        eprintln!("installing wasm-bindgen-cli {wanted} (about 2 minutes, once)");
+        // Not --locked: its own lockfile pins a webpki-roots version the registry no longer serves.
+        sh(cargo().args([
+            "install",
+            "-j",
+            "2",
+            "wasm-bindgen-cli",
+            "--version",
+            &wanted,
+        ]))?;
+    }
+    Ok(())
+}
+
+/// Copies GraphiQL and React (pinned in xtask/graphiql/package-lock.json) into target/dist/graphiql, so
+/// GraphiQL works with no CDN.
+pub fn graphiql_assets(root: &Path) -> Result<()> {
+    let npm_dir = root.join("target/graphiql-npm");
+    let modules = npm_dir.join("node_modules");
+    let lock = root.join("xtask/graphiql/package-lock.json");
+    let stamp = npm_dir.join("package-lock.json");
+    let fresh = std::fs::read(&stamp).ok() == std::fs::read(&lock).ok() && modules.is_dir();
+    if !fresh {
+        eprintln!("installing GraphiQL assets from the npm registry");
+        std::fs::create_dir_all(&npm_dir)?;
+        std::fs::copy(
+            root.join("xtask/graphiql/package.json"),
+            npm_dir.join("package.json"),
+        )?;
+        std::fs::copy(&lock, &stamp)?;
+        sh(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel", "error"])
+            .current_dir(&npm_dir))?;
+    }
+    let out = root.join("target/dist/graphiql");
+    std::fs::create_dir_all(&out)?;
+    for (from, name) in [
+        (
+            "react/umd/react.production.min.js",
+            "react.production.min.js",
+        ),
+        (
+            "react-dom/umd/react-dom.production.min.js",
+            "react-dom.production.min.js",
+        ),
+        ("graphiql/graphiql.min.js", "graphiql.min.js"),
+        ("graphiql/graphiql.min.css", "graphiql.min.css"),
+    ] {
+        std::fs::copy(modules.join(from), out.join(name))
+            .with_context(|| format!("copying {from}"))?;
+    }
+    Ok(())
+}
