@@ -100,6 +100,28 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(|c| c.value().to_owned())
 }
 
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A browser's websocket from another site (`Origin` not ours) must not ride on the session cookie.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true; // Not a browser: no ambient cookie to abuse.
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+}
+
 fn graphql_error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({
         "errors": [{ "message": message, "extensions": { "code": "BAD_USER_INPUT" } }]
@@ -113,6 +135,14 @@ async fn graphql_post(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    // A JSON content type cannot be sent cross-site without a CORS preflight, which we never grant: together
+    // with the SameSite=Strict cookie this shuts out cross-site request forgery.
+    if !is_json(&headers) {
+        return graphql_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the request as JSON with `Content-Type: application/json`",
+        );
+    }
     let body = match body {
         Ok(body) => body,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -178,7 +208,11 @@ async fn graphql_get(
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
-    let viewer = viewer(&state.shared, &parts.headers, address).await;
+    let mut headers = parts.headers.clone();
+    if !same_origin(&headers) {
+        headers.remove(header::COOKIE);
+    }
+    let viewer = viewer(&state.shared, &headers, address).await;
     let shared = Arc::clone(&state.shared);
     let schema = state.schema.clone();
     upgrade
@@ -366,6 +400,33 @@ mod tests {
         assert!(is_hashed_asset("/p2pvps-web-1a2b3c4d5e6f7a8b.js"));
         assert!(!is_hashed_asset("/index.html"));
         assert!(!is_hashed_asset("/graphiql/graphiql.min.js"));
+    }
+
+    #[test]
+    fn origin_checks() {
+        let mut h = HeaderMap::new();
+        assert!(same_origin(&h));
+        h.insert(
+            header::HOST,
+            HeaderValue::from_static("p2pvps.example:8080"),
+        );
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://p2pvps.example:8080"),
+        );
+        assert!(same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(!same_origin(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        assert!(is_json(&h));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert!(!is_json(&h));
     }
 
     #[test]

@@ -41,6 +41,23 @@ async fn malformed_and_oversized_bodies_get_clear_errors(pool: PgPool) {
             .contains("1 MiB")
     );
 
+    // A form post (text/plain) is refused: that is how cross-site request forgery would arrive.
+    let r = http
+        .post(app.url("/graphql"))
+        .header("content-type", "text/plain")
+        .body("{\"query\": \"{ me { id } }\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/json")
+    );
+
     let anon = app.anonymous();
     let r = anon.gql("{ me { id ", json!({})).await;
     r.assert_code("BAD_USER_INPUT");

@@ -28,15 +28,27 @@ async fn next_json(ws: &mut Ws) -> Value {
 }
 
 async fn connect(app: &TestApp, token: &str) -> Ws {
+    let auth = json!({"authorization": format!("Bearer {token}")});
+    connect_with(app, &[], auth).await
+}
+
+/// Opens a graphql-transport-ws connection with extra handshake headers and an init payload.
+async fn connect_with(app: &TestApp, headers: &[(&str, &str)], payload: Value) -> Ws {
     let mut req = app
         .url("/graphql")
         .replace("http", "ws")
         .into_client_request()
         .unwrap();
-    req.headers_mut().insert(
+    let h = req.headers_mut();
+    h.insert(
         "sec-websocket-protocol",
         "graphql-transport-ws".parse().unwrap(),
     );
+    for (name, value) in headers {
+        let name =
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        h.insert(name, value.parse().unwrap());
+    }
     let (mut ws, resp) = tokio_tungstenite::connect_async(req)
         .await
         .expect("websocket upgrade");
@@ -44,8 +56,7 @@ async fn connect(app: &TestApp, token: &str) -> Ws {
         resp.headers()["sec-websocket-protocol"],
         "graphql-transport-ws"
     );
-    let init =
-        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}});
+    let init = json!({"type": "connection_init", "payload": payload});
     ws.send(Message::Text(init.to_string().into()))
         .await
         .unwrap();
@@ -124,4 +135,59 @@ async fn status_changes_reach_subscribers_across_instances(pool: PgPool) {
     assert_eq!(next_json(&mut anon).await["type"], "complete");
     a.stop().await;
     b.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn the_session_cookie_authenticates_same_origin_websockets_only(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let (client, r) = app.sign_up_cookie("c@example.com", "OWNER").await;
+    r.ok();
+    let cookie = r.set_cookie[0].split(';').next().unwrap().to_owned();
+    let (device, _) = add_device(&client, "pi").await;
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let sub = json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { deviceStatusChanged { deviceId } }"}});
+
+    let evil = connect_with(
+        &app,
+        &[
+            ("cookie", cookie.as_str()),
+            ("origin", "https://evil.example"),
+        ],
+        json!({}),
+    )
+    .await;
+    let mut evil = evil;
+    evil.send(Message::Text(sub.to_string().into()))
+        .await
+        .unwrap();
+    let msg = next_json(&mut evil).await;
+    assert_eq!(
+        msg["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{msg}"
+    );
+
+    let origin = format!("http://{host}");
+    let mut ws = connect_with(
+        &app,
+        &[("cookie", cookie.as_str()), ("origin", origin.as_str())],
+        json!({}),
+    )
+    .await;
+    ws.send(Message::Text(sub.to_string().into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text(json!({"type": "ping"}).to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "pong");
+    devices::record_status(&app.pool, device.parse().unwrap(), DeviceStatus::Offline)
+        .await
+        .unwrap();
+    let msg = next_json(&mut ws).await;
+    assert_eq!(
+        msg["payload"]["data"]["deviceStatusChanged"]["deviceId"],
+        device.as_str(),
+        "{msg}"
+    );
+    app.stop().await;
 }
