@@ -29,6 +29,8 @@ pub struct Settings {
     pub login_rate_per_address: u32,
     pub login_rate_per_account: u32,
     pub cookie_secure: bool,
+    /// The device tunnel server; `None` runs the HTTP side only.
+    pub ssh: Option<crate::ssh::SshSettings>,
 }
 
 impl Settings {
@@ -42,6 +44,7 @@ impl Settings {
             login_rate_per_address: 100,
             login_rate_per_account: 5,
             cookie_secure: false,
+            ssh: None,
         }
     }
 }
@@ -55,11 +58,15 @@ pub enum AppError {
     },
     #[error("cannot start the event listener: {0}")]
     Events(sqlx::Error),
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
 }
 
 /// A started server. Dropping it does not stop it; call [`Running::stop`].
 pub struct Running {
     pub addr: SocketAddr,
+    /// The SSH server's address, when it runs.
+    pub ssh_addr: Option<SocketAddr>,
     pub pool: PgPool,
     trigger: Trigger,
     task: JoinHandle<std::io::Result<()>>,
@@ -92,7 +99,14 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         .await
         .map_err(AppError::Events)?;
     let metrics = Metrics::new();
+    let ssh = match settings.ssh.clone() {
+        Some(ssh) => {
+            Some(crate::ssh::start(ssh, pool.clone(), Arc::clone(&metrics), stop.clone()).await?)
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
+        ssh_fingerprint: ssh.as_ref().map(|s| s.fingerprint.clone()),
         pool: pool.clone(),
         secrets: settings.secrets.clone(),
         tunnel_ports: settings.tunnel_ports.clone(),
@@ -129,6 +143,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
     });
     Ok(Running {
         addr,
+        ssh_addr: ssh.map(|s| s.addr),
         pool,
         trigger,
         task,

@@ -60,9 +60,11 @@ pub async fn device_create(
     let (device, credential) =
         devices::create(&mut tx, &Actor::cli(), user.id, &new, &global.tunnel_ports).await?;
     tx.commit().await?;
+    let host_key = crate::ssh::host_key::load_or_create(&global.data_dir)?;
     Ok(serde_json::json!({
         "id": device.id,
         "name": device.name,
+        "ssh_host_key_fingerprint": crate::ssh::host_key::fingerprint(&host_key),
         "owner": user.email,
         "credential": credential,
         "port": device.tunnel_port,

@@ -119,6 +119,22 @@ pub struct ServeArgs {
         value_name = "ADDR"
     )]
     pub http: SocketAddr,
+    /// Address of the SSH server devices keep their tunnels to.
+    #[arg(
+        long,
+        env = "P2PVPS_SSH",
+        default_value = "0.0.0.0:2222",
+        value_name = "ADDR"
+    )]
+    pub ssh: SocketAddr,
+    /// Address the devices' public tunnel ports listen on.
+    #[arg(
+        long,
+        env = "P2PVPS_TUNNEL_BIND",
+        default_value = "0.0.0.0",
+        value_name = "ADDR"
+    )]
+    pub tunnel_bind: std::net::IpAddr,
     /// Directory holding the built dashboard (Trunk's output, with index.html).
     #[arg(
         long,

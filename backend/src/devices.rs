@@ -491,3 +491,36 @@ pub async fn record_status(
     tx.commit().await?;
     Ok(true)
 }
+
+/// The tunnel port of a live device whose credential matches (the SSH password method).
+pub async fn tunnel_port_by_credential(
+    pool: &PgPool,
+    id: Uuid,
+    credential: &str,
+) -> Result<Option<u16>, sqlx::Error> {
+    let port: Option<i32> = sqlx::query_scalar(
+        "SELECT tunnel_port FROM devices WHERE id = $1 AND credential_hash = $2 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(crypto::token_hash(credential))
+    .fetch_optional(pool)
+    .await?;
+    Ok(port.and_then(|p| u16::try_from(p).ok()))
+}
+
+/// The tunnel port of a live device that registered the public key with this fingerprint.
+pub async fn tunnel_port_by_key(
+    pool: &PgPool,
+    id: Uuid,
+    fingerprint: &str,
+) -> Result<Option<u16>, sqlx::Error> {
+    let port: Option<i32> = sqlx::query_scalar(
+        "SELECT d.tunnel_port FROM devices d JOIN device_ssh_keys k ON k.device_id = d.id \
+         WHERE d.id = $1 AND k.fingerprint = $2 AND d.deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(fingerprint)
+    .fetch_optional(pool)
+    .await?;
+    Ok(port.and_then(|p| u16::try_from(p).ok()))
+}

@@ -15,4 +15,5 @@ pub mod ratelimit;
 pub mod rentals;
 pub mod sessions;
 pub mod shutdown;
+pub mod ssh;
 pub mod users;

@@ -103,6 +103,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .public_url
                     .as_deref()
                     .is_some_and(|u| u.starts_with("https://")),
+                ssh: Some(p2pvps_server::ssh::SshSettings {
+                    addr: args.ssh,
+                    tunnel_bind: args.tunnel_bind,
+                    host_key: p2pvps_server::ssh::host_key::load_or_create(&global.data_dir)?,
+                }),
             };
             let running = app::start(settings, pool).await?;
             let base = format!("http://{}", running.addr);
@@ -110,6 +115,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  dashboard: {base}/");
             println!("  GraphiQL:  {base}/graphql");
             println!("  health:    {base}/healthz   metrics: {base}/metrics");
+            if let Some(ssh) = running.ssh_addr {
+                println!("  SSH tunnels: {ssh}");
+            }
             tracing::info!(addr = %running.addr, "listening");
             wait_for_signal().await?;
             tracing::info!("shutting down");

@@ -30,8 +30,23 @@ pub struct RefusalLabels {
     pub reason: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `to_device` or `from_device`.
+    pub direction: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub request: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    ssh_tunnels: Gauge,
+    ssh_bytes: Family<DirectionLabels, Counter>,
+    ssh_auth_failures: Counter,
+    ssh_refusals: Family<RequestLabels, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: Family<HttpLabels, Histogram>,
     pub graphql_operations: Family<GraphqlLabels, Counter>,
@@ -49,6 +64,30 @@ impl Metrics {
         });
         let graphql_operations = Family::<GraphqlLabels, Counter>::default();
         let login_refusals = Family::<RefusalLabels, Counter>::default();
+        let ssh_tunnels = Gauge::default();
+        let ssh_bytes = Family::<DirectionLabels, Counter>::default();
+        let ssh_auth_failures = Counter::default();
+        let ssh_refusals = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "ssh_tunnels_open",
+            "Devices with a live tunnel connection",
+            ssh_tunnels.clone(),
+        );
+        registry.register(
+            "ssh_tunnel_bytes",
+            "Bytes carried through device tunnels",
+            ssh_bytes.clone(),
+        );
+        registry.register(
+            "ssh_auth_failures",
+            "Failed SSH authentications",
+            ssh_auth_failures.clone(),
+        );
+        registry.register(
+            "ssh_refused_requests",
+            "SSH requests refused, by kind",
+            ssh_refusals.clone(),
+        );
         let db_pool_size = Gauge::default();
         let db_pool_idle = Gauge::default();
         registry.register(
@@ -83,6 +122,10 @@ impl Metrics {
         );
         Arc::new(Self {
             registry,
+            ssh_tunnels,
+            ssh_bytes,
+            ssh_auth_failures,
+            ssh_refusals,
             http_requests,
             http_duration,
             graphql_operations,
@@ -90,6 +133,33 @@ impl Metrics {
             db_pool_size,
             db_pool_idle,
         })
+    }
+
+    pub fn ssh_tunnels_open(&self, n: usize) {
+        self.ssh_tunnels.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Bytes of one finished forwarded connection: `to_device` from the client, `from_device` back.
+    pub fn bytes(&self, to_device: u64, from_device: u64) {
+        for (direction, n) in [("to_device", to_device), ("from_device", from_device)] {
+            self.ssh_bytes
+                .get_or_create(&DirectionLabels {
+                    direction: direction.to_owned(),
+                })
+                .inc_by(n);
+        }
+    }
+
+    pub fn ssh_auth_failure(&self) {
+        self.ssh_auth_failures.inc();
+    }
+
+    pub fn ssh_refused(&self, request: &str) {
+        self.ssh_refusals
+            .get_or_create(&RequestLabels {
+                request: request.to_owned(),
+            })
+            .inc();
     }
 
     /// The text exposition format, with the pool gauges read now.

@@ -28,6 +28,29 @@ impl TestApp {
         Self::start_with(pool, |_| {}).await
     }
 
+    /// With the SSH tunnel server on 127.0.0.1 (port 0 unless given), a host key in `data_dir`, and a
+    /// small tunnel port range of its own (tests run in parallel).
+    pub async fn start_with_ssh(pool: PgPool, data_dir: &std::path::Path, ssh_port: u16) -> Self {
+        let host_key = p2pvps_server::ssh::host_key::load_or_create(data_dir).expect("host key");
+        let ports = openssh::free_port_range(3);
+        Self::start_with(pool, move |s| {
+            s.tunnel_ports = ports;
+            s.ssh = Some(p2pvps_server::ssh::SshSettings {
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], ssh_port)),
+                tunnel_bind: std::net::IpAddr::from([127, 0, 0, 1]),
+                host_key,
+            });
+        })
+        .await
+    }
+
+    pub fn ssh_addr(&self) -> std::net::SocketAddr {
+        self.running
+            .as_ref()
+            .and_then(|r| r.ssh_addr)
+            .expect("started with SSH")
+    }
+
     pub async fn start_with(pool: PgPool, adjust: impl FnOnce(&mut Settings)) -> Self {
         let secrets = test_key();
         let mut settings = Settings::for_tests(secrets.clone());
@@ -255,4 +278,110 @@ pub async fn rent(
     .await
     .expect("rental inserted");
     id
+}
+
+/// graphql-transport-ws helpers for subscription tests.
+pub mod ws {
+    use super::TestApp;
+    use futures::{SinkExt, StreamExt};
+    use serde_json::{Value, json};
+    use std::time::Duration;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+    pub type Ws = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    pub async fn next_json(ws: &mut Ws) -> Value {
+        let deadline = Duration::from_secs(10);
+        loop {
+            let msg = tokio::time::timeout(deadline, ws.next())
+                .await
+                .expect("a message within 10 s")
+                .expect("stream open")
+                .expect("no websocket error");
+            if let Message::Text(t) = msg {
+                return serde_json::from_str(&t).unwrap();
+            }
+        }
+    }
+
+    pub async fn connect(app: &TestApp, token: &str) -> Ws {
+        let auth = json!({"authorization": format!("Bearer {token}")});
+        connect_with(app, &[], auth).await
+    }
+
+    /// Opens a graphql-transport-ws connection with extra handshake headers and an init payload.
+    pub async fn connect_with(app: &TestApp, headers: &[(&str, &str)], payload: Value) -> Ws {
+        let mut req = app
+            .url("/graphql")
+            .replace("http", "ws")
+            .into_client_request()
+            .unwrap();
+        let h = req.headers_mut();
+        h.insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        for (name, value) in headers {
+            let name =
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .unwrap();
+            h.insert(name, value.parse().unwrap());
+        }
+        let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket upgrade");
+        assert_eq!(
+            resp.headers()["sec-websocket-protocol"],
+            "graphql-transport-ws"
+        );
+        let init = json!({"type": "connection_init", "payload": payload});
+        ws.send(Message::Text(init.to_string().into()))
+            .await
+            .unwrap();
+        assert_eq!(next_json(&mut ws).await["type"], "connection_ack");
+        ws
+    }
+
+    /// Sends a subscription and proves (with a ping round trip) the server has taken it before returning.
+    pub async fn subscribe(ws: &mut Ws, id: &str, query: &str) {
+        let sub = json!({"id": id, "type": "subscribe", "payload": {"query": query}});
+        ws.send(Message::Text(sub.to_string().into()))
+            .await
+            .unwrap();
+        ws.send(Message::Text(json!({"type": "ping"}).to_string().into()))
+            .await
+            .unwrap();
+        assert_eq!(next_json(ws).await["type"], "pong");
+    }
+}
+
+pub mod openssh;
+
+/// Waits for `device` to reach `status` as seen through Postgres `NOTIFY device_status` (subscribe with
+/// [`status_listener`] before causing the change).
+pub async fn wait_status(listener: &mut sqlx::postgres::PgListener, device: &str, status: &str) {
+    let deadline = std::time::Duration::from_secs(20);
+    tokio::time::timeout(deadline, async {
+        loop {
+            let n = listener.recv().await.expect("notification");
+            let v: Value = serde_json::from_str(n.payload()).unwrap();
+            if v["device_id"] == device && v["status"] == status {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("device {device} did not become {status} within 20 s"));
+}
+
+pub async fn status_listener(pool: &PgPool) -> sqlx::postgres::PgListener {
+    let mut l = sqlx::postgres::PgListener::connect_with(pool)
+        .await
+        .unwrap();
+    l.listen(p2pvps_server::events::DEVICE_STATUS_CHANNEL)
+        .await
+        .unwrap();
+    l
 }

@@ -1,68 +1,15 @@
 //! `deviceStatusChanged` over a real websocket (graphql-transport-ws), fed through Postgres NOTIFY from
 //! another server instance on the same database.
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use p2pvps_server::devices;
 use p2pvps_shared::{DeviceStatus, Role};
 use p2pvps_tests::{TestApp, add_device};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
-use std::time::Duration;
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next_json(ws: &mut Ws) -> Value {
-    let deadline = Duration::from_secs(10);
-    loop {
-        let msg = tokio::time::timeout(deadline, ws.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("stream open")
-            .expect("no websocket error");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
-}
-
-async fn connect(app: &TestApp, token: &str) -> Ws {
-    let auth = json!({"authorization": format!("Bearer {token}")});
-    connect_with(app, &[], auth).await
-}
-
-/// Opens a graphql-transport-ws connection with extra handshake headers and an init payload.
-async fn connect_with(app: &TestApp, headers: &[(&str, &str)], payload: Value) -> Ws {
-    let mut req = app
-        .url("/graphql")
-        .replace("http", "ws")
-        .into_client_request()
-        .unwrap();
-    let h = req.headers_mut();
-    h.insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    for (name, value) in headers {
-        let name =
-            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
-        h.insert(name, value.parse().unwrap());
-    }
-    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("websocket upgrade");
-    assert_eq!(
-        resp.headers()["sec-websocket-protocol"],
-        "graphql-transport-ws"
-    );
-    let init = json!({"type": "connection_init", "payload": payload});
-    ws.send(Message::Text(init.to_string().into()))
-        .await
-        .unwrap();
-    assert_eq!(next_json(&mut ws).await["type"], "connection_ack");
-    ws
-}
+use p2pvps_tests::ws::{connect, connect_with, next_json};
 
 #[sqlx::test(migrations = "../sql")]
 async fn status_changes_reach_subscribers_across_instances(pool: PgPool) {

@@ -22,6 +22,8 @@ pub struct Shared {
     pub bus: Bus,
     /// Mark the session cookie `Secure` (the dashboard is served over HTTPS).
     pub cookie_secure: bool,
+    /// The SSH host key's fingerprint, for clients to pin.
+    pub ssh_fingerprint: Option<String>,
 }
 
 /// How the request proved who it is.

@@ -167,6 +167,10 @@ impl DeviceObject {
     async fn subdomain(&self) -> &str {
         &self.device.subdomain
     }
+    /// Fingerprint of the tunnel server's SSH host key (`SHA256:...`), to pin in the device's known_hosts.
+    async fn ssh_host_key_fingerprint(&self, ctx: &Context<'_>) -> Option<String> {
+        ctx.shared().ssh_fingerprint.clone()
+    }
     /// Whether the owner offers it for rent. Owner and admin only.
     async fn for_rent(&self) -> ApiResult<bool> {
         self.owner_only("forRent")?;

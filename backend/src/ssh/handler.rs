@@ -1,0 +1,279 @@
+//! One SSH connection: who it is, and what it may ask for.
+//!
+//! A device may authenticate (credential as password, or a registered public key) and ask for
+//! `tcpip-forward` of its own port. Everything else is refused with a proper reply: a refused `session`
+//! channel means shell, exec, pty, subsystems (sftp), env, X11 and agent requests can never arrive, and
+//! nothing is left unanswered for a client to hang on (russh's default exec/shell handlers send no reply).
+
+use super::SshShared;
+use super::tunnels::set_status;
+use crate::devices;
+use p2pvps_shared::DeviceStatus;
+use russh::keys::HashAlg;
+use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelOpenFailure};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The bind addresses a device may name: all mean "my port on the server's tunnel address".
+const ALLOWED_BIND: &[&str] = &["", "0.0.0.0", "127.0.0.1", "localhost"];
+
+pub struct Connection {
+    shared: Arc<SshShared>,
+    peer: Option<SocketAddr>,
+    /// Set once authenticated.
+    device: Option<Device>,
+}
+
+#[derive(Clone, Copy)]
+struct Device {
+    id: Uuid,
+    port: u16,
+    /// Set once registered as the device's current connection.
+    generation: Option<u64>,
+}
+
+impl Connection {
+    pub fn new(shared: Arc<SshShared>, peer: Option<SocketAddr>) -> Self {
+        Self {
+            shared,
+            peer,
+            device: None,
+        }
+    }
+
+    fn refuse(&self, what: &str) {
+        tracing::info!(peer = ?self.peer, device = ?self.device.map(|d| d.id), request = what, "refused SSH request");
+        self.shared.metrics.ssh_refused(what);
+    }
+
+    fn accept_device(&mut self, id: Uuid, port: Option<u16>, method: &str) -> Auth {
+        match port {
+            Some(port) => {
+                self.device = Some(Device {
+                    id,
+                    port,
+                    generation: None,
+                });
+                tracing::info!(device = %id, peer = ?self.peer, method, "device authenticated");
+                Auth::Accept
+            }
+            None => {
+                tracing::info!(user = %id, peer = ?self.peer, method, "SSH authentication failed");
+                self.shared.metrics.ssh_auth_failure();
+                Auth::reject()
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let Some(Device {
+            id,
+            generation: Some(generation),
+            ..
+        }) = self.device
+        else {
+            return;
+        };
+        if self.shared.registry.release(id, generation) {
+            self.shared
+                .metrics
+                .ssh_tunnels_open(self.shared.registry.len());
+            let shared = Arc::clone(&self.shared);
+            // Drop cannot await; the runtime outlives every connection.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { set_status(&shared, id, DeviceStatus::Offline).await });
+            }
+        }
+    }
+}
+
+fn parse_user(user: &str) -> Option<Uuid> {
+    Uuid::parse_str(user).ok()
+}
+
+impl Handler for Connection {
+    type Error = russh::Error;
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        let Some(id) = parse_user(user) else {
+            return Ok(self.accept_device(Uuid::nil(), None, "password"));
+        };
+        let port = devices::tunnel_port_by_credential(&self.shared.pool, id, password)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "device lookup failed");
+                None
+            });
+        Ok(self.accept_device(id, port, "password"))
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(id) = parse_user(user) else {
+            return Ok(self.accept_device(Uuid::nil(), None, "publickey"));
+        };
+        let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
+        let port = devices::tunnel_port_by_key(&self.shared.pool, id, &fingerprint)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "device lookup failed");
+                None
+            });
+        Ok(self.accept_device(id, port, "publickey"))
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(device) = &mut self.device {
+            device.generation = Some(self.shared.registry.register(
+                device.id,
+                device.port,
+                session.handle(),
+            ));
+            self.shared
+                .metrics
+                .ssh_tunnels_open(self.shared.registry.len());
+        }
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("session");
+        reply
+            .reject(ChannelOpenFailure::Other {
+                code: 1,
+                reason: "this server only forwards ports: no shell, commands or sftp (use ssh -N)"
+                    .into(),
+            })
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("x11");
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("direct-tcpip");
+        reply
+            .reject(ChannelOpenFailure::Other {
+                code: 1,
+                reason: "devices may not open connections through this server".into(),
+            })
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("direct-streamlocal");
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let Some(Device {
+            id,
+            port: own,
+            generation: Some(generation),
+        }) = self.device
+        else {
+            self.refuse("tcpip-forward");
+            return Ok(false);
+        };
+        if !ALLOWED_BIND.contains(&address) || (*port != 0 && *port != u32::from(own)) {
+            tracing::info!(device = %id, address, port = *port, own, "refused forward of a port that is not the device's");
+            self.refuse("tcpip-forward");
+            return Ok(false);
+        }
+        *port = u32::from(own);
+        match self
+            .shared
+            .registry
+            .forward(&self.shared, id, generation, address)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(device = %id, port = own, "device tunnel up");
+                set_status(&self.shared, id, DeviceStatus::Online).await;
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(device = %id, error = %e, "device tunnel could not start");
+                Ok(false)
+            }
+        }
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        _address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        match self.device {
+            Some(Device {
+                id,
+                port: own,
+                generation: Some(generation),
+            }) if port == u32::from(own) => {
+                self.shared.registry.cancel(id, generation);
+                set_status(&self.shared, id, DeviceStatus::Offline).await;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        _socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        self.refuse("streamlocal-forward");
+        Ok(false)
+    }
+}

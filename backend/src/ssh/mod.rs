@@ -1,0 +1,157 @@
+//! The forward-only SSH server devices keep their tunnels to (russh).
+//!
+//! - `host_key`: the persistent Ed25519 host key and its fingerprint.
+//! - `handler`: one connection's authentication and the refusal of everything but port forwarding.
+//! - `tunnels`: which connection is each device's current one, and the public port listeners.
+//!
+//! There is no shell here, for anyone: the original's shared shell account reached the database.
+
+mod handler;
+pub mod host_key;
+mod tunnels;
+
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use russh::keys::PrivateKey;
+use russh::server::Config;
+use russh::{MethodKind, MethodSet};
+use sqlx::PgPool;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long a client may take to finish the SSH handshake and authenticate.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    pub addr: SocketAddr,
+    /// Address the devices' public ports listen on.
+    pub tunnel_bind: IpAddr,
+    pub host_key: PrivateKey,
+}
+
+/// State every connection shares.
+pub struct SshShared {
+    pub pool: PgPool,
+    pub metrics: Arc<Metrics>,
+    pub registry: tunnels::Registry,
+    pub tunnel_bind: IpAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("cannot listen for SSH on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+fn config(host_key: PrivateKey) -> Config {
+    Config {
+        methods: MethodSet::from(&[MethodKind::Password, MethodKind::PublicKey][..]),
+        keys: vec![host_key],
+        // Quiet tunnels are normal; dead peers are found by keepalives instead (90 s without an answer).
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 3,
+        nodelay: true,
+        max_auth_attempts: 6,
+        auth_rejection_time: Duration::from_secs(1),
+        // OpenSSH probes with "none" first; answering that at once is not a timing leak.
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        ..Config::default()
+    }
+}
+
+/// A running SSH server.
+pub struct SshServer {
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+}
+
+/// Binds and starts accepting; returns once listening.
+pub async fn start(
+    settings: SshSettings,
+    pool: PgPool,
+    metrics: Arc<Metrics>,
+    stop: Shutdown,
+) -> Result<SshServer, SshError> {
+    let fingerprint = host_key::fingerprint(&settings.host_key);
+    let listener = TcpListener::bind(settings.addr)
+        .await
+        .map_err(|source| SshError::Bind {
+            addr: settings.addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| SshError::Bind {
+        addr: settings.addr,
+        source,
+    })?;
+    let config = Arc::new(config(settings.host_key));
+    let shared = Arc::new(SshShared {
+        pool,
+        metrics,
+        registry: tunnels::Registry::default(),
+        tunnel_bind: settings.tunnel_bind,
+    });
+    tracing::info!(%addr, %fingerprint, "SSH server listening");
+    tokio::spawn(accept_loop(listener, config, shared, stop));
+    Ok(SshServer { addr, fingerprint })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    config: Arc<Config>,
+    shared: Arc<SshShared>,
+    stop: Shutdown,
+) {
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "SSH accept failed");
+                    continue;
+                }
+            },
+            () = stop.wait() => return,
+        };
+        let config = Arc::clone(&config);
+        let handler = handler::Connection::new(Arc::clone(&shared), Some(peer));
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let session = match tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                russh::server::run_stream(config, socket, handler),
+            )
+            .await
+            {
+                Ok(Ok(session)) => session,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "SSH handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "SSH handshake timed out");
+                    return;
+                }
+            };
+            let handle = session.handle();
+            tokio::select! {
+                result = session => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "SSH connection ended with an error");
+                    }
+                }
+                () = stop.wait() => {
+                    let _ = handle
+                        .disconnect(russh::Disconnect::ByApplication, "server shutting down".into(), "en".into())
+                        .await;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,258 @@
+//! The registry of live device tunnels and the public port listeners that feed them.
+//!
+//! Invariant: at most one connection per device is current. A newer connection of the same device replaces
+//! the older one at once (a rebooted Pi must not wait for a half-open TCP connection to time out): the old
+//! one is disconnected, and the port listener, which outlives connections, forwards to the new one as soon
+//! as it asks for `tcpip-forward`. A generation number tells a late clean-up of the old connection apart
+//! from the current one.
+
+use super::SshShared;
+use crate::devices;
+use p2pvps_shared::DeviceStatus;
+use russh::Disconnect;
+use russh::server::Handle;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// Where forwarded connections go: the current connection's handle and the bind address it asked for
+/// (OpenSSH matches `forwarded-tcpip` channels against the address it sent, so we echo it back).
+#[derive(Clone)]
+struct Target {
+    handle: Handle,
+    address: String,
+}
+
+struct Entry {
+    generation: u64,
+    handle: Handle,
+    port: u16,
+    /// Where the port listener sends connections; `None` between a device's connections. Kept across
+    /// replacements, like the listener, so clients arriving during a reconnect wait instead of failing.
+    target: watch::Sender<Option<Target>>,
+    listener: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    entries: Mutex<HashMap<Uuid, Entry>>,
+    next_generation: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("this connection is no longer the device's current one")]
+    Replaced,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Entry>> {
+        // A panic while holding the lock cannot leave the map inconsistent (every update is one insert or
+        // remove), so a poisoned lock is still usable.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `handle` the device's current connection and returns its generation. An older connection is
+    /// told to go away; its port listener is kept for the new one.
+    pub fn register(&self, device: Uuid, port: u16, handle: Handle) -> u64 {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let old = {
+            let mut entries = self.lock();
+            let (target, listener, old) = match entries.remove(&device) {
+                Some(e) => {
+                    e.target.send_replace(None);
+                    (e.target, e.listener, Some(e.handle))
+                }
+                None => (watch::channel(None).0, None, None),
+            };
+            let entry = Entry {
+                generation,
+                handle,
+                port,
+                target,
+                listener,
+            };
+            entries.insert(device, entry);
+            old
+        };
+        if let Some(old) = old {
+            tracing::info!(%device, "device reconnected; closing its previous connection");
+            tokio::spawn(async move {
+                let reason = "replaced by a newer connection of this device".to_owned();
+                let _ = old
+                    .disconnect(Disconnect::ByApplication, reason, "en".into())
+                    .await;
+            });
+        }
+        generation
+    }
+
+    /// Starts (or re-targets) the device's port listener for the connection of `generation`.
+    pub async fn forward(
+        &self,
+        shared: &Arc<SshShared>,
+        device: Uuid,
+        generation: u64,
+        address: &str,
+    ) -> Result<(), ForwardError> {
+        let (port, targets) = {
+            let entries = self.lock();
+            let entry = entries
+                .get(&device)
+                .filter(|e| e.generation == generation)
+                .ok_or(ForwardError::Replaced)?;
+            entry.target.send_replace(Some(Target {
+                handle: entry.handle.clone(),
+                address: address.to_owned(),
+            }));
+            if entry.listener.as_ref().is_some_and(|l| !l.is_finished()) {
+                return Ok(());
+            }
+            (entry.port, entry.target.subscribe())
+        };
+        let addr = SocketAddr::new(shared.tunnel_bind, port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ForwardError::Bind { addr, source })?;
+        let task = tokio::spawn(accept_loop(
+            Arc::clone(shared),
+            device,
+            port,
+            listener,
+            targets,
+        ));
+        let mut entries = self.lock();
+        match entries
+            .get_mut(&device)
+            .filter(|e| e.generation == generation)
+        {
+            Some(entry) => {
+                entry.listener = Some(task);
+                Ok(())
+            }
+            None => {
+                task.abort();
+                Err(ForwardError::Replaced)
+            }
+        }
+    }
+
+    /// Stops forwarding for the connection of `generation` (`cancel-tcpip-forward`); the port closes.
+    pub fn cancel(&self, device: Uuid, generation: u64) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries
+            .get_mut(&device)
+            .filter(|e| e.generation == generation)
+        {
+            entry.target.send_replace(None);
+            if let Some(l) = entry.listener.take() {
+                l.abort();
+            }
+        }
+    }
+
+    /// The connection of `generation` ended. Returns true when it was the current one (the device is
+    /// now offline); a replaced connection's end changes nothing.
+    pub fn release(&self, device: Uuid, generation: u64) -> bool {
+        let mut entries = self.lock();
+        if entries
+            .get(&device)
+            .is_some_and(|e| e.generation == generation)
+        {
+            if let Some(l) = entries.remove(&device).and_then(|e| e.listener) {
+                l.abort();
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Number of devices with a live connection.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How long a client arriving while its device reconnects waits for the new connection.
+const RECONNECT_GRACE: Duration = Duration::from_secs(10);
+
+/// Accepts on the device's public port and carries each connection to the device as `forwarded-tcpip`.
+async fn accept_loop(
+    shared: Arc<SshShared>,
+    device: Uuid,
+    port: u16,
+    listener: TcpListener,
+    targets: watch::Receiver<Option<Target>>,
+) {
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(%device, error = %e, "accept failed on device port");
+                continue;
+            }
+        };
+        let shared = Arc::clone(&shared);
+        let mut targets = targets.clone();
+        tokio::spawn(async move {
+            let _ = socket.set_nodelay(true);
+            // Between two connections of the device (a reboot), wait a little for the new one.
+            let target = match tokio::time::timeout(
+                RECONNECT_GRACE,
+                targets.wait_for(Option::is_some),
+            )
+            .await
+            {
+                Ok(Ok(t)) => t.clone(),
+                _ => None,
+            };
+            let Some(target) = target else { return };
+            let originator = (peer.ip().to_string(), u32::from(peer.port()));
+            let opened = target
+                .handle
+                .channel_open_forwarded_tcpip(
+                    target.address,
+                    u32::from(port),
+                    originator.0,
+                    originator.1,
+                )
+                .await;
+            let channel = match opened {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::info!(%device, error = %e, "device refused a forwarded connection");
+                    return;
+                }
+            };
+            let mut stream = channel.into_stream();
+            let mut socket = socket;
+            if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut socket, &mut stream).await {
+                shared.metrics.bytes(up, down);
+            }
+        });
+    }
+}
+
+/// Records the device's connection state, logging (not failing) when the database is unreachable: the
+/// tunnel keeps working and the next change is written.
+pub async fn set_status(shared: &SshShared, device: Uuid, status: DeviceStatus) {
+    if let Err(e) = devices::record_status(&shared.pool, device, status).await {
+        tracing::warn!(%device, error = %e, "could not record device status");
+    }
+}

@@ -1,0 +1,165 @@
+//! Driving the real OpenSSH client against our SSH server, as a device (or an attacker) would.
+
+use p2pvps_server::ssh::host_key;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+
+/// A scratch directory with the known_hosts pinning our host key and an askpass script per password.
+pub struct SshKit {
+    pub dir: PathBuf,
+    pub server: std::net::SocketAddr,
+}
+
+impl SshKit {
+    /// Pins the server's host key (from `data_dir`) for `server` in a fresh known_hosts file.
+    pub fn new(data_dir: &Path, server: std::net::SocketAddr) -> Self {
+        let dir = std::env::temp_dir().join(format!("p2pvps-ssh-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = host_key::load_or_create(data_dir).unwrap();
+        let line = format!(
+            "[{}]:{} {}\n",
+            server.ip(),
+            server.port(),
+            host_key::public_openssh(&key)
+        );
+        std::fs::write(dir.join("known_hosts"), line).unwrap();
+        Self { dir, server }
+    }
+
+    /// `ssh` with no config file, our pinned host key, password authentication fed by askpass. In `args`,
+    /// what follows `--` goes after the destination (a remote command).
+    pub fn ssh(&self, user: &str, password: &str, args: &[&str]) -> Command {
+        let split = args.iter().position(|a| *a == "--");
+        let (options, remote) = match split {
+            Some(i) => (&args[..i], &args[i + 1..]),
+            None => (args, &[][..]),
+        };
+        use std::os::unix::fs::PermissionsExt;
+        let askpass = self.dir.join(format!("askpass-{}", uuid::Uuid::new_v4()));
+        std::fs::write(
+            &askpass,
+            format!("#!/bin/sh\nprintf '%s\\n' '{password}'\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-F", "/dev/null", "-p"])
+            .arg(self.server.port().to_string())
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.dir.join("known_hosts").display()
+            ))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "PreferredAuthentications=password",
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "NumberOfPasswordPrompts=1",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-o",
+                "ServerAliveInterval=5",
+            ])
+            .args(options)
+            .arg(format!("{user}@{}", self.server.ip()))
+            .args(remote)
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// `ssh -N -R PORT:127.0.0.1:LOCAL`, a device publishing a local service on its tunnel port.
+    pub fn device(&self, id: &str, credential: &str, port: u16, local: u16) -> Child {
+        let spec = format!("{port}:127.0.0.1:{local}");
+        self.ssh(id, credential, &["-N", "-R", &spec])
+            .spawn()
+            .expect("ssh starts")
+    }
+}
+
+impl Drop for SshKit {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs a command that must fail promptly; returns its stderr.
+pub async fn refused(mut cmd: Command) -> String {
+    let out = tokio::time::timeout(Duration::from_secs(15), cmd.output())
+        .await
+        .expect("refused within 15 s, not hanging")
+        .expect("ssh ran");
+    assert!(!out.status.success(), "expected failure, got success");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A TCP echo server on 127.0.0.1 playing the device's local service; returns its port.
+pub async fn echo_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = socket.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
+}
+
+/// Sends `len` pseudo-random bytes to `addr` and checks the same bytes come back.
+pub async fn echo_roundtrip(addr: std::net::SocketAddr, len: usize) {
+    let data: Vec<u8> = (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let stream = TcpStream::connect(addr).await.expect("device port accepts");
+    let (mut r, mut w) = stream.into_split();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(&sent).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut back = Vec::with_capacity(len);
+    tokio::time::timeout(Duration::from_secs(30), r.read_to_end(&mut back))
+        .await
+        .expect("echo within 30 s")
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(back.len(), len, "bytes lost");
+    assert!(back == data, "bytes changed on the way");
+}
+
+/// A port that was free a moment ago (for the tunnel range and fixed SSH addresses).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `n` consecutive ports that were all free a moment ago (a device's tunnel port range for one test).
+pub fn free_port_range(n: u16) -> std::ops::RangeInclusive<u16> {
+    loop {
+        let base = 20_000 + (uuid::Uuid::new_v4().as_u128() % 30_000) as u16;
+        let all_free =
+            (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return base..=base + n - 1;
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The SSH tunnel server with the real OpenSSH client in the device's role: forwarding, status, the
+//! newest connection winning, restarts, and the refusal of everything else.
+
+use p2pvps_shared::Role;
+use p2pvps_tests::openssh::{SshKit, echo_roundtrip, echo_server, free_port, refused};
+use p2pvps_tests::ws::{connect, next_json, subscribe};
+use p2pvps_tests::{Client, TestApp, status_listener, wait_status};
+use serde_json::json;
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+struct Device {
+    id: String,
+    credential: String,
+    port: u16,
+}
+
+async fn device(owner: &Client, name: &str) -> Device {
+    let r = owner
+        .gql(
+            "mutation($n: String!) { createDevice(input: {name: $n}) { credential device { id tunnelPort sshHostKeyFingerprint } } }",
+            json!({"n": name}),
+        )
+        .await;
+    r.ok();
+    assert!(
+        r.data("createDevice.device.sshHostKeyFingerprint")
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:")
+    );
+    Device {
+        id: r
+            .data("createDevice.device.id")
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        credential: r
+            .data("createDevice.credential")
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        port: r.data("createDevice.device.tunnelPort").as_u64().unwrap() as u16,
+    }
+}
+
+fn data_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()))
+}
+
+fn at(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_device_tunnel_carries_data_and_its_status_is_live(pool: PgPool) {
+    let dir = data_dir();
+    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let pi = device(&owner, "pi").await;
+    let kit = SshKit::new(&dir, app.ssh_addr());
+    let echo = echo_server().await;
+
+    let mut ws = connect(&app, owner.token.as_deref().unwrap()).await;
+    subscribe(
+        &mut ws,
+        "s",
+        "subscription { deviceStatusChanged { deviceId status } }",
+    )
+    .await;
+    let mut status = status_listener(&app.pool).await;
+
+    let mut ssh = kit.device(&pi.id, &pi.credential, pi.port, echo);
+    wait_status(&mut status, &pi.id, "online").await;
+    let msg = next_json(&mut ws).await;
+    assert_eq!(
+        msg["payload"]["data"]["deviceStatusChanged"]["status"], "ONLINE",
+        "{msg}"
+    );
+    echo_roundtrip(at(pi.port), 4 << 20).await;
+
+    // The device's ssh dies: offline, and the subscriber sees it.
+    ssh.kill().await.unwrap();
+    wait_status(&mut status, &pi.id, "offline").await;
+    let msg = next_json(&mut ws).await;
+    assert_eq!(
+        msg["payload"]["data"]["deviceStatusChanged"]["status"], "OFFLINE",
+        "{msg}"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(at(pi.port)).await.is_err(),
+        "port closed while offline"
+    );
+
+    // It comes back: online again, same port.
+    let _ssh = kit.device(&pi.id, &pi.credential, pi.port, echo);
+    wait_status(&mut status, &pi.id, "online").await;
+    echo_roundtrip(at(pi.port), 64 << 10).await;
+
+    let history: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM device_status_history WHERE device_id = $1::uuid")
+            .bind(&pi.id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(history, 4, "new, online, offline, online");
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn port_zero_means_my_port_and_the_newest_connection_wins(pool: PgPool) {
+    let dir = data_dir();
+    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let pi = device(&owner, "pi").await;
+    let kit = SshKit::new(&dir, app.ssh_addr());
+    let echo = echo_server().await;
+    let mut status = status_listener(&app.pool).await;
+
+    let mut first = kit.device(&pi.id, &pi.credential, pi.port, echo);
+    wait_status(&mut status, &pi.id, "online").await;
+
+    // A second connection (the Pi rebooted; the old TCP connection is half-open): it takes over at once,
+    // with "port 0" asking for the device's own port, and the old connection is closed.
+    let spec = format!("0:127.0.0.1:{echo}");
+    let mut second = kit
+        .ssh(&pi.id, &pi.credential, &["-N", "-R", &spec])
+        .spawn()
+        .unwrap();
+    let exited = tokio::time::timeout(Duration::from_secs(15), first.wait()).await;
+    assert!(exited.is_ok(), "the replaced connection was not closed");
+    // Clients arriving during the takeover wait for the new connection's forward.
+    echo_roundtrip(at(pi.port), 256 << 10).await;
+    second.kill().await.unwrap();
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn everything_but_forwarding_is_refused_promptly(pool: PgPool) {
+    let dir = data_dir();
+    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let pi = device(&owner, "pi").await;
+    let other = device(&owner, "other").await;
+    let kit = SshKit::new(&dir, app.ssh_addr());
+
+    let err = refused(kit.ssh(&pi.id, &pi.credential, &["--", "true"])).await;
+    assert!(
+        err.contains("only forwards ports") || err.contains("open failed"),
+        "exec: {err}"
+    );
+    refused(kit.ssh(&pi.id, &pi.credential, &["-tt"])).await;
+    refused(kit.ssh(&pi.id, &pi.credential, &["-s", "--", "sftp"])).await;
+    let err = refused(kit.ssh(
+        &pi.id,
+        &pi.credential,
+        &["-N", "-R", &format!("{}:127.0.0.1:22", other.port)],
+    ))
+    .await;
+    assert!(
+        err.contains("forwarding failed") || err.contains("remote port forwarding failed"),
+        "other port: {err}"
+    );
+    refused(kit.ssh(
+        &pi.id,
+        &pi.credential,
+        &["-N", "-R", "0.0.0.0:2200:127.0.0.1:22"],
+    ))
+    .await;
+    refused(kit.ssh(
+        &pi.id,
+        &pi.credential,
+        &[
+            "-N",
+            "-R",
+            &format!("evil.example:{}:127.0.0.1:22", pi.port),
+        ],
+    ))
+    .await;
+    // A device may not open connections through us (`direct-tcpip`, here as `ssh -W`).
+    refused(kit.ssh(&pi.id, &pi.credential, &["-W", "127.0.0.1:5432"])).await;
+    let err = refused(kit.ssh(&pi.id, "wrong credential", &["-N"])).await;
+    assert!(err.contains("Permission denied"), "wrong credential: {err}");
+    let err = refused(kit.ssh(&other.id, &pi.credential, &["-N"])).await;
+    assert!(
+        err.contains("Permission denied"),
+        "foreign device id: {err}"
+    );
+    refused(kit.ssh("root", &pi.credential, &["-N"])).await;
+
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("p2pvps_ssh_refused_requests_total{request=\"session\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("p2pvps_ssh_refused_requests_total{request=\"tcpip-forward\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("p2pvps_ssh_refused_requests_total{request=\"direct-tcpip\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("p2pvps_ssh_auth_failures_total 3"),
+        "{metrics}"
+    );
+    let online: i64 = sqlx::query_scalar("SELECT count(*) FROM devices WHERE status = 'online'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(online, 0);
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn after_a_server_restart_the_device_gets_the_same_port(pool: PgPool) {
+    let dir = data_dir();
+    let ssh_port = free_port();
+    let app = TestApp::start_with_ssh(pool.clone(), &dir, ssh_port).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let pi = device(&owner, "pi").await;
+    let kit = SshKit::new(&dir, app.ssh_addr());
+    let echo = echo_server().await;
+    let mut status = status_listener(&app.pool).await;
+    let mut ssh = kit.device(&pi.id, &pi.credential, pi.port, echo);
+    wait_status(&mut status, &pi.id, "online").await;
+
+    app.stop().await;
+    let ended = tokio::time::timeout(Duration::from_secs(15), ssh.wait()).await;
+    assert!(
+        ended.is_ok(),
+        "the device's ssh notices the server went away"
+    );
+
+    // Same data directory (same host key, so the pinned known_hosts still matches), same database.
+    let app = TestApp::start_with_ssh(pool, &dir, ssh_port).await;
+    let mut status = status_listener(&app.pool).await;
+    let _ssh = kit.device(&pi.id, &pi.credential, pi.port, echo);
+    wait_status(&mut status, &pi.id, "online").await;
+    echo_roundtrip(at(pi.port), 64 << 10).await;
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
