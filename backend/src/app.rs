@@ -29,6 +29,8 @@ pub struct Settings {
     pub login_rate_per_address: u32,
     pub login_rate_per_account: u32,
     pub cookie_secure: bool,
+    /// The host name users connect to, for the commands shown to them.
+    pub public_host: String,
     /// The device tunnel server; `None` runs the HTTP side only.
     pub ssh: Option<crate::ssh::SshSettings>,
 }
@@ -45,6 +47,7 @@ impl Settings {
             login_rate_per_account: 5,
             cookie_secure: false,
             ssh: None,
+            public_host: "127.0.0.1".to_owned(),
         }
     }
 }
@@ -101,12 +104,22 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
     let metrics = Metrics::new();
     let ssh = match settings.ssh.clone() {
         Some(ssh) => {
-            Some(crate::ssh::start(ssh, pool.clone(), Arc::clone(&metrics), stop.clone()).await?)
+            let server = crate::ssh::start(
+                ssh,
+                pool.clone(),
+                settings.secrets.clone(),
+                bus.clone(),
+                Arc::clone(&metrics),
+                stop.clone(),
+            );
+            Some(server.await?)
         }
         None => None,
     };
     let shared = Arc::new(Shared {
         ssh_fingerprint: ssh.as_ref().map(|s| s.fingerprint.clone()),
+        ssh_port: ssh.as_ref().map(|s| s.addr.port()),
+        public_host: settings.public_host.clone(),
         pool: pool.clone(),
         secrets: settings.secrets.clone(),
         tunnel_ports: settings.tunnel_ports.clone(),
@@ -150,14 +163,20 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
     })
 }
 
-/// Periodic clean-up: expired sessions, idle rate-limit keys.
+/// Periodic work every 30 s: end expired rentals, purge expired sessions, forget idle rate-limit keys.
+/// (Every instance runs it; each step is idempotent and row-locked, so running it twice is harmless.)
 fn spawn_housekeeping(shared: Arc<Shared>, stop: Shutdown) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = stop.wait() => return,
+            }
+            match crate::rentals::end_expired(&shared.pool).await {
+                Ok(n) if n > 0 => tracing::info!(ended = n, "ended expired rentals"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "ending expired rentals failed"),
             }
             shared.login_limiter.forget_idle();
             match sessions::purge_expired(&shared.pool).await {

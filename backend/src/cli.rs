@@ -106,3 +106,50 @@ pub async fn bootstrap_admin(
     tx.commit().await?;
     Ok(Some((email.to_string(), password)))
 }
+
+pub async fn rental_grant(
+    pool: &PgPool,
+    global: &GlobalArgs,
+    device: uuid::Uuid,
+    renter: &str,
+    hours: i32,
+    ssh_port: u16,
+    public_host: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let renter = Email::parse(renter)?;
+    let secrets = secrets(global)?;
+    let mut tx = pool.begin().await?;
+    let (rental, secret) =
+        crate::rentals::grant(&mut tx, &Actor::cli(), &secrets, device, &renter, hours).await?;
+    let Some(dev) = devices::get(pool, device).await? else {
+        bail!("no such device");
+    };
+    tx.commit().await?;
+    let login = rental.login_name.clone().unwrap_or_default();
+    let connection = crate::rentals::ConnectionDetails::new(
+        public_host,
+        ssh_port,
+        dev.tunnel_port,
+        &dev.subdomain,
+        &login,
+    );
+    Ok(serde_json::json!({
+        "id": rental.id,
+        "device": device,
+        "renter": renter.as_str(),
+        "state": rental.state.as_str(),
+        "ends_at": rental.ends_at,
+        "login": login,
+        "secret": secret,
+        "connection": connection,
+    }))
+}
+
+pub async fn rental_end(pool: &PgPool, id: uuid::Uuid) -> anyhow::Result<serde_json::Value> {
+    let mut tx = pool.begin().await?;
+    let rental = crate::rentals::end(&mut tx, &Actor::cli(), id).await?;
+    tx.commit().await?;
+    Ok(
+        serde_json::json!({"id": rental.id, "state": rental.state.as_str(), "ends_at": rental.ends_at}),
+    )
+}

@@ -107,6 +107,42 @@ pub enum Command {
     /// Manage devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Grant and end rentals by hand (until a marketplace sells them).
+    #[command(subcommand)]
+    Rental(RentalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RentalCommand {
+    /// Rent a device to a user for some hours. Prints JSON with the login, its secret and the ready-to-paste
+    /// connection commands.
+    Grant {
+        /// The device's id.
+        #[arg(long, value_name = "ID")]
+        device: uuid::Uuid,
+        /// E-mail of the renting user.
+        #[arg(long, value_name = "EMAIL")]
+        renter: String,
+        /// Length of the rental in hours (1-8760).
+        #[arg(long, value_name = "N")]
+        hours: i32,
+        /// The SSH server's address (its port appears in the commands).
+        #[arg(
+            long,
+            env = "P2PVPS_SSH",
+            default_value = "0.0.0.0:2222",
+            value_name = "ADDR"
+        )]
+        ssh: SocketAddr,
+        /// Public base URL; its host name appears in the commands (default: localhost).
+        #[arg(long, env = "P2PVPS_PUBLIC_URL", value_name = "URL")]
+        public_url: Option<String>,
+    },
+    /// End a rental now: its jump login stops working and live connections are cut.
+    End {
+        /// The rental's id.
+        id: uuid::Uuid,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -143,7 +179,8 @@ pub struct ServeArgs {
         value_name = "DIR"
     )]
     pub web_dir: PathBuf,
-    /// Public base URL of the dashboard; an https URL marks the session cookie Secure.
+    /// Public base URL of the dashboard; an https URL marks the session cookie Secure, and its host name is
+    /// the one shown in the SSH commands given to renters and devices.
     #[arg(long, env = "P2PVPS_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
     /// Log-in attempts allowed per client address per minute.

@@ -1,4 +1,4 @@
-//! Device status events, fanned out to every server instance through Postgres `LISTEN`/`NOTIFY`.
+//! Device status events and rental ends, fanned out to every server instance through Postgres `LISTEN`/`NOTIFY`.
 //!
 //! A status change is written and notified in one transaction ([`crate::devices::record_status`]); each
 //! instance runs one listener that re-publishes notifications on an in-process broadcast channel, which the
@@ -27,6 +27,7 @@ pub struct DeviceStatusEvent {
 #[derive(Clone)]
 pub struct Bus {
     sender: broadcast::Sender<DeviceStatusEvent>,
+    rental_ended: broadcast::Sender<Uuid>,
 }
 
 impl Bus {
@@ -35,9 +36,16 @@ impl Bus {
     pub async fn start(pool: &PgPool, shutdown: Shutdown) -> Result<Self, sqlx::Error> {
         let (sender, _) = broadcast::channel(1024);
         let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(DEVICE_STATUS_CHANNEL).await?;
-        let bus = Self { sender };
+        listener
+            .listen_all([DEVICE_STATUS_CHANNEL, crate::rentals::RENTAL_ENDED_CHANNEL])
+            .await?;
+        let (rental_ended, _) = broadcast::channel(1024);
+        let bus = Self {
+            sender,
+            rental_ended,
+        };
         let out = bus.sender.clone();
+        let ended = bus.rental_ended.clone();
         tokio::spawn(async move {
             loop {
                 let next = tokio::select! {
@@ -45,6 +53,13 @@ impl Bus {
                     () = shutdown.wait() => return,
                 };
                 match next {
+                    Ok(Some(notification))
+                        if notification.channel() == crate::rentals::RENTAL_ENDED_CHANNEL =>
+                    {
+                        if let Ok(id) = Uuid::parse_str(notification.payload()) {
+                            let _ = ended.send(id);
+                        }
+                    }
                     Ok(Some(notification)) => {
                         match serde_json::from_str::<DeviceStatusEvent>(notification.payload()) {
                             Ok(event) => {
@@ -72,5 +87,10 @@ impl Bus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<DeviceStatusEvent> {
         self.sender.subscribe()
+    }
+
+    /// Ids of rentals that ended (on any instance).
+    pub fn rental_ended(&self) -> broadcast::Receiver<Uuid> {
+        self.rental_ended.subscribe()
     }
 }

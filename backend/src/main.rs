@@ -1,7 +1,7 @@
 //! `p2pvps`: the server and its operator commands. See `p2pvps --help`.
 
 use anyhow::Context;
-use p2pvps_server::config::{Cli, Command, DeviceCommand, LogFormat, UserCommand};
+use p2pvps_server::config::{Cli, Command, DeviceCommand, LogFormat, RentalCommand, UserCommand};
 use p2pvps_server::{app, cli, db, graphql, http};
 use p2pvps_shared::Role;
 use std::io::Write;
@@ -72,6 +72,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &cli::device_create(&pool, global, owner, name, subdomain.as_deref()).await?,
             )?;
         }
+        Command::Rental(RentalCommand::Grant {
+            device,
+            renter,
+            hours,
+            ssh,
+            public_url,
+        }) => {
+            let pool = db::connect(global.database_url.as_deref()).await?;
+            let host = public_host(public_url.as_deref());
+            let out = cli::rental_grant(&pool, global, *device, renter, *hours, ssh.port(), &host)
+                .await?;
+            print_json(&out)?;
+        }
+        Command::Rental(RentalCommand::End { id }) => {
+            let pool = db::connect(global.database_url.as_deref()).await?;
+            print_json(&cli::rental_end(&pool, *id).await?)?;
+        }
         Command::Serve(args) => {
             let web_dir = if http::has_index(&args.web_dir) {
                 Some(args.web_dir.clone())
@@ -103,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .public_url
                     .as_deref()
                     .is_some_and(|u| u.starts_with("https://")),
+                public_host: public_host(args.public_url.as_deref()),
                 ssh: Some(p2pvps_server::ssh::SshSettings {
                     addr: args.ssh,
                     tunnel_bind: args.tunnel_bind,
@@ -125,6 +143,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The host part of `--public-url`, or `localhost` for a local instance.
+fn public_host(url: Option<&str>) -> String {
+    url.and_then(|u| u.split_once("://"))
+        .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or_default().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

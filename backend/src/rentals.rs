@@ -100,3 +100,255 @@ pub async fn list(pool: &PgPool, scope: Scope, limit: i64) -> Result<Vec<Rental>
     .fetch_all(pool)
     .await
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum RentalError {
+    #[error("no such device")]
+    NoDevice,
+    #[error("no user with that e-mail")]
+    NoRenter,
+    #[error("the device is already rented")]
+    AlreadyRented,
+    #[error("no such rental")]
+    NotFound,
+    #[error("the rental has already ended")]
+    NotActive,
+    #[error("hours must be between 1 and 8760")]
+    BadHours,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Channel on which rental ends are announced, so every instance cuts the renter's live connections.
+pub const RENTAL_ENDED_CHANNEL: &str = "rental_ended";
+
+/// A renter login name: `r` and nine random letters or digits (the `login_name` CHECK's shape).
+fn new_login_name() -> String {
+    use rand::RngCore;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let mut name = String::from("r");
+    for _ in 0..9 {
+        name.push(ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()] as char);
+    }
+    name
+}
+
+/// Starts an active rental of `device` for `renter` for `hours`, by hand (no marketplace): a login name
+/// and secret are generated, the secret stored encrypted. Returns the rental and the secret.
+pub async fn grant(
+    conn: &mut sqlx::PgConnection,
+    actor: &crate::audit::Actor,
+    secrets: &SecretBox,
+    device: Uuid,
+    renter: &p2pvps_shared::Email,
+    hours: i32,
+) -> Result<(Rental, String), RentalError> {
+    if !(1..=8760).contains(&hours) {
+        return Err(RentalError::BadHours);
+    }
+    let price: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
+        "SELECT price_minor, currency FROM devices WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+    )
+    .bind(device)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (price_minor, currency) = price.ok_or(RentalError::NoDevice)?;
+    let renter_id: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM users WHERE email = $1 AND NOT disabled")
+            .bind(renter.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    let renter_id = renter_id.ok_or(RentalError::NoRenter)?;
+    let secret = crate::crypto::new_token();
+    let id = Uuid::new_v4();
+    let rental = sqlx::query_as::<_, Rental>(concat!(
+        "WITH r AS (INSERT INTO rentals (id, device_id, renter_id, marketplace, order_ref, state, price_minor, \
+         currency, starts_at, ends_at, login_name, login_secret_enc) \
+         VALUES ($1, $2, $3, 'admin', $1::text, 'active', $4, $5, now(), now() + make_interval(hours => $6), $7, $8) \
+         RETURNING *) SELECT ",
+        rental_columns!(),
+        " FROM r"
+    ))
+    .bind(id)
+    .bind(device)
+    .bind(renter_id)
+    .bind(price_minor.unwrap_or(0))
+    .bind(currency.unwrap_or_else(|| "USD".to_owned()))
+    .bind(hours)
+    .bind(new_login_name())
+    .bind(secrets.seal(secret.as_bytes()))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| match crate::db::violated_constraint(&e) {
+        Some("rentals_one_live_per_device") => RentalError::AlreadyRented,
+        _ => RentalError::Db(e),
+    })?;
+    crate::audit::record(
+        conn,
+        actor,
+        "rental.grant",
+        "rental",
+        id,
+        serde_json::json!({"device": device, "renter": renter.as_str(), "hours": hours}),
+    )
+    .await?;
+    Ok((rental, secret))
+}
+
+/// Ends an active rental now and announces it (the SSH server cuts the renter's connections).
+pub async fn end(
+    conn: &mut sqlx::PgConnection,
+    actor: &crate::audit::Actor,
+    id: Uuid,
+) -> Result<Rental, RentalError> {
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM rentals WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match state.as_deref() {
+        None => return Err(RentalError::NotFound),
+        Some("active" | "paid" | "provisioning" | "ending") => {}
+        Some(_) => return Err(RentalError::NotActive),
+    }
+    let rental = sqlx::query_as::<_, Rental>(concat!(
+        "WITH r AS (UPDATE rentals SET state = 'ended', ends_at = LEAST(COALESCE(ends_at, now()), now()), \
+         updated_at = now() WHERE id = $1 RETURNING *) SELECT ",
+        rental_columns!(),
+        " FROM r"
+    ))
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(RENTAL_ENDED_CHANNEL)
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    crate::audit::record(
+        conn,
+        actor,
+        "rental.end",
+        "rental",
+        id,
+        serde_json::json!({}),
+    )
+    .await?;
+    Ok(rental)
+}
+
+/// Ends every active rental whose time is up. Returns how many.
+pub async fn end_expired(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM rentals WHERE state = 'active' AND ends_at <= now() ORDER BY ends_at LIMIT 100",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut ended = 0;
+    for id in ids {
+        let mut tx = pool.begin().await?;
+        match end(&mut tx, &crate::audit::Actor::system(), id).await {
+            Ok(_) => {
+                tx.commit().await?;
+                ended += 1;
+            }
+            // Ended meanwhile by someone else: nothing to do.
+            Err(RentalError::NotActive | RentalError::NotFound) => {}
+            Err(RentalError::Db(e)) => return Err(e),
+            Err(e) => tracing::warn!(rental = %id, error = %e, "could not end an expired rental"),
+        }
+    }
+    Ok(ended)
+}
+
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Rental>, sqlx::Error> {
+    sqlx::query_as::<_, Rental>(concat!(
+        "SELECT ",
+        rental_columns!(),
+        " FROM rentals r WHERE r.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// What a renter's jump login grants: one device, until a time.
+#[derive(Debug, Clone)]
+pub struct JumpGrant {
+    pub rental_id: Uuid,
+    pub device_id: Uuid,
+    pub subdomain: String,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// Checks a jump login (rental login name + secret) of an active, unexpired rental.
+pub async fn jump_login(
+    pool: &PgPool,
+    secrets: &SecretBox,
+    login: &str,
+    secret: &str,
+) -> Result<Option<JumpGrant>, sqlx::Error> {
+    // rental id, device id, subdomain, end, sealed secret
+    type JumpRow = (Uuid, Uuid, String, DateTime<Utc>, Vec<u8>);
+    let row: Option<JumpRow> = sqlx::query_as(
+        "SELECT r.id, r.device_id, d.subdomain, r.ends_at, r.login_secret_enc FROM rentals r \
+         JOIN devices d ON d.id = r.device_id \
+         WHERE r.login_name = $1 AND r.state = 'active' AND r.ends_at > now() AND d.deleted_at IS NULL",
+    )
+    .bind(login)
+    .fetch_optional(pool)
+    .await?;
+    let Some((rental_id, device_id, subdomain, ends_at, sealed)) = row else {
+        return Ok(None);
+    };
+    let Ok(stored) = secrets.open(&sealed) else {
+        tracing::error!(rental = %rental_id, "a rental secret cannot be decrypted with this server key");
+        return Ok(None);
+    };
+    // Compare digests, so the comparison's time says nothing about the secret.
+    let ok = crate::crypto::token_hash(&String::from_utf8_lossy(&stored))
+        == crate::crypto::token_hash(secret);
+    Ok(ok.then_some(JumpGrant {
+        rental_id,
+        device_id,
+        subdomain,
+        ends_at,
+    }))
+}
+
+/// Whether the rental still grants access (for connections that outlive a check).
+pub async fn is_active(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rentals WHERE id = $1 AND state = 'active' AND ends_at > now())")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+}
+
+/// How a renter reaches the rented device: by its public tunnel port, or through our SSH server as a jump
+/// host (no public port needed). The device account is the rental's login name (created on the device by
+/// its provisioner); the jump password is the rental's secret.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnectionDetails {
+    pub host: String,
+    pub ssh_port: u16,
+    pub device_port: u16,
+    pub subdomain: String,
+    pub login: String,
+    pub port_command: String,
+    pub jump_command: String,
+}
+
+impl ConnectionDetails {
+    pub fn new(host: &str, ssh_port: u16, device_port: u16, subdomain: &str, login: &str) -> Self {
+        Self {
+            host: host.to_owned(),
+            ssh_port,
+            device_port,
+            subdomain: subdomain.to_owned(),
+            login: login.to_owned(),
+            port_command: format!("ssh -p {device_port} {login}@{host}"),
+            jump_command: format!("ssh -J {login}@{host}:{ssh_port} {login}@{subdomain}"),
+        }
+    }
+}

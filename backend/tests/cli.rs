@@ -193,3 +193,86 @@ fn serve_refuses_to_start_without_a_built_dashboard() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no built dashboard"));
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn rental_grant_and_end_print_json(pool: PgPool) {
+    let url = url_of(&pool);
+    let data = std::env::temp_dir().join(format!("p2pvps-cli-data-{}", uuid::Uuid::new_v4()));
+    let env = |c: &mut Command| {
+        c.env("DATABASE_URL", &url).env("P2PVPS_DATA_DIR", &data);
+    };
+    for (email, flag) in [
+        ("own@example.com", None),
+        ("rent@example.com", Some("--renter")),
+    ] {
+        let mut c = p2pvps();
+        c.args(["user", "create", "--email", email]).args(flag);
+        env(&mut c);
+        assert!(run(&mut c, "a long password\n").status.success());
+    }
+    let mut c = p2pvps();
+    c.args([
+        "device",
+        "create",
+        "--owner",
+        "own@example.com",
+        "--name",
+        "pi",
+        "--subdomain",
+        "cli-pi",
+    ]);
+    env(&mut c);
+    let device: serde_json::Value = serde_json::from_slice(&run(&mut c, "").stdout).unwrap();
+    assert!(
+        device["ssh_host_key_fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:")
+    );
+
+    let mut c = p2pvps();
+    c.args([
+        "rental",
+        "grant",
+        "--device",
+        device["id"].as_str().unwrap(),
+        "--renter",
+        "rent@example.com",
+    ])
+    .args([
+        "--hours",
+        "3",
+        "--ssh",
+        "0.0.0.0:2222",
+        "--public-url",
+        "https://p2pvps.example",
+    ]);
+    env(&mut c);
+    let out = run(&mut c, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rental: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let login = rental["login"].as_str().unwrap();
+    assert_eq!(rental["state"], "active");
+    assert_eq!(rental["secret"].as_str().unwrap().len(), 43);
+    assert_eq!(
+        rental["connection"]["jump_command"],
+        format!("ssh -J {login}@p2pvps.example:2222 {login}@cli-pi")
+    );
+
+    let mut c = p2pvps();
+    c.args(["rental", "end", rental["id"].as_str().unwrap()]);
+    env(&mut c);
+    let out = run(&mut c, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ended: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ended["state"], "ended");
+    let _ = std::fs::remove_dir_all(data);
+}

@@ -4,7 +4,7 @@ use p2pvps_server::ssh::host_key;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
@@ -162,4 +162,171 @@ pub fn free_port_range(n: u16) -> std::ops::RangeInclusive<u16> {
             return base..=base + n - 1;
         }
     }
+}
+
+/// A real OpenSSH `sshd` playing the device's own SSH server (on 127.0.0.1, key authentication only),
+/// with a client key authorised for the current user.
+pub struct DeviceSshd {
+    pub port: u16,
+    pub dir: PathBuf,
+    /// `ssh-ed25519 AAAA...` of the sshd's host key.
+    pub host_key: String,
+    pub user: String,
+    _child: Child,
+}
+
+impl DeviceSshd {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("p2pvps-sshd-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // sshd's privilege-separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        for key in ["host_key", "client_key"] {
+            let ok = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(key))
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ssh-keygen");
+        }
+        std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
+             UsePAM no\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        let mut child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sshd starts (Debian package openssh-server)");
+        // Ready when it says it listens.
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains("Server listening") {
+                    return;
+                }
+            }
+            panic!("sshd exited before listening");
+        })
+        .await
+        .expect("sshd listening within 10 s");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let host_key = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
+        let host_key = host_key
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let user = String::from_utf8(
+            std::process::Command::new("id")
+                .arg("-un")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_owned();
+        Self {
+            port,
+            dir,
+            host_key,
+            user,
+            _child: child,
+        }
+    }
+}
+
+impl Drop for DeviceSshd {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl SshKit {
+    /// A renter's `ssh` to the device's sshd, either on the device's public port or through our server as
+    /// a jump host (`-J LOGIN@server`, its password from askpass). Runs `remote` there.
+    pub fn renter(&self, sshd: &DeviceSshd, via: Via<'_>, remote: &[&str]) -> Command {
+        use std::os::unix::fs::PermissionsExt;
+        let id = uuid::Uuid::new_v4();
+        let known = self.dir.join(format!("known-{id}"));
+        let mut lines = std::fs::read_to_string(self.dir.join("known_hosts")).unwrap();
+        let (askpass_secret, target) = match via {
+            Via::Port(port) => {
+                lines.push_str(&format!("[127.0.0.1]:{port} {}\n", sshd.host_key));
+                (String::new(), format!("{}@127.0.0.1", sshd.user))
+            }
+            Via::Jump {
+                subdomain, secret, ..
+            } => {
+                lines.push_str(&format!("{subdomain} {}\n", sshd.host_key));
+                (secret.to_owned(), format!("{}@{subdomain}", sshd.user))
+            }
+        };
+        std::fs::write(&known, lines).unwrap();
+        let config = self.dir.join(format!("config-{id}"));
+        std::fs::write(
+            &config,
+            format!(
+                "Host *\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  NumberOfPasswordPrompts 1\n  \
+                 IdentityFile {}\n  IdentitiesOnly yes\n  BatchMode no\n",
+                known.display(),
+                sshd.dir.join("client_key").display()
+            ),
+        )
+        .unwrap();
+        let askpass = self.dir.join(format!("askpass-{id}"));
+        std::fs::write(
+            &askpass,
+            format!("#!/bin/sh\nprintf '%s\\n' '{askpass_secret}'\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-F").arg(&config);
+        match via {
+            Via::Port(port) => {
+                cmd.args(["-p", &port.to_string()]);
+            }
+            Via::Jump { login, .. } => {
+                cmd.args([
+                    "-J",
+                    &format!("{login}@{}:{}", self.server.ip(), self.server.port()),
+                ]);
+            }
+        }
+        cmd.arg(target)
+            .args(remote)
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+}
+
+/// The two ways a renter reaches a device.
+#[derive(Clone, Copy)]
+pub enum Via<'a> {
+    /// The device's public tunnel port.
+    Port(u16),
+    /// Our SSH server as jump host, with the rental's login and secret.
+    Jump {
+        login: &'a str,
+        secret: &'a str,
+        subdomain: &'a str,
+    },
 }

@@ -376,6 +376,28 @@ async fn user_mutations(pool: PgPool) {
         .await
         .assert_code("NOT_FOUND");
 
+    let grant = "mutation($d: ID!) { grantRental(device: $d, renterEmail: \"renter@example.com\", hours: 1) { id } }";
+    let r = w
+        .check(
+            "grantRental",
+            grant,
+            json!({"d": w.other_device}),
+            admin_only,
+        )
+        .await;
+    let rental = r[4].data("grantRental.id").as_str().unwrap().to_owned();
+    let conn = "{ rentals { connection { login } } }";
+    w.check(
+        "rentals.connection",
+        conn,
+        json!({}),
+        [E("UNAUTHENTICATED"), E("FORBIDDEN"), E("FORBIDDEN"), OK, OK],
+    )
+    .await;
+    let end = "mutation($r: ID!) { endRental(id: $r) { state } }";
+    w.check("endRental", end, json!({"r": rental}), admin_only)
+        .await;
+
     let pw = "mutation { changePassword(currentPassword: \"x\", newPassword: \"long enough password\") { id } }";
     let anon = w.anon.gql(pw, json!({})).await;
     anon.assert_code("UNAUTHENTICATED");

@@ -24,6 +24,10 @@ pub struct Shared {
     pub cookie_secure: bool,
     /// The SSH host key's fingerprint, for clients to pin.
     pub ssh_fingerprint: Option<String>,
+    /// The SSH server's port, when it runs.
+    pub ssh_port: Option<u16>,
+    /// The host name users connect to (SSH, device ports), as shown in ready-to-paste commands.
+    pub public_host: String,
 }
 
 /// How the request proved who it is.

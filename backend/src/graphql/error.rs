@@ -183,6 +183,26 @@ impl From<DeviceError> for ApiError {
     }
 }
 
+impl From<crate::rentals::RentalError> for ApiError {
+    fn from(e: crate::rentals::RentalError) -> Self {
+        use crate::rentals::RentalError as R;
+        match e {
+            R::NoDevice => Self::not_found("device"),
+            R::NoRenter => Self::invalid(vec![ValidationError::new(
+                "renterEmail",
+                "no user has this e-mail",
+            )]),
+            R::AlreadyRented | R::NotActive => Self::conflict(None, e.to_string()),
+            R::NotFound => Self::not_found("rental"),
+            R::BadHours => Self::invalid(vec![ValidationError::new(
+                "hours",
+                "must be between 1 and 8760",
+            )]),
+            R::Db(d) => d.into(),
+        }
+    }
+}
+
 /// Collects the results of several field parsers: all values, or one error naming every bad field.
 #[macro_export]
 macro_rules! all_valid {

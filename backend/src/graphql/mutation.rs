@@ -8,7 +8,7 @@ use super::types::*;
 use crate::all_valid;
 use crate::devices::{self, DeviceChanges, Hardware, NewDevice};
 use crate::sessions::{self, Kind};
-use crate::users;
+use crate::{rentals, users};
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use p2pvps_shared::{DeviceName, Email, Money, Password, Role, SubdomainLabel, ValidationError};
@@ -423,6 +423,56 @@ impl MutationRoot {
         devices::delete(&mut tx, &ctx.viewer().actor()?, uuid).await?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// Rents a device to a user by hand, for `hours` (until the marketplace sells rentals). Admins only.
+    /// The renter sees the login and connection details in their `rentals`.
+    async fn grant_rental(
+        &self,
+        ctx: &Context<'_>,
+        device: ID,
+        renter_email: String,
+        hours: i32,
+    ) -> ApiResult<RentalObject> {
+        ctx.viewer().admin()?;
+        let device = uuid::Uuid::parse_str(device.as_str())
+            .map_err(|_| ValidationError::new("device", "is not a valid id"));
+        let email = Email::parse(&renter_email).map_err(|e| e.for_field("renterEmail"));
+        let hours = if (1..=8760).contains(&hours) {
+            Ok(hours)
+        } else {
+            Err(ValidationError::new("hours", "must be between 1 and 8760"))
+        };
+        let (device, email, hours) = all_valid!(device, email, hours)?;
+        let shared = ctx.shared();
+        let mut tx = shared.pool.begin().await?;
+        let (rental, _secret) = rentals::grant(
+            &mut tx,
+            &ctx.viewer().actor()?,
+            &shared.secrets,
+            device,
+            &email,
+            hours,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(RentalObject {
+            rental,
+            access: RentalAccess::Admin,
+        })
+    }
+
+    /// Ends a rental now: the renter's jump login stops working and live connections are cut. Admins only.
+    async fn end_rental(&self, ctx: &Context<'_>, id: ID) -> ApiResult<RentalObject> {
+        ctx.viewer().admin()?;
+        let id = parse_id(&id, "id")?;
+        let mut tx = ctx.shared().pool.begin().await?;
+        let rental = rentals::end(&mut tx, &ctx.viewer().actor()?, id).await?;
+        tx.commit().await?;
+        Ok(RentalObject {
+            rental,
+            access: RentalAccess::Admin,
+        })
     }
 
     /// Changes a user's role. Admins only; not their own.

@@ -262,6 +262,32 @@ impl RentalObject {
         let device = crate::devices::get(&ctx.shared().pool, self.rental.device_id).await?;
         Ok(device.map(|device| DeviceObject { device, access }))
     }
+    /// How to reach the device. The renter and admins, while the rental holds the device.
+    async fn connection(&self, ctx: &Context<'_>) -> ApiResult<Option<RentalConnectionObject>> {
+        if self.access == RentalAccess::Owner {
+            return Err(ApiError::forbidden(
+                "read a rental's connection (only its renter may)",
+            ));
+        }
+        let shared = ctx.shared();
+        let (Some(login), Some(ssh_port)) = (&self.rental.login_name, shared.ssh_port) else {
+            return Ok(None);
+        };
+        if !self.rental.state.holds_device() {
+            return Ok(None);
+        }
+        let Some(device) = crate::devices::get(&shared.pool, self.rental.device_id).await? else {
+            return Ok(None);
+        };
+        let details = crate::rentals::ConnectionDetails::new(
+            &shared.public_host,
+            ssh_port,
+            device.tunnel_port,
+            &device.subdomain,
+            login,
+        );
+        Ok(Some(details.into()))
+    }
     /// The renter's login. Only the renter sees it, and only while the rental holds the device.
     async fn login(&self, ctx: &Context<'_>) -> ApiResult<Option<RentalLogin>> {
         if self.access != RentalAccess::Renter {
@@ -279,6 +305,39 @@ impl RentalObject {
             .clone()
             .zip(secret)
             .map(|(name, secret)| RentalLogin { name, secret }))
+    }
+}
+
+/// Ready-to-paste ways to reach the rented device.
+#[derive(SimpleObject)]
+#[graphql(name = "RentalConnection")]
+pub struct RentalConnectionObject {
+    pub host: String,
+    /// Our SSH server's port (the jump host).
+    pub ssh_port: i32,
+    /// The device's public tunnel port.
+    pub device_port: i32,
+    /// The device's name behind the jump host.
+    pub subdomain: String,
+    /// The login for both the jump host and the device.
+    pub login: String,
+    /// `ssh -p DEVICE_PORT LOGIN@HOST`
+    pub port_command: String,
+    /// `ssh -J LOGIN@HOST:SSH_PORT LOGIN@SUBDOMAIN` (the jump password is the login's secret).
+    pub jump_command: String,
+}
+
+impl From<crate::rentals::ConnectionDetails> for RentalConnectionObject {
+    fn from(c: crate::rentals::ConnectionDetails) -> Self {
+        Self {
+            host: c.host,
+            ssh_port: i32::from(c.ssh_port),
+            device_port: i32::from(c.device_port),
+            subdomain: c.subdomain,
+            login: c.login,
+            port_command: c.port_command,
+            jump_command: c.jump_command,
+        }
     }
 }
 

@@ -1,13 +1,15 @@
 //! One SSH connection: who it is, and what it may ask for.
 //!
 //! A device may authenticate (credential as password, or a registered public key) and ask for
-//! `tcpip-forward` of its own port. Everything else is refused with a proper reply: a refused `session`
+//! `tcpip-forward` of its own port. A renter may authenticate with a rental's jump login and open a
+//! `direct-tcpip` channel to that rental's device (see `jump`). Everything else is refused with a proper reply: a refused `session`
 //! channel means shell, exec, pty, subsystems (sftp), env, X11 and agent requests can never arrive, and
 //! nothing is left unanswered for a client to hang on (russh's default exec/shell handlers send no reply).
 
-use super::SshShared;
 use super::tunnels::set_status;
+use super::{SshShared, jump};
 use crate::devices;
+use crate::rentals::{self, JumpGrant};
 use p2pvps_shared::DeviceStatus;
 use russh::keys::HashAlg;
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Session, VerifiedPublicKey};
@@ -22,8 +24,12 @@ const ALLOWED_BIND: &[&str] = &["", "0.0.0.0", "127.0.0.1", "localhost"];
 pub struct Connection {
     shared: Arc<SshShared>,
     peer: Option<SocketAddr>,
-    /// Set once authenticated.
+    /// Set once authenticated as a device.
     device: Option<Device>,
+    /// Set once authenticated as a renter (a rental's jump login).
+    renter: Option<JumpGrant>,
+    /// Ends the renter's connection with the rental; aborted when the connection ends first.
+    watchdog: Option<tokio::task::AbortHandle>,
 }
 
 #[derive(Clone, Copy)]
@@ -40,6 +46,8 @@ impl Connection {
             shared,
             peer,
             device: None,
+            renter: None,
+            watchdog: None,
         }
     }
 
@@ -70,6 +78,9 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        if let Some(w) = self.watchdog.take() {
+            w.abort();
+        }
         let Some(Device {
             id,
             generation: Some(generation),
@@ -100,7 +111,26 @@ impl Handler for Connection {
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         let Some(id) = parse_user(user) else {
-            return Ok(self.accept_device(Uuid::nil(), None, "password"));
+            // Not a device id: a renter's jump login.
+            let grant =
+                rentals::jump_login(&self.shared.pool, &self.shared.secrets, user, password)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "rental lookup failed");
+                        None
+                    });
+            return Ok(match grant {
+                Some(grant) => {
+                    tracing::info!(rental = %grant.rental_id, peer = ?self.peer, "renter authenticated");
+                    self.renter = Some(grant);
+                    Auth::Accept
+                }
+                None => {
+                    tracing::info!(peer = ?self.peer, "SSH authentication failed (jump login)");
+                    self.shared.metrics.ssh_auth_failure();
+                    Auth::reject()
+                }
+            });
         };
         let port = devices::tunnel_port_by_credential(&self.shared.pool, id, password)
             .await
@@ -130,6 +160,9 @@ impl Handler for Connection {
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(grant) = &self.renter {
+            self.watchdog = Some(jump::watchdog(&self.shared, grant, session.handle()));
+        }
         if let Some(device) = &mut self.device {
             device.generation = Some(self.shared.registry.register(
                 device.id,
@@ -177,14 +210,32 @@ impl Handler for Connection {
 
     async fn channel_open_direct_tcpip(
         &mut self,
-        _channel: Channel<Msg>,
-        _host_to_connect: &str,
-        _port_to_connect: u32,
-        _originator_address: &str,
-        _originator_port: u32,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        originator_address: &str,
+        originator_port: u32,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if let Some(grant) = &self.renter {
+            let originator = (originator_address, originator_port);
+            let opened = jump::open(
+                &self.shared,
+                grant,
+                channel,
+                host_to_connect,
+                port_to_connect,
+                originator,
+                reply,
+            )
+            .await;
+            if let Err(why) = opened {
+                tracing::info!(rental = %grant.rental_id, host = host_to_connect, port = port_to_connect, why, "refused renter connection");
+                self.shared.metrics.ssh_refused("direct-tcpip");
+            }
+            return Ok(());
+        }
         self.refuse("direct-tcpip");
         reply
             .reject(ChannelOpenFailure::Other {

@@ -2,12 +2,14 @@
 //!
 //! - `host_key`: the persistent Ed25519 host key and its fingerprint.
 //! - `handler`: one connection's authentication and the refusal of everything but port forwarding.
+//! - `jump`: renters reaching their rented device with `ssh -J` (a `direct-tcpip` to its subdomain).
 //! - `tunnels`: which connection is each device's current one, and the public port listeners.
 //!
 //! There is no shell here, for anyone: the original's shared shell account reached the database.
 
 mod handler;
 pub mod host_key;
+mod jump;
 mod tunnels;
 
 use crate::metrics::Metrics;
@@ -35,6 +37,8 @@ pub struct SshSettings {
 /// State every connection shares.
 pub struct SshShared {
     pub pool: PgPool,
+    pub secrets: crate::crypto::SecretBox,
+    pub bus: crate::events::Bus,
     pub metrics: Arc<Metrics>,
     pub registry: tunnels::Registry,
     pub tunnel_bind: IpAddr,
@@ -76,6 +80,8 @@ pub struct SshServer {
 pub async fn start(
     settings: SshSettings,
     pool: PgPool,
+    secrets: crate::crypto::SecretBox,
+    bus: crate::events::Bus,
     metrics: Arc<Metrics>,
     stop: Shutdown,
 ) -> Result<SshServer, SshError> {
@@ -93,6 +99,8 @@ pub async fn start(
     let config = Arc::new(config(settings.host_key));
     let shared = Arc::new(SshShared {
         pool,
+        secrets,
+        bus,
         metrics,
         registry: tunnels::Registry::default(),
         tunnel_bind: settings.tunnel_bind,

@@ -179,6 +179,14 @@ impl Registry {
         }
     }
 
+    /// Where a connection to the device goes right now, if its tunnel is up.
+    pub fn current(&self, device: Uuid) -> Option<(Handle, String, u16)> {
+        let entries = self.lock();
+        let entry = entries.get(&device)?;
+        let target = entry.target.borrow().clone()?;
+        Some((target.handle, target.address, entry.port))
+    }
+
     /// Number of devices with a live connection.
     pub fn len(&self) -> usize {
         self.lock().len()
