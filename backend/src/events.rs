@@ -24,10 +24,17 @@ pub struct DeviceStatusEvent {
     pub at: DateTime<Utc>,
 }
 
+/// A rental ended: its renter's connections to the device must go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RentalEnded {
+    pub rental: Uuid,
+    pub device: Uuid,
+}
+
 #[derive(Clone)]
 pub struct Bus {
     sender: broadcast::Sender<DeviceStatusEvent>,
-    rental_ended: broadcast::Sender<Uuid>,
+    rental_ended: broadcast::Sender<RentalEnded>,
 }
 
 impl Bus {
@@ -56,8 +63,10 @@ impl Bus {
                     Ok(Some(notification))
                         if notification.channel() == crate::rentals::RENTAL_ENDED_CHANNEL =>
                     {
-                        if let Ok(id) = Uuid::parse_str(notification.payload()) {
-                            let _ = ended.send(id);
+                        if let Ok(event) =
+                            serde_json::from_str::<RentalEnded>(notification.payload())
+                        {
+                            let _ = ended.send(event);
                         }
                     }
                     Ok(Some(notification)) => {
@@ -89,8 +98,8 @@ impl Bus {
         self.sender.subscribe()
     }
 
-    /// Ids of rentals that ended (on any instance).
-    pub fn rental_ended(&self) -> broadcast::Receiver<Uuid> {
+    /// Rentals that ended (on any instance).
+    pub fn rental_ended(&self) -> broadcast::Receiver<RentalEnded> {
         self.rental_ended.subscribe()
     }
 }

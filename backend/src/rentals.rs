@@ -119,7 +119,8 @@ pub enum RentalError {
     Db(#[from] sqlx::Error),
 }
 
-/// Channel on which rental ends are announced, so every instance cuts the renter's live connections.
+/// Channel on which rental ends are announced (`{"rental": id, "device": id}`), so every instance cuts
+/// the renter's live connections.
 pub const RENTAL_ENDED_CHANNEL: &str = "rental_ended";
 
 /// A renter login name: `r` and nine random letters or digits (the `login_name` CHECK's shape).
@@ -223,7 +224,7 @@ pub async fn end(
     .await?;
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(RENTAL_ENDED_CHANNEL)
-        .bind(id.to_string())
+        .bind(serde_json::json!({"rental": id, "device": rental.device_id}).to_string())
         .execute(&mut *conn)
         .await?;
     crate::audit::record(

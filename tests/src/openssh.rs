@@ -47,7 +47,10 @@ impl SshKit {
         .unwrap();
         std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
         let mut cmd = Command::new("ssh");
-        cmd.args(["-F", "/dev/null", "-p"])
+        // The caller's options first: for ssh, the first value given for an option wins.
+        cmd.args(["-F", "/dev/null"])
+            .args(options)
+            .arg("-p")
             .arg(self.server.port().to_string())
             .arg("-o")
             .arg(format!(
@@ -68,7 +71,6 @@ impl SshKit {
                 "-o",
                 "ServerAliveInterval=5",
             ])
-            .args(options)
             .arg(format!("{user}@{}", self.server.ip()))
             .args(remote)
             .env("SSH_ASKPASS", &askpass)
@@ -329,4 +331,27 @@ pub enum Via<'a> {
         secret: &'a str,
         subdomain: &'a str,
     },
+}
+
+/// A fresh Ed25519 key pair in `dir`; returns (private key path, public key line).
+pub fn keypair(dir: &Path) -> (PathBuf, String) {
+    let path = dir.join(format!("key-{}", uuid::Uuid::new_v4()));
+    let ok = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "device@example",
+            "-f",
+        ])
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ssh-keygen");
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    (path, public.trim().to_owned())
 }

@@ -161,6 +161,7 @@ async fn queries(pool: PgPool) {
         "tunnelPort",
         "subdomain",
         "rentalHours",
+        "rented",
         "price { minor }",
         "hardware { cpuCores }",
     ] {
@@ -174,7 +175,13 @@ async fn queries(pool: PgPool) {
         .await;
     }
     // Owner's business: not for the renter.
-    for field in ["forRent", "owner { email }", "createdAt", "updatedAt"] {
+    for field in [
+        "forRent",
+        "owner { email }",
+        "createdAt",
+        "updatedAt",
+        "sshKeys { fingerprint }",
+    ] {
         let q = format!("query($id: ID!) {{ device(id: $id) {{ {field} }} }}");
         w.check(
             &format!("device.{field}"),

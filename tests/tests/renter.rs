@@ -135,17 +135,23 @@ async fn a_renter_reaches_the_device_by_port_and_by_jump_until_the_rental_ends(p
     };
     refused(kit.renter(&sshd, wrong, &["true"])).await;
 
-    // A live jump session is cut when the rental ends, and the login stops working.
+    // Live sessions on both paths are cut when the rental ends, and the jump login stops working.
     let mut live = kit
         .renter(&sshd, jump, &["echo ready; sleep 60"])
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(live.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
-        .await
-        .unwrap()
+    let mut by_port = kit
+        .renter(&sshd, Via::Port(port), &["echo ready; sleep 60"])
+        .spawn()
         .unwrap();
-    assert_eq!(first.as_deref(), Some("ready"));
+    for child in [&mut live, &mut by_port] {
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.as_deref(), Some("ready"));
+    }
     let ended = admin
         .gql(
             "mutation($r: ID!) { endRental(id: $r) { state endsAt } }",
@@ -157,6 +163,11 @@ async fn a_renter_reaches_the_device_by_port_and_by_jump_until_the_rental_ends(p
     assert!(
         exit.is_ok(),
         "the live jump session was not cut at the rental's end"
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(15), by_port.wait()).await;
+    assert!(
+        exit.is_ok(),
+        "the live port session was not cut at the rental's end"
     );
     let err = refused(kit.renter(&sshd, jump, &["true"])).await;
     assert!(err.contains("Permission denied"), "{err}");

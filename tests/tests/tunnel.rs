@@ -251,3 +251,108 @@ async fn after_a_server_restart_the_device_gets_the_same_port(pool: PgPool) {
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_device_may_log_in_with_a_registered_key(pool: PgPool) {
+    let dir = data_dir();
+    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let pi = device(&owner, "pi").await;
+    let kit = SshKit::new(&dir, app.ssh_addr());
+    let (key, public) = p2pvps_tests::openssh::keypair(&kit.dir);
+    let key = key.display().to_string();
+    let with_key = |extra: &[&str]| {
+        let mut args = vec![
+            "-i",
+            key.as_str(),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "PubkeyAuthentication=yes",
+        ];
+        args.extend(["-o", "PreferredAuthentications=publickey"]);
+        args.extend(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let echo = echo_server().await;
+    let forward = format!("{}:127.0.0.1:{echo}", pi.port);
+
+    // Not registered yet.
+    let args = with_key(&["-N", "-R", &forward]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = refused(kit.ssh(&pi.id, "unused", &args)).await;
+    assert!(err.contains("Permission denied"), "{err}");
+
+    let add = "mutation($id: ID!, $k: String!) { addDeviceSshKey(id: $id, publicKey: $k) { fingerprint publicKey } }";
+    let bad = owner
+        .gql(add, json!({"id": pi.id, "k": "ssh-ed25519 not-base64"}))
+        .await;
+    bad.assert_code("BAD_USER_INPUT");
+    assert_eq!(bad.field(), Some("publicKey"));
+    let r = owner.gql(add, json!({"id": pi.id, "k": public})).await;
+    r.ok();
+    let fingerprint = r
+        .data("addDeviceSshKey.fingerprint")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(fingerprint.starts_with("SHA256:"));
+    assert!(
+        !r.data("addDeviceSshKey.publicKey")
+            .as_str()
+            .unwrap()
+            .contains("device@example"),
+        "comment dropped"
+    );
+    owner
+        .gql(add, json!({"id": pi.id, "k": public}))
+        .await
+        .assert_code("CONFLICT");
+
+    let mut status = status_listener(&app.pool).await;
+    let mut ssh = kit.ssh(&pi.id, "unused", &args).spawn().unwrap();
+    wait_status(&mut status, &pi.id, "online").await;
+    echo_roundtrip(at(pi.port), 64 << 10).await;
+    ssh.kill().await.unwrap();
+    wait_status(&mut status, &pi.id, "offline").await;
+
+    let remove = "mutation($id: ID!, $f: String!) { removeDeviceSshKey(id: $id, fingerprint: $f) }";
+    owner
+        .gql(remove, json!({"id": pi.id, "f": fingerprint}))
+        .await
+        .ok();
+    owner
+        .gql(remove, json!({"id": pi.id, "f": fingerprint}))
+        .await
+        .assert_code("NOT_FOUND");
+    refused(kit.ssh(&pi.id, "unused", &args)).await;
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn ssh_authentication_is_rate_limited_per_device(pool: PgPool) {
+    let dir = data_dir();
+    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let pi = device(&owner, "pi").await;
+    let kit = SshKit::new(&dir, app.ssh_addr());
+    // Ten wrong guesses at once (each is padded to a second, so they run side by side) ...
+    let guesses = (0..10).map(|i| refused(kit.ssh(&pi.id, &format!("guess {i}"), &["-N"])));
+    futures::future::join_all(guesses).await;
+    // ... and now even the right credential is refused for a while.
+    let err = refused(kit.ssh(&pi.id, &pi.credential, &["-N"])).await;
+    assert!(err.contains("Permission denied"), "{err}");
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("p2pvps_ssh_refused_requests_total{request=\"auth-rate-limit\"} 1"),
+        "{metrics}"
+    );
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

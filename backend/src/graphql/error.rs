@@ -178,6 +178,11 @@ impl From<DeviceError> for ApiError {
                 Self::invalid(vec![ValidationError::new("price", e.to_string())])
             }
             DeviceError::NotFound => Self::not_found("device"),
+            DeviceError::BadKey(_) => {
+                Self::invalid(vec![ValidationError::new("publicKey", e.to_string())])
+            }
+            DeviceError::KeyExists => Self::conflict(Some("publicKey"), e.to_string()),
+            DeviceError::NoSuchKey => Self::not_found("key"),
             DeviceError::Db(d) => d.into(),
         }
     }

@@ -415,6 +415,37 @@ impl MutationRoot {
         })
     }
 
+    /// Lets the device log in with this OpenSSH public key (an `authorized_keys` line) as well as its
+    /// credential. Its owner or an admin.
+    async fn add_device_ssh_key(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        public_key: String,
+    ) -> ApiResult<DeviceSshKeyObject> {
+        let id = parse_id(&id, "id")?;
+        manageable_device(ctx, id).await?;
+        let mut tx = ctx.shared().pool.begin().await?;
+        let key = devices::add_key(&mut tx, &ctx.viewer().actor()?, id, &public_key).await?;
+        tx.commit().await?;
+        Ok(key.into())
+    }
+
+    /// Removes a key (by its `SHA256:` fingerprint) from the device. Its owner or an admin.
+    async fn remove_device_ssh_key(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        fingerprint: String,
+    ) -> ApiResult<bool> {
+        let id = parse_id(&id, "id")?;
+        manageable_device(ctx, id).await?;
+        let mut tx = ctx.shared().pool.begin().await?;
+        devices::remove_key(&mut tx, &ctx.viewer().actor()?, id, &fingerprint).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Deletes a device. Refused while it is rented. Returns the deleted device's id.
     async fn delete_device(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
         let uuid = parse_id(&id, "id")?;

@@ -171,6 +171,16 @@ impl DeviceObject {
     async fn ssh_host_key_fingerprint(&self, ctx: &Context<'_>) -> Option<String> {
         ctx.shared().ssh_fingerprint.clone()
     }
+    /// Whether a rental holds the device now (its commercial state; `status` is its connection).
+    async fn rented(&self, ctx: &Context<'_>) -> ApiResult<bool> {
+        Ok(crate::devices::is_rented(&ctx.shared().pool, self.device.id).await?)
+    }
+    /// Public keys the device may log in with instead of its credential. Owner and admin only.
+    async fn ssh_keys(&self, ctx: &Context<'_>) -> ApiResult<Vec<DeviceSshKeyObject>> {
+        self.owner_only("sshKeys")?;
+        let keys = crate::devices::keys(&ctx.shared().pool, self.device.id).await?;
+        Ok(keys.into_iter().map(Into::into).collect())
+    }
     /// Whether the owner offers it for rent. Owner and admin only.
     async fn for_rent(&self) -> ApiResult<bool> {
         self.owner_only("forRent")?;
@@ -193,6 +203,26 @@ impl DeviceObject {
     async fn updated_at(&self) -> ApiResult<DateTime<Utc>> {
         self.owner_only("updatedAt")?;
         Ok(self.device.updated_at)
+    }
+}
+
+/// A public key registered on a device.
+#[derive(SimpleObject)]
+#[graphql(name = "DeviceSshKey")]
+pub struct DeviceSshKeyObject {
+    /// `SHA256:...`, as `ssh-keygen -lf` prints it.
+    pub fingerprint: String,
+    pub public_key: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<crate::devices::SshKey> for DeviceSshKeyObject {
+    fn from(k: crate::devices::SshKey) -> Self {
+        Self {
+            fingerprint: k.fingerprint,
+            public_key: k.public_key,
+            created_at: k.created_at,
+        }
     }
 }
 

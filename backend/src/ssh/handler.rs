@@ -56,6 +56,19 @@ impl Connection {
         self.shared.metrics.ssh_refused(what);
     }
 
+    /// Counts an authentication attempt; true when this address or user name is over its limit.
+    fn over_limit(&self, user: &str) -> bool {
+        let Some(peer) = self.peer else { return false };
+        match self.shared.auth_limiter.check(peer.ip(), user) {
+            Ok(()) => false,
+            Err(limited) => {
+                tracing::warn!(%peer, user, per_user = limited.per_account, "SSH authentication rate limited");
+                self.shared.metrics.ssh_refused("auth-rate-limit");
+                true
+            }
+        }
+    }
+
     fn accept_device(&mut self, id: Uuid, port: Option<u16>, method: &str) -> Auth {
         match port {
             Some(port) => {
@@ -110,6 +123,9 @@ impl Handler for Connection {
     type Error = russh::Error;
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        if self.over_limit(user) {
+            return Ok(Auth::reject());
+        }
         let Some(id) = parse_user(user) else {
             // Not a device id: a renter's jump login.
             let grant =
@@ -146,6 +162,9 @@ impl Handler for Connection {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
+        if self.over_limit(user) {
+            return Ok(Auth::reject());
+        }
         let Some(id) = parse_user(user) else {
             return Ok(self.accept_device(Uuid::nil(), None, "publickey"));
         };

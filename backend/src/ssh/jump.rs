@@ -80,8 +80,8 @@ pub fn watchdog(shared: &SshShared, grant: &JumpGrant, handle: Handle) -> AbortH
         loop {
             tokio::select! {
                 () = &mut deadline => break,
-                id = ended.recv() => match id {
-                    Ok(id) if id == rental => break,
+                event = ended.recv() => match event {
+                    Ok(event) if event.rental == rental => break,
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },

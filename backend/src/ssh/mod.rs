@@ -42,7 +42,13 @@ pub struct SshShared {
     pub metrics: Arc<Metrics>,
     pub registry: tunnels::Registry,
     pub tunnel_bind: IpAddr,
+    /// Authentication attempts per client address and per user name (device id or jump login).
+    pub auth_limiter: crate::ratelimit::LoginLimiter,
 }
+
+/// Authentication attempts allowed per minute from one address, and against one user name.
+const AUTH_PER_ADDRESS_PER_MINUTE: u32 = 30;
+const AUTH_PER_USER_PER_MINUTE: u32 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -104,8 +110,13 @@ pub async fn start(
         metrics,
         registry: tunnels::Registry::default(),
         tunnel_bind: settings.tunnel_bind,
+        auth_limiter: crate::ratelimit::LoginLimiter::new(
+            AUTH_PER_ADDRESS_PER_MINUTE,
+            AUTH_PER_USER_PER_MINUTE,
+        ),
     });
     tracing::info!(%addr, %fingerprint, "SSH server listening");
+    tokio::spawn(cut_ended_rentals(Arc::clone(&shared), stop.clone()));
     tokio::spawn(accept_loop(listener, config, shared, stop));
     Ok(SshServer { addr, fingerprint })
 }
@@ -161,5 +172,28 @@ async fn accept_loop(
                 }
             }
         });
+    }
+}
+
+/// When a rental ends (on any instance), cut the connections carried to its device's public port.
+async fn cut_ended_rentals(shared: Arc<SshShared>, stop: Shutdown) {
+    let mut ended = shared.bus.rental_ended();
+    loop {
+        let event = tokio::select! {
+            e = ended.recv() => e,
+            () = stop.wait() => return,
+        };
+        match event {
+            Ok(event) => {
+                let cut = shared.registry.cut(event.device);
+                if cut > 0 {
+                    tracing::info!(device = %event.device, rental = %event.rental, cut, "rental ended; cut port connections");
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "missed rental-end events");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
     }
 }

@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use uuid::Uuid;
 
 /// Where forwarded connections go: the current connection's handle and the bind address it asked for
@@ -43,6 +44,8 @@ struct Entry {
 pub struct Registry {
     entries: Mutex<HashMap<Uuid, Entry>>,
     next_generation: AtomicU64,
+    /// Connections being carried to each device through its public port, so a rental's end can cut them.
+    carried: Mutex<HashMap<Uuid, Vec<AbortHandle>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +190,28 @@ impl Registry {
         Some((target.handle, target.address, entry.port))
     }
 
+    /// Remembers a connection carried to the device (forgetting finished ones).
+    pub fn track(&self, device: Uuid, task: AbortHandle) {
+        let mut carried = self.carried.lock().unwrap_or_else(|p| p.into_inner());
+        let list = carried.entry(device).or_default();
+        list.retain(|t| !t.is_finished());
+        list.push(task);
+    }
+
+    /// Cuts every connection carried to the device through its public port (its rental ended; the device's
+    /// provisioner removes the renter's account, so they cannot log in again).
+    pub fn cut(&self, device: Uuid) -> usize {
+        let list = self
+            .carried
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&device)
+            .unwrap_or_default();
+        let live = list.iter().filter(|t| !t.is_finished()).count();
+        list.iter().for_each(AbortHandle::abort);
+        live
+    }
+
     /// Number of devices with a live connection.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -196,6 +221,9 @@ impl Registry {
         self.len() == 0
     }
 }
+
+/// Concurrent connections one device's public port carries; more are refused (a device is a small computer).
+const MAX_CONNECTIONS_PER_DEVICE: usize = 64;
 
 /// How long a client arriving while its device reconnects waits for the new connection.
 const RECONNECT_GRACE: Duration = Duration::from_secs(10);
@@ -208,6 +236,7 @@ async fn accept_loop(
     listener: TcpListener,
     targets: watch::Receiver<Option<Target>>,
 ) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS_PER_DEVICE));
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -216,9 +245,16 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::info!(%device, %peer, "device port at its connection cap; refused");
+            shared.metrics.ssh_refused("device-port-full");
+            continue;
+        };
         let shared = Arc::clone(&shared);
+        let tracked = Arc::clone(&shared);
         let mut targets = targets.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
+            let _permit = permit;
             let _ = socket.set_nodelay(true);
             // Between two connections of the device (a reboot), wait a little for the new one.
             let target = match tokio::time::timeout(
@@ -254,6 +290,7 @@ async fn accept_loop(
                 shared.metrics.bytes(up, down);
             }
         });
+        tracked.registry.track(device, task.abort_handle());
     }
 }
 
