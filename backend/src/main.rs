@@ -125,6 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     addr: args.ssh,
                     tunnel_bind: args.tunnel_bind,
                     host_key: p2pvps_server::ssh::host_key::load_or_create(&global.data_dir)?,
+                    auth_timeout: p2pvps_server::ssh::AUTH_TIMEOUT,
                 }),
             };
             let running = app::start(settings, pool).await?;

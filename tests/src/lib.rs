@@ -39,6 +39,7 @@ impl TestApp {
                 addr: std::net::SocketAddr::from(([127, 0, 0, 1], ssh_port)),
                 tunnel_bind: std::net::IpAddr::from([127, 0, 0, 1]),
                 host_key,
+                auth_timeout: std::time::Duration::from_secs(2),
             });
         })
         .await

@@ -337,8 +337,8 @@ async fn ssh_authentication_is_rate_limited_per_device(pool: PgPool) {
     let owner = app.user("o@example.com", Role::Owner).await;
     let pi = device(&owner, "pi").await;
     let kit = SshKit::new(&dir, app.ssh_addr());
-    // Ten wrong guesses at once (each is padded to a second, so they run side by side) ...
-    let guesses = (0..10).map(|i| refused(kit.ssh(&pi.id, &format!("guess {i}"), &["-N"])));
+    // Eleven wrong guesses at once (each is padded to a second, so they run side by side) ...
+    let guesses = (0..11).map(|i| refused(kit.ssh(&pi.id, &format!("guess {i}"), &["-N"])));
     futures::future::join_all(guesses).await;
     // ... and now even the right credential is refused for a while.
     let err = refused(kit.ssh(&pi.id, &pi.credential, &["-N"])).await;
@@ -353,6 +353,31 @@ async fn ssh_authentication_is_rate_limited_per_device(pool: PgPool) {
         metrics.contains("p2pvps_ssh_refused_requests_total{request=\"auth-rate-limit\"} 1"),
         "{metrics}"
     );
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_client_that_never_authenticates_is_disconnected(pool: PgPool) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let dir = data_dir();
+    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let stream = tokio::net::TcpStream::connect(app.ssh_addr())
+        .await
+        .unwrap();
+    let mut stream = tokio::io::BufReader::new(stream);
+    let mut banner = String::new();
+    stream.read_line(&mut banner).await.unwrap();
+    assert!(banner.starts_with("SSH-2.0-"), "{banner}");
+    stream
+        .get_mut()
+        .write_all(b"SSH-2.0-stalling\r\n")
+        .await
+        .unwrap();
+    // Then nothing: the server must hang up (the test server's limit is 2 s).
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut sink)).await;
+    assert!(closed.is_ok(), "a stalled client was not disconnected");
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }

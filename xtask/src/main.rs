@@ -6,6 +6,7 @@
 //!
 //! Tools are installed only when missing, so repeated runs are fast.
 
+mod bench;
 mod postgres;
 mod tools;
 
@@ -24,10 +25,15 @@ fn main() -> Result<()> {
         "test" => test(&root),
         "frontend" => build_frontend(&root),
         "pg-stop" => postgres::stop(&root),
+        "bench" => match rest.first().map(String::as_str) {
+            None | Some("tunnel") => bench::tunnel(&root),
+            Some(other) => bail!("unknown benchmark `{other}` (available: tunnel)"),
+        },
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n  run [-- ARGS]  build everything and run the server (ARGS go to `p2pvps serve`)\n  \
                  test           fmt, clippy, frontend build and the whole test suite\n  frontend       build the dashboard into target/dist\n  \
+                 bench [tunnel] benchmarks side by side with their peers (report in target/bench)\n  \
                  pg-stop        stop the private PostgreSQL started under target/pg"
             );
             if task.is_empty() {

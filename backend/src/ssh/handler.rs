@@ -16,6 +16,7 @@ use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Session, VerifiedPubl
 use russh::{Channel, ChannelOpenFailure};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use uuid::Uuid;
 
 /// The bind addresses a device may name: all mean "my port on the server's tunnel address".
@@ -30,6 +31,8 @@ pub struct Connection {
     renter: Option<JumpGrant>,
     /// Ends the renter's connection with the rental; aborted when the connection ends first.
     watchdog: Option<tokio::task::AbortHandle>,
+    /// Set on successful authentication; the accept loop disconnects clients that never get there.
+    authenticated: Arc<AtomicBool>,
 }
 
 #[derive(Clone, Copy)]
@@ -41,10 +44,15 @@ struct Device {
 }
 
 impl Connection {
-    pub fn new(shared: Arc<SshShared>, peer: Option<SocketAddr>) -> Self {
+    pub fn new(
+        shared: Arc<SshShared>,
+        peer: Option<SocketAddr>,
+        authenticated: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             shared,
             peer,
+            authenticated,
             device: None,
             renter: None,
             watchdog: None,
@@ -56,20 +64,25 @@ impl Connection {
         self.shared.metrics.ssh_refused(what);
     }
 
-    /// Counts an authentication attempt; true when this address or user name is over its limit.
+    /// True when this address or user name is blocked after too many failures.
     fn over_limit(&self, user: &str) -> bool {
         let Some(peer) = self.peer else { return false };
-        match self.shared.auth_limiter.check(peer.ip(), user) {
-            Ok(()) => false,
-            Err(limited) => {
-                tracing::warn!(%peer, user, per_user = limited.per_account, "SSH authentication rate limited");
-                self.shared.metrics.ssh_refused("auth-rate-limit");
-                true
-            }
+        let blocked = self.shared.auth_guard.is_blocked(peer.ip(), user);
+        if blocked {
+            self.shared.metrics.ssh_refused("auth-rate-limit");
+        }
+        blocked
+    }
+
+    /// Counts a failed authentication.
+    fn auth_failed(&self, user: &str) {
+        self.shared.metrics.ssh_auth_failure();
+        if let Some(peer) = self.peer {
+            self.shared.auth_guard.failed(peer.ip(), user);
         }
     }
 
-    fn accept_device(&mut self, id: Uuid, port: Option<u16>, method: &str) -> Auth {
+    fn accept_device(&mut self, user: &str, id: Uuid, port: Option<u16>, method: &str) -> Auth {
         match port {
             Some(port) => {
                 self.device = Some(Device {
@@ -81,8 +94,8 @@ impl Connection {
                 Auth::Accept
             }
             None => {
-                tracing::info!(user = %id, peer = ?self.peer, method, "SSH authentication failed");
-                self.shared.metrics.ssh_auth_failure();
+                tracing::info!(user, peer = ?self.peer, method, "SSH authentication failed");
+                self.auth_failed(user);
                 Auth::reject()
             }
         }
@@ -143,7 +156,7 @@ impl Handler for Connection {
                 }
                 None => {
                     tracing::info!(peer = ?self.peer, "SSH authentication failed (jump login)");
-                    self.shared.metrics.ssh_auth_failure();
+                    self.auth_failed(user);
                     Auth::reject()
                 }
             });
@@ -154,7 +167,7 @@ impl Handler for Connection {
                 tracing::error!(error = %e, "device lookup failed");
                 None
             });
-        Ok(self.accept_device(id, port, "password"))
+        Ok(self.accept_device(user, id, port, "password"))
     }
 
     async fn auth_publickey(
@@ -166,7 +179,7 @@ impl Handler for Connection {
             return Ok(Auth::reject());
         }
         let Some(id) = parse_user(user) else {
-            return Ok(self.accept_device(Uuid::nil(), None, "publickey"));
+            return Ok(self.accept_device(user, Uuid::nil(), None, "publickey"));
         };
         let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
         let port = devices::tunnel_port_by_key(&self.shared.pool, id, &fingerprint)
@@ -175,10 +188,11 @@ impl Handler for Connection {
                 tracing::error!(error = %e, "device lookup failed");
                 None
             });
-        Ok(self.accept_device(id, port, "publickey"))
+        Ok(self.accept_device(user, id, port, "publickey"))
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        self.authenticated.store(true, Ordering::Relaxed);
         if let Some(grant) = &self.renter {
             self.watchdog = Some(jump::watchdog(&self.shared, grant, session.handle()));
         }

@@ -7,6 +7,7 @@
 //!
 //! There is no shell here, for anyone: the original's shared shell account reached the database.
 
+mod auth_guard;
 mod handler;
 pub mod host_key;
 mod jump;
@@ -23,8 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// How long a client may take to finish the SSH handshake and authenticate.
+/// How long a client may take to send its SSH identification.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a client may take to authenticate once connected, by default.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct SshSettings {
@@ -32,6 +35,8 @@ pub struct SshSettings {
     /// Address the devices' public ports listen on.
     pub tunnel_bind: IpAddr,
     pub host_key: PrivateKey,
+    /// How long a client may take to authenticate once connected.
+    pub auth_timeout: Duration,
 }
 
 /// State every connection shares.
@@ -42,13 +47,13 @@ pub struct SshShared {
     pub metrics: Arc<Metrics>,
     pub registry: tunnels::Registry,
     pub tunnel_bind: IpAddr,
-    /// Authentication attempts per client address and per user name (device id or jump login).
-    pub auth_limiter: crate::ratelimit::LoginLimiter,
+    /// Failed authentications per client address and per user name (device id or jump login).
+    pub auth_guard: auth_guard::AuthGuard,
 }
 
-/// Authentication attempts allowed per minute from one address, and against one user name.
-const AUTH_PER_ADDRESS_PER_MINUTE: u32 = 30;
-const AUTH_PER_USER_PER_MINUTE: u32 = 10;
+/// Failed authentications allowed per minute from one address, and against one user name.
+const AUTH_FAILURES_PER_ADDRESS_PER_MINUTE: u32 = 60;
+const AUTH_FAILURES_PER_USER_PER_MINUTE: u32 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -102,6 +107,7 @@ pub async fn start(
         addr: settings.addr,
         source,
     })?;
+    let auth_timeout = settings.auth_timeout;
     let config = Arc::new(config(settings.host_key));
     let shared = Arc::new(SshShared {
         pool,
@@ -110,14 +116,14 @@ pub async fn start(
         metrics,
         registry: tunnels::Registry::default(),
         tunnel_bind: settings.tunnel_bind,
-        auth_limiter: crate::ratelimit::LoginLimiter::new(
-            AUTH_PER_ADDRESS_PER_MINUTE,
-            AUTH_PER_USER_PER_MINUTE,
+        auth_guard: auth_guard::AuthGuard::new(
+            AUTH_FAILURES_PER_ADDRESS_PER_MINUTE,
+            AUTH_FAILURES_PER_USER_PER_MINUTE,
         ),
     });
     tracing::info!(%addr, %fingerprint, "SSH server listening");
     tokio::spawn(cut_ended_rentals(Arc::clone(&shared), stop.clone()));
-    tokio::spawn(accept_loop(listener, config, shared, stop));
+    tokio::spawn(accept_loop(listener, config, shared, auth_timeout, stop));
     Ok(SshServer { addr, fingerprint })
 }
 
@@ -125,6 +131,7 @@ async fn accept_loop(
     listener: TcpListener,
     config: Arc<Config>,
     shared: Arc<SshShared>,
+    auth_timeout: Duration,
     stop: Shutdown,
 ) {
     loop {
@@ -139,39 +146,89 @@ async fn accept_loop(
             () = stop.wait() => return,
         };
         let config = Arc::clone(&config);
-        let handler = handler::Connection::new(Arc::clone(&shared), Some(peer));
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let session = match tokio::time::timeout(
-                HANDSHAKE_TIMEOUT,
-                russh::server::run_stream(config, socket, handler),
-            )
-            .await
-            {
-                Ok(Ok(session)) => session,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "SSH handshake failed");
-                    return;
+        let authenticated = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handler =
+            handler::Connection::new(Arc::clone(&shared), Some(peer), Arc::clone(&authenticated));
+        tokio::spawn(serve_connection(
+            socket,
+            peer,
+            config,
+            handler,
+            authenticated,
+            auth_timeout,
+            stop.clone(),
+        ));
+    }
+}
+
+/// Runs one connection to its end. A client that stalls before authenticating, or a server shutdown,
+/// ends it: first politely (an SSH disconnect), then by shutting the socket down, since a peer that never
+/// finished key exchange may never read the disconnect.
+async fn serve_connection(
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    config: Arc<Config>,
+    handler: handler::Connection,
+    authenticated: Arc<std::sync::atomic::AtomicBool>,
+    auth_timeout: Duration,
+    stop: Shutdown,
+) {
+    // A second handle on the same socket, to cut it whatever state the SSH session is in.
+    let Ok((socket, cutter)) = socket
+        .into_std()
+        .and_then(|s| Ok((s.try_clone()?, s)))
+        .and_then(|(s, c)| Ok((tokio::net::TcpStream::from_std(s)?, c)))
+    else {
+        return;
+    };
+    let cut = |reason: &str| {
+        tracing::info!(%peer, reason, "closing SSH connection");
+        let _ = cutter.shutdown(std::net::Shutdown::Both);
+    };
+    let session = match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        russh::server::run_stream(config, socket, handler),
+    )
+    .await
+    {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "SSH handshake failed");
+            return;
+        }
+        Err(_) => return cut("no SSH identification in time"),
+    };
+    let handle = session.handle();
+    let mut session = session;
+    let deadline = tokio::time::sleep(auth_timeout);
+    tokio::pin!(deadline);
+    let mut deadline_passed = false;
+    let reason = loop {
+        tokio::select! {
+            result = &mut session => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "SSH connection ended with an error");
                 }
-                Err(_) => {
-                    tracing::info!(%peer, "SSH handshake timed out");
-                    return;
-                }
-            };
-            let handle = session.handle();
-            tokio::select! {
-                result = session => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "SSH connection ended with an error");
-                    }
-                }
-                () = stop.wait() => {
-                    let _ = handle
-                        .disconnect(russh::Disconnect::ByApplication, "server shutting down".into(), "en".into())
-                        .await;
+                return;
+            }
+            () = &mut deadline, if !deadline_passed => {
+                deadline_passed = true;
+                if !authenticated.load(std::sync::atomic::Ordering::Relaxed) {
+                    break "authentication timeout";
                 }
             }
-        });
+            () = stop.wait() => break "server shutting down",
+        }
+    };
+    let _ = handle
+        .disconnect(russh::Disconnect::ByApplication, reason.into(), "en".into())
+        .await;
+    // Give the session a moment to send the disconnect and end by itself.
+    if tokio::time::timeout(Duration::from_secs(2), &mut session)
+        .await
+        .is_err()
+    {
+        cut(reason);
     }
 }
 

@@ -1,0 +1,502 @@
+//! `cargo xtask bench tunnel`: our reverse tunnel against OpenSSH's, side by side, in one run.
+//!
+//! - Throughput: the same client sends the same payload into a device's public port, once through our
+//!   server (`ssh -N -R` to `p2pvps`) and once through a stock `sshd` (`ssh -N -R` to it), same cipher.
+//! - Idle memory: N idle device tunnels held open against our one process, and N against sshd (one
+//!   process pair per connection); the growth in memory divided by N.
+//!
+//! It reports, never asserts: figures go to `target/bench/tunnel.json` and `target/bench/report.md`.
+
+use crate::{cargo, postgres, sh};
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CIPHER: &str = "aes256-gcm@openssh.com";
+const PAYLOAD_MIB: usize = 256;
+const ROUNDS: usize = 3;
+const CREDENTIAL: &str = "bench-credential-not-secret";
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A device-side service: reads an 8-byte length, then that many bytes, then answers one byte.
+fn sink() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        for socket in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut socket = socket;
+                let mut len = [0u8; 8];
+                if socket.read_exact(&mut len).is_err() {
+                    return;
+                }
+                let mut left = u64::from_be_bytes(len);
+                let mut buf = vec![0u8; 256 * 1024];
+                while left > 0 {
+                    let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+                    match socket.read(&mut buf[..want]) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => left -= n as u64,
+                    }
+                }
+                let _ = socket.write_all(&[1]);
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// Sends `bytes` through `port` to the sink; returns the time until its answer.
+fn push(port: u16, bytes: usize) -> Result<Duration> {
+    let start = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    s.write_all(&(bytes as u64).to_be_bytes())?;
+    let chunk = vec![0x5au8; 256 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        s.write_all(&chunk[..n])?;
+        left -= n;
+    }
+    let mut ack = [0u8; 1];
+    s.read_exact(&mut ack)?;
+    Ok(start.elapsed())
+}
+
+/// Waits until a 1-byte push through `port` succeeds (the tunnel is up end to end).
+fn wait_tunnel(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if push(port, 1).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("tunnel on port {port} did not come up within 30 s")
+}
+
+fn wait_listening(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("nothing listening on {port} after 30 s")
+}
+
+/// Proportional and resident memory of a process, in KiB (from /proc/PID/smaps_rollup).
+fn memory(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("Pss:"), field("Rss:"))
+}
+
+/// The process and all its descendants.
+fn tree(root: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The parent pid is the second field after the ")" closing the command name.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out
+}
+
+fn tree_memory(root: u32) -> (u64, u64) {
+    tree(root)
+        .into_iter()
+        .map(memory)
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+struct Killer(Vec<Child>);
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn psql(url: &str, sql: &str) -> Result<String> {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-Atqc", sql])
+        .output()?;
+    if !out.status.success() {
+        bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `postgres://u@h/DB?q` with DB replaced.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+fn ssh_client(config: &Path, askpass: Option<&Path>) -> Command {
+    let mut c = Command::new("ssh");
+    c.arg("-F").arg(config).args(["-N", "-c", CIPHER]);
+    if let Some(a) = askpass {
+        c.env("SSH_ASKPASS", a)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0");
+    }
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn tunnel(root: &Path) -> Result<()> {
+    let idle: usize = std::env::var("BENCH_TUNNELS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let out_dir = root.join("target/bench");
+    let work = out_dir.join(format!("tunnel-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    eprintln!("==> bench tunnel: release build");
+    sh(cargo().args([
+        "build",
+        "--release",
+        "-j",
+        "2",
+        "--package",
+        "p2pvps-server",
+        "--bin",
+        "p2pvps",
+    ]))?;
+    let bin = root.join("target/release/p2pvps");
+
+    eprintln!("==> bench tunnel: database and {idle} bench devices");
+    let admin_url = postgres::database_url(root)?;
+    let db = format!("p2pvps_bench_{}", std::process::id());
+    psql(&admin_url, &format!("CREATE DATABASE {db}"))?;
+    let url = with_database(&admin_url, &db);
+    let result = run_tunnel(root, &bin, &url, &work, idle);
+    let _ = psql(
+        &admin_url,
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> Result<()> {
+    let web = work.join("web");
+    std::fs::create_dir_all(&web)?;
+    std::fs::write(
+        web.join("index.html"),
+        "<!doctype html><title>bench</title>",
+    )?;
+    let data = work.join("data");
+    let (http, ssh_port) = (free_port()?, free_port()?);
+    // Tunnel ports: a contiguous free range above the ephemeral ones is unlikely to clash.
+    let base: u16 = 40_000 + (std::process::id() % 10_000) as u16;
+    let ports = format!("{base}-{}", base as usize + idle + 2);
+    let mut procs = Killer(Vec::new());
+    let serve = |args: &[&str]| -> Command {
+        let mut c = Command::new(bin);
+        c.args(args)
+            .env("DATABASE_URL", url)
+            .env("P2PVPS_DATA_DIR", &data)
+            .env("P2PVPS_TUNNEL_PORTS", &ports)
+            .env_remove("P2PVPS_CONFIG");
+        c
+    };
+    sh(serve(&["migrate"]).stderr(Stdio::null()))?;
+    let mut c = serve(&["user", "create", "--email", "bench@p2pvps.bench"]);
+    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::null()).spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(b"bench password long enough\n")?;
+    if !child.wait()?.success() {
+        bail!("creating the bench user failed");
+    }
+    let rows = psql(
+        url,
+        &format!(
+            "INSERT INTO devices (id, owner_id, name, tunnel_port, subdomain, credential_hash) \
+             SELECT gen_random_uuid(), (SELECT id FROM users LIMIT 1), 'bench ' || i, {base} + i, 'bench' || i, \
+             sha256(convert_to('{CREDENTIAL}', 'UTF8')) FROM generate_series(0, {idle}) i \
+             RETURNING id || ' ' || tunnel_port"
+        ),
+    )?;
+    let devices: Vec<(String, u16)> = rows
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(id, port)| Some((id.to_owned(), port.trim().parse().ok()?)))
+        .collect();
+    let server = serve(&[
+        "serve",
+        "--http",
+        &format!("127.0.0.1:{http}"),
+        "--ssh",
+        &format!("127.0.0.1:{ssh_port}"),
+        "--tunnel-bind",
+        "127.0.0.1",
+        "--web-dir",
+        web.to_str().context("path")?,
+        "--log",
+        "warn",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()?;
+    let server_pid = server.id();
+    procs.0.push(server);
+    wait_listening(ssh_port)?;
+
+    // OpenSSH's sshd as the peer, with a key for the current user.
+    let sshd_port = free_port()?;
+    for key in ["host_key", "client_key"] {
+        sh(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(work.join(key)))?;
+    }
+    std::fs::copy(work.join("client_key.pub"), work.join("authorized_keys"))?;
+    let _ = std::fs::create_dir_all("/run/sshd");
+    std::fs::write(
+        work.join("sshd_config"),
+        format!(
+            "Port {sshd_port}\nListenAddress 127.0.0.1\nHostKey {w}/host_key\nPidFile {w}/sshd.pid\n\
+             AuthorizedKeysFile {w}/authorized_keys\nStrictModes no\nPasswordAuthentication no\nUsePAM no\n\
+             PermitRootLogin prohibit-password\nAllowTcpForwarding remote\nCiphers {CIPHER}\nMaxStartups 2000\n\
+             MaxSessions 10\nLogLevel ERROR\n",
+            w = work.display()
+        ),
+    )?;
+    let sshd = Command::new("/usr/sbin/sshd")
+        .arg("-D")
+        .arg("-f")
+        .arg(work.join("sshd_config"))
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting /usr/sbin/sshd (Debian package openssh-server)")?;
+    let sshd_pid = sshd.id();
+    procs.0.push(sshd);
+    wait_listening(sshd_port)?;
+
+    // Client configuration: both servers' host keys accepted on first use into a scratch file.
+    let user = String::from_utf8(Command::new("id").arg("-un").output()?.stdout)?
+        .trim()
+        .to_owned();
+    let config = work.join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host *\n  StrictHostKeyChecking accept-new\n  UserKnownHostsFile {w}/known_hosts\n  \
+             ServerAliveInterval 30\n  ExitOnForwardFailure yes\n  LogLevel ERROR\n\
+             Host ours\n  HostName 127.0.0.1\n  Port {ssh_port}\n  PreferredAuthentications password\n  \
+             PubkeyAuthentication no\nHost peer\n  HostName 127.0.0.1\n  Port {sshd_port}\n  User {user}\n  \
+             IdentityFile {w}/client_key\n  IdentitiesOnly yes\n  PreferredAuthentications publickey\n",
+            w = work.display()
+        ),
+    )?;
+    let askpass = work.join("askpass");
+    std::fs::write(&askpass, format!("#!/bin/sh\necho '{CREDENTIAL}'\n"))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700))?;
+    }
+
+    eprintln!(
+        "==> bench tunnel: throughput, {PAYLOAD_MIB} MiB x {ROUNDS} rounds each, cipher {CIPHER}"
+    );
+    let sink_port = sink()?;
+    let (first_id, first_port) = devices.first().cloned().context("no bench device")?;
+    let peer_port = free_port()?;
+    let ours = ssh_client(&config, Some(&askpass))
+        .args([
+            "-R",
+            &format!("{first_port}:127.0.0.1:{sink_port}"),
+            &format!("{first_id}@ours"),
+        ])
+        .spawn()?;
+    procs.0.push(ours);
+    let peer = ssh_client(&config, None)
+        .args(["-R", &format!("{peer_port}:127.0.0.1:{sink_port}"), "peer"])
+        .spawn()?;
+    procs.0.push(peer);
+    wait_tunnel(first_port)?;
+    wait_tunnel(peer_port)?;
+    let bytes = PAYLOAD_MIB * 1024 * 1024;
+    let (mut ours_mbs, mut peer_mbs) = (Vec::new(), Vec::new());
+    for round in 1..=ROUNDS {
+        let t = push(first_port, bytes)?;
+        ours_mbs.push(PAYLOAD_MIB as f64 / t.as_secs_f64());
+        let t = push(peer_port, bytes)?;
+        peer_mbs.push(PAYLOAD_MIB as f64 / t.as_secs_f64());
+        eprintln!(
+            "    round {round}/{ROUNDS}: p2pvps {:.0} MiB/s, sshd {:.0} MiB/s",
+            ours_mbs[round - 1],
+            peer_mbs[round - 1]
+        );
+    }
+    let (ours_tp, peer_tp) = (median(ours_mbs), median(peer_mbs));
+
+    eprintln!("==> bench tunnel: memory of {idle} idle tunnels each");
+    let (ours_before, ours_rss_before) = memory(server_pid);
+    let mut idle_clients = Killer(Vec::new());
+    for (i, (id, port)) in devices.iter().skip(1).enumerate() {
+        let c = ssh_client(&config, Some(&askpass))
+            .args([
+                "-R",
+                &format!("{port}:127.0.0.1:{sink_port}"),
+                &format!("{id}@ours"),
+            ])
+            .spawn()?;
+        idle_clients.0.push(c);
+        if (i + 1) % 100 == 0 {
+            eprintln!("    p2pvps: {} tunnels started", i + 1);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let online: usize = psql(url, "SELECT count(*) FROM devices WHERE status = 'online'")?
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if online > idle {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {online} of {} tunnels came up", idle + 1);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (ours_after, ours_rss_after) = memory(server_pid);
+    drop(idle_clients);
+
+    let (peer_before, _) = tree_memory(sshd_pid);
+    let mut peer_clients = Killer(Vec::new());
+    let mut ready = Vec::new();
+    for i in 0..idle {
+        let mut c = ssh_client(&config, None)
+            .args(["-o", "LogLevel=INFO", "-R", "0:127.0.0.1:22", "peer"])
+            .stderr(Stdio::piped())
+            .spawn()?;
+        // With port 0 the client prints "Allocated port N" once the forward is up.
+        let stderr = c.stderr.take().context("stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("Allocated port") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        ready.push(rx);
+        peer_clients.0.push(c);
+        if (i + 1) % 100 == 0 {
+            eprintln!("    sshd: {} tunnels started", i + 1);
+        }
+    }
+    for rx in &ready {
+        rx.recv_timeout(Duration::from_secs(120))
+            .context("an sshd tunnel did not come up")?;
+    }
+    let (peer_after, _) = tree_memory(sshd_pid);
+    drop(peer_clients);
+
+    let per = |before: u64, after: u64| after.saturating_sub(before) as f64 / idle as f64;
+    let report = serde_like_json(&[
+        ("payload_mib", PAYLOAD_MIB.to_string()),
+        ("cipher", format!("\"{CIPHER}\"")),
+        ("throughput_mib_s_p2pvps", format!("{ours_tp:.1}")),
+        ("throughput_mib_s_sshd", format!("{peer_tp:.1}")),
+        ("throughput_ratio", format!("{:.2}", ours_tp / peer_tp)),
+        ("idle_tunnels", idle.to_string()),
+        (
+            "idle_kib_per_tunnel_p2pvps_pss",
+            format!("{:.1}", per(ours_before, ours_after)),
+        ),
+        (
+            "idle_kib_per_tunnel_p2pvps_rss",
+            format!("{:.1}", per(ours_rss_before, ours_rss_after)),
+        ),
+        (
+            "idle_kib_per_tunnel_sshd_pss",
+            format!("{:.1}", per(peer_before, peer_after)),
+        ),
+        (
+            "cores",
+            std::thread::available_parallelism()
+                .map_or(0, |n| n.get())
+                .to_string(),
+        ),
+    ]);
+    let out_dir = root.join("target/bench");
+    std::fs::write(out_dir.join("tunnel.json"), &report)?;
+    let md = format!(
+        "## Tunnel ({} cores)\n\n| measure | p2pvps | OpenSSH sshd | ratio |\n|---|---|---|---|\n\
+         | reverse-forward throughput, {PAYLOAD_MIB} MiB, {CIPHER}, median of {ROUNDS} | {ours_tp:.0} MiB/s | \
+         {peer_tp:.0} MiB/s | {:.2}x |\n| memory per idle tunnel, {idle} tunnels (PSS) | {:.1} KiB | {:.1} KiB | {:.2}x |\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        ours_tp / peer_tp,
+        per(ours_before, ours_after),
+        per(peer_before, peer_after),
+        per(ours_before, ours_after) / per(peer_before, peer_after).max(0.001),
+    );
+    std::fs::write(out_dir.join("report.md"), &md)?;
+    println!("{md}");
+    Ok(())
+}
+
+/// A flat JSON object from already-encoded values (keeps xtask free of a JSON dependency).
+fn serde_like_json(fields: &[(&str, String)]) -> String {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("  \"{k}\": {v}"))
+        .collect();
+    format!("{{\n{}\n}}\n", body.join(",\n"))
+}
