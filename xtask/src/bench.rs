@@ -238,8 +238,9 @@ fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> R
     )?;
     let data = work.join("data");
     let (http, ssh_port) = (free_port()?, free_port()?);
-    // Tunnel ports: a contiguous free range above the ephemeral ones is unlikely to clash.
-    let base: u16 = 40_000 + (std::process::id() % 10_000) as u16;
+    // Tunnel ports: below Linux's ephemeral range (32768+), so the bench's own client connections cannot
+    // take one before its device binds it.
+    let base: u16 = 20_000 + (std::process::id() % 8_000) as u16;
     let ports = format!("{base}-{}", base as usize + idle + 2);
     let mut procs = Killer(Vec::new());
     let serve = |args: &[&str]| -> Command {
@@ -400,19 +401,21 @@ fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> R
             eprintln!("    p2pvps: {} tunnels started", i + 1);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
+    // Wait until every tunnel is up, or until the count stops growing for 20 s (then report what came up).
+    let (mut ours_up, mut last_change) = (0usize, Instant::now());
+    while ours_up < idle && last_change.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(500));
         let online: usize = psql(url, "SELECT count(*) FROM devices WHERE status = 'online'")?
             .trim()
             .parse()
             .unwrap_or(0);
-        if online > idle {
-            break;
+        let up = online.saturating_sub(1);
+        if up > ours_up {
+            (ours_up, last_change) = (up, Instant::now());
         }
-        if Instant::now() > deadline {
-            bail!("only {online} of {} tunnels came up", idle + 1);
-        }
-        std::thread::sleep(Duration::from_millis(500));
+    }
+    if ours_up < idle {
+        eprintln!("    warning: only {ours_up} of {idle} p2pvps tunnels came up; measuring those");
     }
     let (ours_after, ours_rss_after) = memory(server_pid);
     drop(idle_clients);
@@ -441,32 +444,43 @@ fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> R
             eprintln!("    sshd: {} tunnels started", i + 1);
         }
     }
-    for rx in &ready {
-        rx.recv_timeout(Duration::from_secs(120))
-            .context("an sshd tunnel did not come up")?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let peer_up = ready
+        .iter()
+        .filter(|rx| {
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .is_ok()
+        })
+        .count();
+    if peer_up < idle {
+        eprintln!("    warning: only {peer_up} of {idle} sshd tunnels came up; measuring those");
     }
     let (peer_after, _) = tree_memory(sshd_pid);
     drop(peer_clients);
 
-    let per = |before: u64, after: u64| after.saturating_sub(before) as f64 / idle as f64;
+    let per_n =
+        |before: u64, after: u64, n: usize| after.saturating_sub(before) as f64 / n.max(1) as f64;
+    let ours_per = |before: u64, after: u64| per_n(before, after, ours_up);
+    let peer_per = |before: u64, after: u64| per_n(before, after, peer_up);
     let report = serde_like_json(&[
         ("payload_mib", PAYLOAD_MIB.to_string()),
         ("cipher", format!("\"{CIPHER}\"")),
         ("throughput_mib_s_p2pvps", format!("{ours_tp:.1}")),
         ("throughput_mib_s_sshd", format!("{peer_tp:.1}")),
         ("throughput_ratio", format!("{:.2}", ours_tp / peer_tp)),
-        ("idle_tunnels", idle.to_string()),
+        ("idle_tunnels_p2pvps", ours_up.to_string()),
+        ("idle_tunnels_sshd", peer_up.to_string()),
         (
             "idle_kib_per_tunnel_p2pvps_pss",
-            format!("{:.1}", per(ours_before, ours_after)),
+            format!("{:.1}", ours_per(ours_before, ours_after)),
         ),
         (
             "idle_kib_per_tunnel_p2pvps_rss",
-            format!("{:.1}", per(ours_rss_before, ours_rss_after)),
+            format!("{:.1}", ours_per(ours_rss_before, ours_rss_after)),
         ),
         (
             "idle_kib_per_tunnel_sshd_pss",
-            format!("{:.1}", per(peer_before, peer_after)),
+            format!("{:.1}", peer_per(peer_before, peer_after)),
         ),
         (
             "cores",
@@ -480,12 +494,12 @@ fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> R
     let md = format!(
         "## Tunnel ({} cores)\n\n| measure | p2pvps | OpenSSH sshd | ratio |\n|---|---|---|---|\n\
          | reverse-forward throughput, {PAYLOAD_MIB} MiB, {CIPHER}, median of {ROUNDS} | {ours_tp:.0} MiB/s | \
-         {peer_tp:.0} MiB/s | {:.2}x |\n| memory per idle tunnel, {idle} tunnels (PSS) | {:.1} KiB | {:.1} KiB | {:.2}x |\n",
+         {peer_tp:.0} MiB/s | {:.2}x |\n| memory per idle tunnel, {ours_up} / {peer_up} tunnels (PSS) | {:.1} KiB | {:.1} KiB | {:.2}x |\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         ours_tp / peer_tp,
-        per(ours_before, ours_after),
-        per(peer_before, peer_after),
-        per(ours_before, ours_after) / per(peer_before, peer_after).max(0.001),
+        ours_per(ours_before, ours_after),
+        peer_per(peer_before, peer_after),
+        ours_per(ours_before, ours_after) / peer_per(peer_before, peer_after).max(0.001),
     );
     std::fs::write(out_dir.join("report.md"), &md)?;
     println!("{md}");
