@@ -439,15 +439,6 @@ pub async fn delete(conn: &mut PgConnection, actor: &Actor, id: Uuid) -> Result<
     Ok(())
 }
 
-/// Checks a device's credential (the SSH password method). Constant work whether or not the device exists.
-pub async fn authenticate(pool: &PgPool, id: Uuid, credential: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM devices WHERE id = $1 AND credential_hash = $2 AND deleted_at IS NULL)")
-        .bind(id)
-        .bind(crypto::token_hash(credential))
-        .fetch_one(pool)
-        .await
-}
-
 /// Records a status change (and `last_seen`), appends it to the history and notifies every server instance
 /// through `NOTIFY device_status` (delivered when the transaction commits). A repeated status only refreshes
 /// `last_seen`.

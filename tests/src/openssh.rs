@@ -38,14 +38,7 @@ impl SshKit {
             Some(i) => (&args[..i], &args[i + 1..]),
             None => (args, &[][..]),
         };
-        use std::os::unix::fs::PermissionsExt;
-        let askpass = self.dir.join(format!("askpass-{}", uuid::Uuid::new_v4()));
-        std::fs::write(
-            &askpass,
-            format!("#!/bin/sh\nprintf '%s\\n' '{password}'\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let askpass = askpass(&self.dir, password);
         let mut cmd = Command::new("ssh");
         // The caller's options first: for ssh, the first value given for an option wins.
         cmd.args(["-F", "/dev/null"])
@@ -96,6 +89,15 @@ impl Drop for SshKit {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// An askpass program (`SSH_ASKPASS`) in `dir` that answers `secret`.
+fn askpass(dir: &Path, secret: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(format!("askpass-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&path, format!("#!/bin/sh\nprintf '%s\\n' '{secret}'\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    path
 }
 
 /// Runs a command that must fail promptly; returns its stderr.
@@ -259,7 +261,6 @@ impl SshKit {
     /// A renter's `ssh` to the device's sshd, either on the device's public port or through our server as
     /// a jump host (`-J LOGIN@server`, its password from askpass). Runs `remote` there.
     pub fn renter(&self, sshd: &DeviceSshd, via: Via<'_>, remote: &[&str]) -> Command {
-        use std::os::unix::fs::PermissionsExt;
         let id = uuid::Uuid::new_v4();
         let known = self.dir.join(format!("known-{id}"));
         let mut lines = std::fs::read_to_string(self.dir.join("known_hosts")).unwrap();
@@ -287,13 +288,7 @@ impl SshKit {
             ),
         )
         .unwrap();
-        let askpass = self.dir.join(format!("askpass-{id}"));
-        std::fs::write(
-            &askpass,
-            format!("#!/bin/sh\nprintf '%s\\n' '{askpass_secret}'\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let askpass = askpass(&self.dir, &askpass_secret);
         let mut cmd = Command::new("ssh");
         cmd.arg("-F").arg(&config);
         match via {

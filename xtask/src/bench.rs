@@ -7,7 +7,7 @@
 //!
 //! It reports, never asserts: figures go to `target/bench/tunnel.json` and `target/bench/report.md`.
 
-use crate::{cargo, postgres, sh};
+use crate::{postgres, sh};
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -203,17 +203,7 @@ pub fn tunnel(root: &Path) -> Result<()> {
     let work = out_dir.join(format!("tunnel-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     eprintln!("==> bench tunnel: release build");
-    sh(cargo().args([
-        "build",
-        "--release",
-        "-j",
-        "2",
-        "--package",
-        "p2pvps-server",
-        "--bin",
-        "p2pvps",
-    ]))?;
-    let bin = root.join("target/release/p2pvps");
+    let bin = crate::build_server(root, true)?;
 
     eprintln!("==> bench tunnel: database and {idle} bench devices");
     let admin_url = postgres::database_url(root)?;

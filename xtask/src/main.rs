@@ -85,14 +85,10 @@ fn build_frontend(root: &Path) -> Result<()> {
     tools::graphiql_assets(root)
 }
 
-fn run(root: &Path, extra: &[String]) -> Result<()> {
-    let total = 4;
-    step(1, total, "tools and dashboard");
-    build_frontend(root)?;
-    step(2, total, "database");
-    let url = postgres::database_url(root)?;
-    step(3, total, "server build");
-    sh(cargo().args([
+/// Builds the `p2pvps` binary (debug or release) and returns its path.
+fn build_server(root: &Path, release: bool) -> Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.args([
         "build",
         "-j",
         "2",
@@ -100,10 +96,29 @@ fn run(root: &Path, extra: &[String]) -> Result<()> {
         "p2pvps-server",
         "--bin",
         "p2pvps",
-    ]))?;
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    sh(&mut cmd)?;
+    Ok(root.join(if release {
+        "target/release/p2pvps"
+    } else {
+        "target/debug/p2pvps"
+    }))
+}
+
+fn run(root: &Path, extra: &[String]) -> Result<()> {
+    let total = 4;
+    step(1, total, "tools and dashboard");
+    build_frontend(root)?;
+    step(2, total, "database");
+    let url = postgres::database_url(root)?;
+    step(3, total, "server build");
+    let server = build_server(root, false)?;
     step(4, total, "server (Ctrl-C stops it)");
     let data = root.join("target/p2pvps-data");
-    sh(Command::new(root.join("target/debug/p2pvps"))
+    sh(Command::new(server)
         .arg("serve")
         .args(extra)
         .env("DATABASE_URL", url)
