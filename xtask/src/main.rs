@@ -17,7 +17,8 @@ use std::process::Command;
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let task = args.next().unwrap_or_default();
-    let rest: Vec<String> = args.collect();
+    // `cargo xtask run -- --http ...`: the `--` only separates our task from the flags it passes on.
+    let rest: Vec<String> = args.skip_while(|a| a == "--").collect();
     let root = workspace_root()?;
     std::env::set_current_dir(&root)?;
     match task.as_str() {
