@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use tokio_tungstenite::tungstenite::Message;
 
-use p2pvps_tests::ws::{connect, connect_with, next_json};
+use p2pvps_tests::ws::{connect, connect_with, next_json, subscribe};
 
 #[sqlx::test(migrations = "../sql")]
 async fn status_changes_reach_subscribers_across_instances(pool: PgPool) {
@@ -21,25 +21,13 @@ async fn status_changes_reach_subscribers_across_instances(pool: PgPool) {
     let (theirs, _) = add_device(&other, "theirs").await;
 
     let mut ws = connect(&a, owner.token.as_deref().unwrap()).await;
-    let sub = json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { deviceStatusChanged { deviceId status } }"}});
-    ws.send(Message::Text(sub.to_string().into()))
-        .await
-        .unwrap();
+    let query = "subscription { deviceStatusChanged { deviceId status } }";
+    // `subscribe` waits for a ping round trip, so the server has taken the subscription before we change
+    // anything (graphql-transport-ws acknowledges nothing itself).
+    subscribe(&mut ws, "1", query).await;
     // The other owner's subscription on the same instance must not see our device.
     let mut ws_other = connect(&a, other.token.as_deref().unwrap()).await;
-    ws_other
-        .send(Message::Text(sub.to_string().into()))
-        .await
-        .unwrap();
-
-    // graphql-transport-ws sends nothing when a subscription starts; a ping round trip proves the server
-    // processed the subscribe message before we change anything.
-    for ws in [&mut ws, &mut ws_other] {
-        ws.send(Message::Text(json!({"type": "ping"}).to_string().into()))
-            .await
-            .unwrap();
-        assert_eq!(next_json(ws).await["type"], "pong");
-    }
+    subscribe(&mut ws_other, "1", query).await;
 
     // Changed through instance B's pool: reaches A only through Postgres.
     devices::record_status(&b.pool, theirs.parse().unwrap(), DeviceStatus::Online)
@@ -69,6 +57,7 @@ async fn status_changes_reach_subscribers_across_instances(pool: PgPool) {
 
     // Unauthenticated subscriptions are refused with a code.
     let mut anon = connect(&a, "not-a-token").await;
+    let sub = json!({"id": "1", "type": "subscribe", "payload": {"query": query}});
     anon.send(Message::Text(sub.to_string().into()))
         .await
         .unwrap();
@@ -120,13 +109,12 @@ async fn the_session_cookie_authenticates_same_origin_websockets_only(pool: PgPo
         json!({}),
     )
     .await;
-    ws.send(Message::Text(sub.to_string().into()))
-        .await
-        .unwrap();
-    ws.send(Message::Text(json!({"type": "ping"}).to_string().into()))
-        .await
-        .unwrap();
-    assert_eq!(next_json(&mut ws).await["type"], "pong");
+    subscribe(
+        &mut ws,
+        "1",
+        "subscription { deviceStatusChanged { deviceId } }",
+    )
+    .await;
     devices::record_status(&app.pool, device.parse().unwrap(), DeviceStatus::Offline)
         .await
         .unwrap();
