@@ -45,6 +45,32 @@ async fn device(owner: &Client, name: &str) -> Device {
     }
 }
 
+/// The usual scene: a server with SSH, an owner, one device "pi", and an ssh kit pinned to the server.
+struct Rig {
+    dir: std::path::PathBuf,
+    app: TestApp,
+    owner: Client,
+    pi: Device,
+    kit: SshKit,
+}
+
+impl Rig {
+    async fn start(pool: PgPool) -> Self {
+        let dir = data_dir();
+        let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+        let owner = app.user("o@example.com", Role::Owner).await;
+        let pi = device(&owner, "pi").await;
+        let kit = SshKit::new(&dir, app.ssh_addr());
+        Self {
+            dir,
+            app,
+            owner,
+            pi,
+            kit,
+        }
+    }
+}
+
 fn data_dir() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()))
 }
@@ -55,11 +81,13 @@ fn at(port: u16) -> SocketAddr {
 
 #[sqlx::test(migrations = "../sql")]
 async fn a_device_tunnel_carries_data_and_its_status_is_live(pool: PgPool) {
-    let dir = data_dir();
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
-    let owner = app.user("o@example.com", Role::Owner).await;
-    let pi = device(&owner, "pi").await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
+    let Rig {
+        dir,
+        app,
+        owner,
+        pi,
+        kit,
+    } = Rig::start(pool).await;
     let echo = echo_server().await;
 
     let mut ws = connect(&app, owner.token.as_deref().unwrap()).await;
@@ -111,11 +139,13 @@ async fn a_device_tunnel_carries_data_and_its_status_is_live(pool: PgPool) {
 
 #[sqlx::test(migrations = "../sql")]
 async fn port_zero_means_my_port_and_the_newest_connection_wins(pool: PgPool) {
-    let dir = data_dir();
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
-    let owner = app.user("o@example.com", Role::Owner).await;
-    let pi = device(&owner, "pi").await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
+    let Rig {
+        dir,
+        app,
+        owner: _,
+        pi,
+        kit,
+    } = Rig::start(pool).await;
     let echo = echo_server().await;
     let mut status = status_listener(&app.pool).await;
 
@@ -254,11 +284,13 @@ async fn after_a_server_restart_the_device_gets_the_same_port(pool: PgPool) {
 
 #[sqlx::test(migrations = "../sql")]
 async fn a_device_may_log_in_with_a_registered_key(pool: PgPool) {
-    let dir = data_dir();
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
-    let owner = app.user("o@example.com", Role::Owner).await;
-    let pi = device(&owner, "pi").await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
+    let Rig {
+        dir,
+        app,
+        owner,
+        pi,
+        kit,
+    } = Rig::start(pool).await;
     let (key, public) = p2pvps_tests::openssh::keypair(&kit.dir);
     let key = key.display().to_string();
     let with_key = |extra: &[&str]| {
@@ -332,11 +364,13 @@ async fn a_device_may_log_in_with_a_registered_key(pool: PgPool) {
 
 #[sqlx::test(migrations = "../sql")]
 async fn ssh_authentication_is_rate_limited_per_device(pool: PgPool) {
-    let dir = data_dir();
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
-    let owner = app.user("o@example.com", Role::Owner).await;
-    let pi = device(&owner, "pi").await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
+    let Rig {
+        dir,
+        app,
+        owner: _,
+        pi,
+        kit,
+    } = Rig::start(pool).await;
     // Eleven wrong guesses at once (each is padded to a second, so they run side by side) ...
     let guesses = (0..11).map(|i| refused(kit.ssh(&pi.id, &format!("guess {i}"), &["-N"])));
     futures::future::join_all(guesses).await;
