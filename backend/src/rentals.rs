@@ -326,6 +326,16 @@ pub async fn is_active(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
         .await
 }
 
+/// Whether the device is in a rental that grants access now: its public port carries connections only then.
+pub async fn device_is_let(pool: &PgPool, device: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND state = 'active' AND ends_at > now())",
+    )
+    .bind(device)
+    .fetch_one(pool)
+    .await
+}
+
 /// How a renter reaches the rented device: by its public tunnel port, or through our SSH server as a jump
 /// host (no public port needed). The device account is the rental's login name (created on the device by
 /// its provisioner); the jump password is the rental's secret.

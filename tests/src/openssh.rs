@@ -147,6 +147,22 @@ pub async fn echo_roundtrip(addr: std::net::SocketAddr, len: usize) {
     assert!(back == data, "bytes changed on the way");
 }
 
+/// Asserts the port takes a connection and closes it without carrying a byte (a device port not let now).
+pub async fn closed_without_data(addr: std::net::SocketAddr) {
+    let mut stream = TcpStream::connect(addr).await.expect("device port accepts");
+    // The write may fail once the server has closed; only what comes back matters.
+    let _ = stream.write_all(b"SSH-2.0-probe\r\n").await;
+    let mut back = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut back))
+        .await
+        .expect("closed within 15 s");
+    assert!(
+        read.is_err() || back.is_empty(),
+        "the port carried {} bytes",
+        back.len()
+    );
+}
+
 /// A port that was free a moment ago (for the tunnel range and fixed SSH addresses).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,5 +1,5 @@
 //! Renters reach a rented device's real sshd two ways, by its public port and with `ssh -J` through our
-//! server, and the jump path closes when the rental ends.
+//! server, and both paths close when the rental ends.
 
 use p2pvps_shared::Role;
 use p2pvps_tests::openssh::{DeviceSshd, SshKit, Via, refused};
@@ -171,6 +171,12 @@ async fn a_renter_reaches_the_device_by_port_and_by_jump_until_the_rental_ends(p
     );
     let err = refused(kit.renter(&sshd, jump, &["true"])).await;
     assert!(err.contains("Permission denied"), "{err}");
+    // The public port no longer carries anything to the device (even with a key the device still accepts).
+    let err = refused(kit.renter(&sshd, Via::Port(port), &["true"])).await;
+    assert!(
+        err.contains("closed") || err.contains("reset") || err.contains("banner"),
+        "{err}"
+    );
     let after = renter
         .gql(
             "{ rentals { state login { name } connection { login } } }",

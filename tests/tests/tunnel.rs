@@ -2,7 +2,9 @@
 //! newest connection winning, restarts, and the refusal of everything else.
 
 use p2pvps_shared::Role;
-use p2pvps_tests::openssh::{SshKit, echo_roundtrip, echo_server, free_port, refused};
+use p2pvps_tests::openssh::{
+    SshKit, closed_without_data, echo_roundtrip, echo_server, free_port, refused,
+};
 use p2pvps_tests::ws::{connect, next_json, subscribe};
 use p2pvps_tests::{Client, TestApp, status_listener, wait_status};
 use serde_json::json;
@@ -45,7 +47,22 @@ async fn device(owner: &Client, name: &str) -> Device {
     }
 }
 
-/// The usual scene: a server with SSH, an owner, one device "pi", and an ssh kit pinned to the server.
+/// Lets the device to a new renter, so its public port carries connections.
+async fn let_out(app: &TestApp, device: &Device) -> uuid::Uuid {
+    let email = format!("r-{}@example.com", &device.id[..8]);
+    app.user(&email, Role::Renter).await;
+    p2pvps_tests::rent(
+        &app.pool,
+        &app.secrets,
+        &device.id,
+        &email,
+        &format!("r{}", &device.id[..8]),
+    )
+    .await
+}
+
+/// The usual scene: a server with SSH, an owner, one device "pi" let to a renter, and an ssh kit pinned to
+/// the server.
 struct Rig {
     dir: std::path::PathBuf,
     app: TestApp,
@@ -60,6 +77,7 @@ impl Rig {
         let app = TestApp::start_with_ssh(pool, &dir, 0).await;
         let owner = app.user("o@example.com", Role::Owner).await;
         let pi = device(&owner, "pi").await;
+        let_out(&app, &pi).await;
         let kit = SshKit::new(&dir, app.ssh_addr());
         Self {
             dir,
@@ -133,6 +151,43 @@ async fn a_device_tunnel_carries_data_and_its_status_is_live(pool: PgPool) {
             .await
             .unwrap();
     assert_eq!(history, 4, "new, online, offline, online");
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn the_device_port_carries_connections_only_while_the_device_is_let(pool: PgPool) {
+    let dir = data_dir();
+    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let pi = device(&owner, "pi").await;
+    let kit = SshKit::new(&dir, app.ssh_addr());
+    let echo = echo_server().await;
+    let mut status = status_listener(&app.pool).await;
+    let _ssh = kit.device(&pi.id, &pi.credential, pi.port, echo);
+    wait_status(&mut status, &pi.id, "online").await;
+
+    // Online but not rented: the owner's sshd is not exposed to the internet through us.
+    closed_without_data(at(pi.port)).await;
+    let rental = let_out(&app, &pi).await;
+    echo_roundtrip(at(pi.port), 64 << 10).await;
+    let mut tx = app.pool.begin().await.unwrap();
+    p2pvps_server::rentals::end(&mut tx, &p2pvps_server::audit::Actor::system(), rental)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    closed_without_data(at(pi.port)).await;
+
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("p2pvps_ssh_refused_requests_total{request=\"device-port-not-rented\"} 2"),
+        "{metrics}"
+    );
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -259,6 +314,7 @@ async fn after_a_server_restart_the_device_gets_the_same_port(pool: PgPool) {
     let app = TestApp::start_with_ssh(pool.clone(), &dir, ssh_port).await;
     let owner = app.user("o@example.com", Role::Owner).await;
     let pi = device(&owner, "pi").await;
+    let_out(&app, &pi).await;
     let kit = SshKit::new(&dir, app.ssh_addr());
     let echo = echo_server().await;
     let mut status = status_listener(&app.pool).await;

@@ -267,6 +267,16 @@ fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> R
         .filter_map(|l| l.split_once(' '))
         .filter_map(|(id, port)| Some((id.to_owned(), port.trim().parse().ok()?)))
         .collect();
+    // The throughput device is let (a device's public port carries connections only while it is rented).
+    let (first_id, first_port) = devices.first().cloned().context("no bench device")?;
+    psql(
+        url,
+        &format!(
+            "INSERT INTO rentals (id, device_id, buyer_ref, marketplace, order_ref, state, price_minor, currency, \
+             starts_at, ends_at) VALUES (gen_random_uuid(), '{first_id}', 'bench', 'admin', 'bench', 'active', 0, \
+             'USD', now(), now() + interval '1 day')"
+        ),
+    )?;
     let server = serve(&[
         "serve",
         "--http",
@@ -344,7 +354,6 @@ fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> R
         "==> bench tunnel: throughput, {PAYLOAD_MIB} MiB x {ROUNDS} rounds each, cipher {CIPHER}"
     );
     let sink_port = sink()?;
-    let (first_id, first_port) = devices.first().cloned().context("no bench device")?;
     let peer_port = free_port()?;
     let ours = ssh_client(&config, Some(&askpass))
         .args([

@@ -7,7 +7,7 @@
 //! from the current one.
 
 use super::SshShared;
-use crate::devices;
+use crate::{devices, rentals};
 use p2pvps_shared::DeviceStatus;
 use russh::Disconnect;
 use russh::server::Handle;
@@ -198,8 +198,8 @@ impl Registry {
         list.push(task);
     }
 
-    /// Cuts every connection carried to the device through its public port (its rental ended; the device's
-    /// provisioner removes the renter's account, so they cannot log in again).
+    /// Cuts every connection carried to the device through its public port (its rental ended; new ones are
+    /// refused until the next rental, and the device's provisioner removes the renter's account).
     pub fn cut(&self, device: Uuid) -> usize {
         let list = self
             .carried
@@ -253,8 +253,28 @@ async fn accept_loop(
         let shared = Arc::clone(&shared);
         let tracked = Arc::clone(&shared);
         let mut targets = targets.clone();
+        let (tracked_tx, tracked_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _permit = permit;
+            // Tracked before the check below, so a rental ending right after the check still cuts us.
+            if tracked_rx.await.is_err() {
+                return;
+            }
+            // The port is the renter's way in: closed (accepted and dropped) unless the device is let now, so
+            // an idle or ended device's sshd is not on the internet.
+            match rentals::device_is_let(&shared.pool, device).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(%device, %peer, "device port used while not rented; refused");
+                    shared.metrics.ssh_refused("device-port-not-rented");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(%device, error = %e, "cannot check the device's rental; refused a port connection");
+                    shared.metrics.ssh_refused("device-port-unchecked");
+                    return;
+                }
+            }
             let _ = socket.set_nodelay(true);
             // Between two connections of the device (a reboot), wait a little for the new one.
             let target = match tokio::time::timeout(
@@ -291,6 +311,7 @@ async fn accept_loop(
             }
         });
         tracked.registry.track(device, task.abort_handle());
+        let _ = tracked_tx.send(());
     }
 }
 
