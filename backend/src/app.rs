@@ -118,6 +118,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
     };
     let shared = Arc::new(Shared {
         ssh_fingerprint: ssh.as_ref().map(|s| s.fingerprint.clone()),
+        ssh_public_key: ssh.as_ref().map(|s| s.public_key.clone()),
         ssh_port: ssh.as_ref().map(|s| s.addr.port()),
         public_host: settings.public_host.clone(),
         pool: pool.clone(),

@@ -624,3 +624,49 @@ pub async fn is_rented(pool: &PgPool, device: Uuid) -> Result<bool, sqlx::Error>
     .fetch_one(pool)
     .await
 }
+
+/// One stretch of a device's connection status, clipped to the window asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSpan {
+    pub status: DeviceStatus,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// The device's status over `[since, now]` as consecutive spans, from its status history. A device created
+/// within the window has spans from its creation on (time before it existed is not downtime).
+pub async fn status_spans(
+    pool: &PgPool,
+    device: Uuid,
+    since: DateTime<Utc>,
+) -> Result<Vec<StatusSpan>, sqlx::Error> {
+    let rows: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "WITH changes AS ( \
+           (SELECT status, at FROM device_status_history WHERE device_id = $1 AND at <= $2 \
+            ORDER BY at DESC, id DESC LIMIT 1) \
+           UNION ALL \
+           (SELECT status, at FROM device_status_history WHERE device_id = $1 AND at > $2) \
+         ) \
+         SELECT status, at, now() FROM changes ORDER BY at",
+    )
+    .bind(device)
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    let now = rows.first().map_or_else(Utc::now, |r| r.2);
+    let mut spans: Vec<StatusSpan> = Vec::with_capacity(rows.len());
+    for (text, at, _) in &rows {
+        let status = decode_enum(DeviceStatus::from_db(text), "status", text)?;
+        let from = (*at).clamp(since, now);
+        if let Some(last) = spans.last_mut() {
+            last.to = from;
+        }
+        spans.push(StatusSpan {
+            status,
+            from,
+            to: now,
+        });
+    }
+    spans.retain(|s| s.to > s.from);
+    Ok(spans)
+}

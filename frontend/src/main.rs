@@ -1,24 +1,19 @@
-//! The p2pvps dashboard. For now a landing page that proves the build and serving path; the dashboard
-//! proper (sign-up, devices, rentals) is its own piece of work.
+//! The p2pvps dashboard: a Yew single-page app over the server's GraphQL API.
+//!
+//! - `api`: one typed operation per `queries/*.graphql`, run over HTTP.
+//! - `live`: device status pushed over the graphql-transport-ws websocket.
+//! - `session`, `route`, `app`: who is signed in, the addresses, the shell around the pages.
+//! - `pages/`: one module per page; `ui` and `chart`: the pieces they share.
 
-use yew::prelude::*;
-
-#[function_component(App)]
-fn app() -> Html {
-    // Uses the shared crate so the wasm build proves it compiles for the browser.
-    let example = p2pvps_shared::SubdomainLabel::parse("my-pi")
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    html! {
-        <main>
-            <h1>{ "p2pvps" }</h1>
-            <p>{ "Rent out small computers as tiny VPSs, reached through this server." }</p>
-            <p>{ format!("Each device gets a subdomain like {example}.") }</p>
-            <p><a href="/graphql">{ "GraphQL API (GraphiQL)" }</a></p>
-        </main>
-    }
-}
+mod api;
+mod app;
+mod chart;
+mod live;
+mod pages;
+mod route;
+mod session;
+mod ui;
 
 fn main() {
-    yew::Renderer::<App>::new().render();
+    yew::Renderer::<app::App>::new().render();
 }

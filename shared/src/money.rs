@@ -24,6 +24,15 @@ impl Currency {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Digits after the decimal point of the currency's usual notation: 8 for the bitcoin family
+    /// (satoshis), 2 otherwise.
+    pub fn decimals(&self) -> u32 {
+        match self.0.as_str() {
+            "BTC" | "BCH" | "LTC" | "ZEC" => 8,
+            _ => 2,
+        }
+    }
 }
 
 impl TryFrom<String> for Currency {
@@ -63,6 +72,60 @@ impl Money {
     }
 }
 
+impl Money {
+    /// A price typed in the currency's usual notation (`3`, `3.5`, `0.00012`), as the dashboard's form
+    /// takes it.
+    pub fn parse_price(amount: &str, currency: &str) -> Result<Self, ValidationError> {
+        let decimals = Currency::parse(currency)?.decimals();
+        let bad = || ValidationError::new("price", "must be a number like 3.50");
+        let amount = amount.trim();
+        let (whole, fraction) = amount.split_once('.').unwrap_or((amount, ""));
+        if whole.is_empty() && fraction.is_empty()
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !fraction.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        if fraction.len() > decimals as usize {
+            return Err(ValidationError::new(
+                "price",
+                format!("has more than {decimals} decimal places"),
+            ));
+        }
+        let scale = 10_i64.pow(decimals);
+        let whole: i64 = if whole.is_empty() {
+            0
+        } else {
+            whole
+                .parse()
+                .map_err(|_| ValidationError::new("price", "is too large"))?
+        };
+        let fraction: i64 = format!("{fraction:0<width$}", width = decimals as usize)
+            .parse()
+            .map_err(|_| bad())?;
+        let minor = whole
+            .checked_mul(scale)
+            .and_then(|w| w.checked_add(fraction))
+            .ok_or_else(|| ValidationError::new("price", "is too large"))?;
+        Self::price(minor, currency)
+    }
+
+    /// The amount in the currency's usual notation: `3.50 USD`.
+    pub fn to_decimal_string(&self) -> String {
+        let decimals = self.currency.decimals();
+        let scale = 10_i64.pow(decimals);
+        let sign = if self.minor < 0 { "-" } else { "" };
+        let abs = self.minor.unsigned_abs();
+        format!(
+            "{sign}{}.{:0width$} {}",
+            abs / scale as u64,
+            abs % scale as u64,
+            self.currency.0,
+            width = decimals as usize
+        )
+    }
+}
+
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.minor, self.currency.0)
@@ -72,6 +135,40 @@ impl fmt::Display for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_prices() {
+        assert_eq!(Money::parse_price("3.5", "usd").unwrap().minor, 350);
+        assert_eq!(Money::parse_price("3", "USD").unwrap().minor, 300);
+        assert_eq!(Money::parse_price(".25", "USD").unwrap().minor, 25);
+        assert_eq!(Money::parse_price("0.00012", "BTC").unwrap().minor, 12_000);
+        assert_eq!(
+            Money::parse_price("3.555", "USD").unwrap_err().field,
+            "price"
+        );
+        assert_eq!(
+            Money::parse_price("3,50", "USD").unwrap_err().field,
+            "price"
+        );
+        assert_eq!(Money::parse_price("", "USD").unwrap_err().field, "price");
+        assert_eq!(Money::parse_price("-1", "USD").unwrap_err().field, "price");
+        assert_eq!(Money::parse_price("0", "USD").unwrap_err().field, "price");
+        assert_eq!(
+            Money::parse_price("99999999999999999999", "USD")
+                .unwrap_err()
+                .field,
+            "price"
+        );
+        assert_eq!(Money::parse_price("1", "U").unwrap_err().field, "currency");
+        assert_eq!(
+            Money::price(350, "USD").unwrap().to_decimal_string(),
+            "3.50 USD"
+        );
+        assert_eq!(
+            Money::price(12_000, "BTC").unwrap().to_decimal_string(),
+            "0.00012000 BTC"
+        );
+    }
 
     #[test]
     fn prices() {

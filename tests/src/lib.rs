@@ -31,9 +31,20 @@ impl TestApp {
     /// With the SSH tunnel server on 127.0.0.1 (port 0 unless given), a host key in `data_dir`, and a
     /// small tunnel port range of its own (tests run in parallel).
     pub async fn start_with_ssh(pool: PgPool, data_dir: &std::path::Path, ssh_port: u16) -> Self {
+        Self::start_with_ssh_and(pool, data_dir, ssh_port, |_| {}).await
+    }
+
+    /// [`TestApp::start_with_ssh`], then `adjust` the settings.
+    pub async fn start_with_ssh_and(
+        pool: PgPool,
+        data_dir: &std::path::Path,
+        ssh_port: u16,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Self {
         let host_key = p2pvps_server::ssh::host_key::load_or_create(data_dir).expect("host key");
         let ports = openssh::free_port_range(3);
         Self::start_with(pool, move |s| {
+            adjust(s);
             s.tunnel_ports = ports;
             s.ssh = Some(p2pvps_server::ssh::SshSettings {
                 addr: std::net::SocketAddr::from(([127, 0, 0, 1], ssh_port)),
@@ -358,6 +369,7 @@ pub mod ws {
     }
 }
 
+pub mod browser;
 pub mod openssh;
 
 /// Waits for `device` to reach `status` as seen through Postgres `NOTIFY device_status` (subscribe with

@@ -76,6 +76,39 @@ impl SshKit {
         cmd
     }
 
+    /// A command line as the dashboard shows it (`ssh ...`), run with our pinned host key and `password`
+    /// typed at the prompt (by askpass).
+    pub fn pasted(&self, line: &str, password: &str) -> Command {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.first(), Some(&"ssh"), "not an ssh command: {line}");
+        let askpass = askpass(&self.dir, password);
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-F", "/dev/null", "-o"])
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.dir.join("known_hosts").display()
+            ))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "PreferredAuthentications=password",
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "NumberOfPasswordPrompts=1",
+            ])
+            .args(&words[1..])
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
     /// `ssh -N -R PORT:127.0.0.1:LOCAL`, a device publishing a local service on its tunnel port.
     pub fn device(&self, id: &str, credential: &str, port: u16, local: u16) -> Child {
         let spec = format!("{port}:127.0.0.1:{local}");

@@ -337,3 +337,126 @@ async fn devices_page_and_filter_by_status(pool: PgPool) {
         .assert_code("BAD_USER_INPUT");
     app.stop().await;
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn uptime_comes_from_the_status_history(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let (id, _) = add_device(&owner, "pi").await;
+    // A device created 30 h ago: online for the 6 h up to 24 h ago, then 6 h offline, then online since
+    // 18 h ago except for the last 6 h.
+    sqlx::query(
+        "UPDATE device_status_history SET at = now() - interval '30 hours' WHERE device_id = $1::uuid",
+    )
+    .bind(&id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    for (status, hours_ago) in [
+        ("online", 30),
+        ("offline", 24),
+        ("online", 18),
+        ("offline", 6),
+    ] {
+        sqlx::query(
+            "INSERT INTO device_status_history (device_id, status, at) \
+             VALUES ($1::uuid, $2, now() - make_interval(hours => $3))",
+        )
+        .bind(&id)
+        .bind(status)
+        .bind(hours_ago)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    let q = "query($id: ID!, $h: Int!) { device(id: $id) { uptime(hours: $h) { onlineFraction spans { status from to } } } }";
+    let day = owner.gql(q, json!({"id": id, "h": 24})).await;
+    let spans = day
+        .ok()
+        .data("device.uptime.spans")
+        .as_array()
+        .unwrap()
+        .clone();
+    let statuses: Vec<&str> = spans
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["OFFLINE", "ONLINE", "OFFLINE"], "{spans:?}");
+    let fraction = day.data("device.uptime.onlineFraction").as_f64().unwrap();
+    assert!((fraction - 0.5).abs() < 0.001, "{fraction}");
+    for pair in spans.windows(2) {
+        assert_eq!(pair[0]["to"], pair[1]["from"], "spans are consecutive");
+    }
+
+    // A device created an hour ago is judged on that hour, not on the day before it existed.
+    let (new_id, _) = add_device(&owner, "new pi").await;
+    sqlx::query("UPDATE device_status_history SET at = now() - interval '1 hour' WHERE device_id = $1::uuid")
+        .bind(&new_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    devices::record_status(
+        &app.pool,
+        new_id.parse().unwrap(),
+        p2pvps_shared::DeviceStatus::Online,
+    )
+    .await
+    .unwrap();
+    let fresh = owner.gql(q, json!({"id": new_id, "h": 24})).await;
+    let fraction = fresh
+        .ok()
+        .data("device.uptime.onlineFraction")
+        .as_f64()
+        .unwrap();
+    assert!(fraction < 0.01, "{fraction}");
+    assert_eq!(fresh.data("device.uptime.spans.0.status"), "NEW");
+
+    owner
+        .gql(q, json!({"id": id, "h": 0}))
+        .await
+        .assert_code("BAD_USER_INPUT");
+    let stranger = app.user("s@example.com", Role::Owner).await;
+    stranger
+        .gql(q, json!({"id": id, "h": 24}))
+        .await
+        .assert_code("NOT_FOUND");
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn the_tunnel_server_is_described_for_connect_commands(pool: PgPool) {
+    let data = std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()));
+    let app = TestApp::start_with_ssh(pool, &data, 0).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let r = owner
+        .gql(
+            "{ tunnelServer { host port hostKeyFingerprint knownHostsLine } }",
+            json!({}),
+        )
+        .await;
+    r.ok();
+    let port = app.ssh_addr().port();
+    assert_eq!(r.data("tunnelServer.port"), port);
+    assert_eq!(r.data("tunnelServer.host"), "127.0.0.1");
+    assert!(
+        r.data("tunnelServer.hostKeyFingerprint")
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:")
+    );
+    let key = p2pvps_server::ssh::host_key::load_or_create(&data).unwrap();
+    assert_eq!(
+        r.data("tunnelServer.knownHostsLine"),
+        format!(
+            "[127.0.0.1]:{port} {}",
+            p2pvps_server::ssh::host_key::public_openssh(&key)
+        )
+        .as_str()
+    );
+    app.anonymous()
+        .gql("{ tunnelServer { host } }", json!({}))
+        .await
+        .assert_code("UNAUTHENTICATED");
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(data);
+}

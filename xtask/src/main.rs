@@ -79,8 +79,13 @@ fn build_frontend(root: &Path) -> Result<()> {
     tools::ensure_frontend_tools(root)?;
     // Trunk --offline passes --offline to cargo: fetch first so new dependencies are present.
     sh(cargo().args(["fetch", "--target", "wasm32-unknown-unknown"]))?;
+    // Trunk runs the first `wasm-opt` on PATH: npm's pinned binaryen, never Debian's (too old for rustc).
+    let path = std::env::join_paths(std::iter::once(tools::wasm_opt_bin(root)?).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))?;
     sh(Command::new("trunk")
         .args(["build", "--release", "--offline", "--skip-version-check"])
+        .env("PATH", path)
         .env("CARGO_TARGET_DIR", root.join("target/trunk"))
         .env("TRUNK_OFFLINE", "true"))?;
     tools::graphiql_assets(root)
@@ -149,8 +154,9 @@ fn test(root: &Path) -> Result<()> {
     ]))?;
     step(3, total, "frontend release build");
     build_frontend(root)?;
-    step(4, total, "database");
+    step(4, total, "database and browser");
     let url = postgres::database_url(root)?;
+    tools::ensure_browser()?;
     step(5, total, "test suite");
     sh(cargo()
         .args(["test", "-j", "2", "--workspace", "--exclude", "p2pvps-web"])

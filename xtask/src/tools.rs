@@ -75,19 +75,43 @@ pub fn ensure_frontend_tools(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Copies GraphiQL and React (pinned in xtask/graphiql/package-lock.json) into target/dist/graphiql, so
-/// GraphiQL works with no CDN.
-pub fn graphiql_assets(root: &Path) -> Result<()> {
-    let npm_dir = root.join("target/graphiql-npm");
+/// Debian's Chromium and ChromeDriver, which the dashboard's end-to-end tests drive (installed with apt,
+/// through sudo when not root, when either is missing).
+pub fn ensure_browser() -> Result<()> {
+    let have = |p: &str| Path::new(p).exists();
+    if have("/usr/bin/chromium") && have("/usr/bin/chromedriver") {
+        return Ok(());
+    }
+    eprintln!("installing chromium and chromium-driver (Debian packages)");
+    let root = output(Command::new("id").arg("-u")).is_some_and(|u| u.trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        sh(&mut cmd)
+    };
+    apt(&["update", "-qq"])?;
+    apt(&["install", "-y", "-qq", "chromium", "chromium-driver"])
+}
+
+/// Installs the npm packages pinned in `xtask/<name>/package-lock.json` into `target/<name>-npm` (again
+/// only when the lock changed) and returns that `node_modules`.
+fn npm_package(root: &Path, name: &str) -> Result<std::path::PathBuf> {
+    let npm_dir = root.join(format!("target/{name}-npm"));
     let modules = npm_dir.join("node_modules");
-    let lock = root.join("xtask/graphiql/package-lock.json");
+    let lock = root.join(format!("xtask/{name}/package-lock.json"));
     let stamp = npm_dir.join("package-lock.json");
     let fresh = std::fs::read(&stamp).ok() == std::fs::read(&lock).ok() && modules.is_dir();
     if !fresh {
-        eprintln!("installing GraphiQL assets from the npm registry");
+        eprintln!("installing {name} from the npm registry");
         std::fs::create_dir_all(&npm_dir)?;
         std::fs::copy(
-            root.join("xtask/graphiql/package.json"),
+            root.join(format!("xtask/{name}/package.json")),
             npm_dir.join("package.json"),
         )?;
         std::fs::copy(&lock, &stamp)?;
@@ -95,6 +119,18 @@ pub fn graphiql_assets(root: &Path) -> Result<()> {
             .args(["ci", "--no-audit", "--no-fund", "--loglevel", "error"])
             .current_dir(&npm_dir))?;
     }
+    Ok(modules)
+}
+
+/// The directory holding npm's `wasm-opt` (binaryen 132, pinned), to put first on Trunk's PATH.
+pub fn wasm_opt_bin(root: &Path) -> Result<std::path::PathBuf> {
+    Ok(npm_package(root, "wasm-opt")?.join(".bin"))
+}
+
+/// Copies GraphiQL and React (pinned in xtask/graphiql/package-lock.json) into target/dist/graphiql, so
+/// GraphiQL works with no CDN.
+pub fn graphiql_assets(root: &Path) -> Result<()> {
+    let modules = npm_package(root, "graphiql")?;
     let out = root.join("target/dist/graphiql");
     std::fs::create_dir_all(&out)?;
     for (from, name) in [

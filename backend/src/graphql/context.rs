@@ -24,6 +24,8 @@ pub struct Shared {
     pub cookie_secure: bool,
     /// The SSH host key's fingerprint, for clients to pin.
     pub ssh_fingerprint: Option<String>,
+    /// The SSH host key's public half, for `known_hosts` lines.
+    pub ssh_public_key: Option<String>,
     /// The SSH server's port, when it runs.
     pub ssh_port: Option<u16>,
     /// The host name users connect to (SSH, device ports), as shown in ready-to-paste commands.

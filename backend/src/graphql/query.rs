@@ -150,6 +150,31 @@ impl QueryRoot {
         Ok(DeviceObject { device, access })
     }
 
+    /// The SSH server devices connect to, or null when this server runs none. Signed-in users.
+    async fn tunnel_server(&self, ctx: &Context<'_>) -> ApiResult<Option<TunnelServer>> {
+        ctx.viewer().user()?;
+        let shared = ctx.shared();
+        let (Some(port), Some(fingerprint), Some(key)) = (
+            shared.ssh_port,
+            shared.ssh_fingerprint.clone(),
+            shared.ssh_public_key.as_deref(),
+        ) else {
+            return Ok(None);
+        };
+        let host = shared.public_host.clone();
+        let pattern = if port == 22 {
+            host.clone()
+        } else {
+            format!("[{host}]:{port}")
+        };
+        Ok(Some(TunnelServer {
+            known_hosts_line: format!("{pattern} {key}"),
+            host,
+            port: i32::from(port),
+            host_key_fingerprint: fingerprint,
+        }))
+    }
+
     /// Rentals the viewer takes part in (as renter or as the device's owner); all of them for an admin.
     /// Newest first.
     async fn rentals(&self, ctx: &Context<'_>, first: Option<i32>) -> ApiResult<Vec<RentalObject>> {

@@ -7,7 +7,7 @@ use crate::rentals::Rental;
 use crate::users::{self, User};
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use p2pvps_shared::Money;
+use p2pvps_shared::{Money, ValidationError};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 #[graphql(remote = "p2pvps_shared::Role", name = "Role")]
@@ -204,6 +204,72 @@ impl DeviceObject {
         self.owner_only("updatedAt")?;
         Ok(self.device.updated_at)
     }
+    /// The connection status over the last `hours` (1 to 720), from the status history (from the device's
+    /// creation on, if that is later).
+    async fn uptime(&self, ctx: &Context<'_>, hours: i32) -> ApiResult<Uptime> {
+        if !(1..=720).contains(&hours) {
+            return Err(ValidationError::new("hours", "must be between 1 and 720").into());
+        }
+        let since = Utc::now() - chrono::Duration::hours(i64::from(hours));
+        let spans = crate::devices::status_spans(&ctx.shared().pool, self.device.id, since).await?;
+        let total: i64 = spans
+            .iter()
+            .map(|s| (s.to - s.from).num_milliseconds())
+            .sum();
+        let online: i64 = spans
+            .iter()
+            .filter(|s| s.status == p2pvps_shared::DeviceStatus::Online)
+            .map(|s| (s.to - s.from).num_milliseconds())
+            .sum();
+        Ok(Uptime {
+            since,
+            online_fraction: if total > 0 {
+                online as f64 / total as f64
+            } else {
+                0.0
+            },
+            spans: spans
+                .into_iter()
+                .map(|s| StatusSpanObject {
+                    status: s.status.into(),
+                    from: s.from,
+                    to: s.to,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// A device's connection status over a window of time.
+#[derive(SimpleObject)]
+pub struct Uptime {
+    /// Start of the window.
+    pub since: DateTime<Utc>,
+    /// Share of the window (since the device exists) it was online, 0 to 1.
+    pub online_fraction: f64,
+    /// Consecutive stretches of one status, oldest first, ending now.
+    pub spans: Vec<StatusSpanObject>,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "StatusSpan")]
+pub struct StatusSpanObject {
+    pub status: DeviceStatusGql,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// The SSH server devices keep their tunnels to: what a device's connect commands need.
+#[derive(SimpleObject)]
+pub struct TunnelServer {
+    /// Host name to connect to.
+    pub host: String,
+    /// The SSH server's port.
+    pub port: i32,
+    /// `SHA256:...` of the host key, to compare on first connection.
+    pub host_key_fingerprint: String,
+    /// A `known_hosts` line pinning the host key.
+    pub known_hosts_line: String,
 }
 
 /// A public key registered on a device.

@@ -85,6 +85,8 @@ fn config(host_key: PrivateKey) -> Config {
 pub struct SshServer {
     pub addr: SocketAddr,
     pub fingerprint: String,
+    /// The host key's public half (`ssh-ed25519 AAAA...`), for ready-made `known_hosts` lines.
+    pub public_key: String,
 }
 
 /// Binds and starts accepting; returns once listening.
@@ -97,6 +99,7 @@ pub async fn start(
     stop: Shutdown,
 ) -> Result<SshServer, SshError> {
     let fingerprint = host_key::fingerprint(&settings.host_key);
+    let public_key = host_key::public_openssh(&settings.host_key);
     let listener = TcpListener::bind(settings.addr)
         .await
         .map_err(|source| SshError::Bind {
@@ -124,7 +127,11 @@ pub async fn start(
     tracing::info!(%addr, %fingerprint, "SSH server listening");
     tokio::spawn(cut_ended_rentals(Arc::clone(&shared), stop.clone()));
     tokio::spawn(accept_loop(listener, config, shared, auth_timeout, stop));
-    Ok(SshServer { addr, fingerprint })
+    Ok(SshServer {
+        addr,
+        fingerprint,
+        public_key,
+    })
 }
 
 async fn accept_loop(

@@ -1,0 +1,229 @@
+//! Admin pages: users (role, disable), every rental, and the audit log. Every device is the device list
+//! with `all`.
+
+use crate::api::{
+    self, AllRentals, ApiError, AuditLog, DisableUser, SetUserRole, Users, all_rentals, audit_log,
+    disable_user, set_user_role, users,
+};
+use crate::route::Route;
+use crate::session::{enum_str, use_session};
+use crate::ui::{Empty, ErrorBox, Loading, fmt_money, fmt_time};
+use yew::prelude::*;
+use yew_router::prelude::*;
+
+#[derive(Clone, PartialEq)]
+enum Load<T> {
+    Loading,
+    Failed(ApiError),
+    Ready(T),
+}
+
+/// Runs `fetch` on mount and whenever `attempt` moves; the page renders the result.
+#[hook]
+fn use_load<T, F, Fut>(fetch: F) -> (UseStateHandle<Load<T>>, Callback<()>)
+where
+    T: Clone + PartialEq + 'static,
+    F: Fn() -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<T, ApiError>> + 'static,
+{
+    let load = use_state(|| Load::Loading);
+    let attempt = use_state(|| 0u32);
+    {
+        let load = load.clone();
+        use_effect_with(*attempt, move |_| {
+            let fut = fetch();
+            wasm_bindgen_futures::spawn_local(async move {
+                load.set(match fut.await {
+                    Ok(v) => Load::Ready(v),
+                    Err(e) => Load::Failed(e),
+                });
+            });
+        });
+    }
+    let reload = Callback::from(move |()| attempt.set(*attempt + 1));
+    (load, reload)
+}
+
+fn failed(e: &ApiError, reload: &Callback<()>) -> Html {
+    html! { <ErrorBox error={e.clone()} retry={reload.clone()} /> }
+}
+
+#[function_component(UsersPage)]
+pub fn users_page() -> Html {
+    let me = use_session().user.map(|u| u.id).unwrap_or_default();
+    let (load, reload) = use_load(|| async {
+        api::run::<Users>(users::Variables { after: None })
+            .await
+            .map(|d| d.users.nodes)
+    });
+    let error = use_state(|| None::<ApiError>);
+    let list = match &*load {
+        Load::Loading => return html! { <Loading /> },
+        Load::Failed(e) => return failed(e, &reload),
+        Load::Ready(l) => l,
+    };
+    let set_role = |id: String| {
+        let (reload, error) = (reload.clone(), error.clone());
+        Callback::from(move |e: Event| {
+            let Some(select) = e.target_dyn_into::<web_sys::HtmlSelectElement>() else {
+                return;
+            };
+            let role = match select.value().as_str() {
+                "ADMIN" => set_user_role::Role::ADMIN,
+                "RENTER" => set_user_role::Role::RENTER,
+                _ => set_user_role::Role::OWNER,
+            };
+            let (reload, error, id) = (reload.clone(), error.clone(), id.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match api::run::<SetUserRole>(set_user_role::Variables { id, role }).await {
+                    Ok(_) => error.set(None),
+                    Err(e) => error.set(Some(e)),
+                }
+                reload.emit(());
+            });
+        })
+    };
+    let toggle = |id: String, disabled: bool| {
+        let (reload, error) = (reload.clone(), error.clone());
+        Callback::from(move |_| {
+            let (reload, error, id) = (reload.clone(), error.clone(), id.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match api::run::<DisableUser>(disable_user::Variables {
+                    id,
+                    disabled: !disabled,
+                })
+                .await
+                {
+                    Ok(_) => error.set(None),
+                    Err(e) => error.set(Some(e)),
+                }
+                reload.emit(());
+            });
+        })
+    };
+    html! {
+        <section>
+            <h1>{ "Users" }</h1>
+            if let Some(e) = &*error { <ErrorBox error={e.clone()} /> }
+            <table class="list" id="users">
+                <thead><tr><th scope="col">{ "E-mail" }</th><th scope="col">{ "Role" }</th>
+                    <th scope="col">{ "Since" }</th><th scope="col">{ "Access" }</th></tr></thead>
+                <tbody>{ for list.iter().map(|u| {
+                    let role = enum_str(&u.role);
+                    let own = u.id == me;
+                    html! {
+                        <tr data-user={u.id.clone()}>
+                            <td data-label="E-mail">{ &u.email }</td>
+                            <td data-label="Role">
+                                <label class="visually-hidden" for={format!("role-{}", u.id)}>{ format!("Role of {}", u.email) }</label>
+                                <select id={format!("role-{}", u.id)} disabled={own} onchange={set_role(u.id.clone())}>
+                                    { for ["OWNER", "RENTER", "ADMIN"].iter().map(|r| html! {
+                                        <option value={*r} selected={role == *r}>{ r.to_ascii_lowercase() }</option>
+                                    }) }
+                                </select>
+                            </td>
+                            <td data-label="Since">{ fmt_time(&u.created_at) }</td>
+                            <td data-label="Access">
+                                if own { { "you" } } else {
+                                    <button type="button" class={if u.disabled { "secondary" } else { "danger" }}
+                                        onclick={toggle(u.id.clone(), u.disabled)}>
+                                        { if u.disabled { "Enable" } else { "Disable" } }
+                                    </button>
+                                }
+                            </td>
+                        </tr>
+                    }
+                }) }</tbody>
+            </table>
+        </section>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct RentalsTableProps {
+    pub rentals: Vec<all_rentals::AllRentalsRentals>,
+}
+
+#[function_component(RentalsTable)]
+pub fn rentals_table(props: &RentalsTableProps) -> Html {
+    html! {
+        <table class="list" id="rentals">
+            <thead><tr><th scope="col">{ "Device" }</th><th scope="col">{ "State" }</th><th scope="col">{ "From" }</th>
+                <th scope="col">{ "Until" }</th><th scope="col">{ "Price" }</th><th scope="col">{ "Order" }</th></tr></thead>
+            <tbody>{ for props.rentals.iter().map(|r| html! {
+                <tr data-rental={r.id.clone()}>
+                    <td data-label="Device">{
+                        match &r.device {
+                            Some(d) => html! { <Link<Route> to={Route::Device { id: d.id.clone() }}>{ &d.name }</Link<Route>> },
+                            None => html! { "deleted" },
+                        }
+                    }</td>
+                    <td data-label="State">{ enum_str(&r.state).to_ascii_lowercase() }</td>
+                    <td data-label="From">{ r.starts_at.as_deref().map(fmt_time).unwrap_or_default() }</td>
+                    <td data-label="Until">{ r.ends_at.as_deref().map(fmt_time).unwrap_or_default() }</td>
+                    <td data-label="Price">{ fmt_money(r.price.minor, &r.price.currency) }</td>
+                    <td data-label="Order">{ format!("{} {}", r.marketplace, r.order_ref) }</td>
+                </tr>
+            }) }</tbody>
+        </table>
+    }
+}
+
+#[function_component(RentalsPage)]
+pub fn rentals_page() -> Html {
+    let (load, reload) = use_load(|| async {
+        api::run::<AllRentals>(all_rentals::Variables {})
+            .await
+            .map(|d| d.rentals)
+    });
+    html! {
+        <section>
+            <h1>{ "All rentals" }</h1>
+            {
+                match &*load {
+                    Load::Loading => html! { <Loading /> },
+                    Load::Failed(e) => failed(e, &reload),
+                    Load::Ready(r) if r.is_empty() => html! {
+                        <Empty title="No rentals yet">
+                            <p>{ "Grant one by hand with the grantRental mutation (GraphiQL) or " }
+                               <code>{ "p2pvps rental grant" }</code>{ "." }</p>
+                        </Empty>
+                    },
+                    Load::Ready(r) => html! { <RentalsTable rentals={r.clone()} /> },
+                }
+            }
+        </section>
+    }
+}
+
+#[function_component(AuditPage)]
+pub fn audit_page() -> Html {
+    let (load, reload) = use_load(|| async {
+        api::run::<AuditLog>(audit_log::Variables { before: None })
+            .await
+            .map(|d| d.audit_log)
+    });
+    let list = match &*load {
+        Load::Loading => return html! { <Loading /> },
+        Load::Failed(e) => return failed(e, &reload),
+        Load::Ready(l) => l,
+    };
+    html! {
+        <section>
+            <h1>{ "Audit log" }</h1>
+            <table class="list" id="audit">
+                <thead><tr><th scope="col">{ "When" }</th><th scope="col">{ "Who" }</th><th scope="col">{ "What" }</th>
+                    <th scope="col">{ "On" }</th><th scope="col">{ "Detail" }</th></tr></thead>
+                <tbody>{ for list.iter().map(|a| html! {
+                    <tr data-action={a.action.clone()}>
+                        <td data-label="When">{ fmt_time(&a.at) }</td>
+                        <td data-label="Who">{ &a.actor }</td>
+                        <td data-label="What"><code>{ &a.action }</code></td>
+                        <td data-label="On">{ format!("{} {}", a.target_type, a.target_id) }</td>
+                        <td data-label="Detail"><code class="detail">{ a.detail.to_string() }</code></td>
+                    </tr>
+                }) }</tbody>
+            </table>
+        </section>
+    }
+}

@@ -1,0 +1,208 @@
+//! The dashboard in real headless Chromium: an owner signs up, adds a device and connects it with the
+//! command the page shows, and watches its badge go online and offline without a reload; an admin sees the
+//! device and the audit entry; a renter given a rental sees connection commands that work. Screenshots of
+//! each page go to `target/screenshots/`.
+
+use p2pvps_shared::Role;
+use p2pvps_tests::browser::Browser;
+use p2pvps_tests::openssh::{DeviceSshd, SshKit, Via};
+use p2pvps_tests::{PASSWORD, TestApp};
+use serde_json::json;
+use sqlx::PgPool;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The Trunk build to serve: `cargo xtask test` passes it; otherwise the default `target/dist`.
+fn web_dir() -> PathBuf {
+    let dir = std::env::var_os("P2PVPS_WEB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dist"));
+    assert!(
+        dir.join("index.html").is_file(),
+        "no dashboard build in {}: run `cargo xtask frontend` (or `cargo xtask test`)",
+        dir.display()
+    );
+    dir
+}
+
+async fn start(pool: PgPool) -> (TestApp, PathBuf) {
+    let data = std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()));
+    let web = web_dir();
+    let app = TestApp::start_with_ssh_and(pool, &data, 0, move |s| s.web_dir = Some(web)).await;
+    (app, data)
+}
+
+async fn output(mut cmd: tokio::process::Command) -> String {
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("ssh finished within 30 s")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ssh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn log_in(b: &Browser, email: &str, landing: &str) {
+    b.goto("/login").await;
+    b.fill("#email", email).await;
+    b.fill("#password", PASSWORD).await;
+    b.click("#log-in").await;
+    b.wait_path(landing).await;
+}
+
+async fn log_out(b: &Browser) {
+    b.click("#log-out").await;
+    b.wait_path("/login").await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn owner_admin_and_renter_use_the_dashboard(pool: PgPool) {
+    let (app, data) = start(pool).await;
+    let b = Browser::start(&app.base, 1280).await;
+
+    // Signed out, a deep link leads to the log-in page; a wrong password says so.
+    b.goto("/devices/0b7e5a52-0000-4000-8000-000000000000")
+        .await;
+    b.wait_path("/login").await;
+    b.fill("#email", "nobody@example.com").await;
+    b.fill("#password", "not the password").await;
+    b.click("#log-in").await;
+    let error = b.wait_text(".error-box", "").await;
+    assert!(error.len() > 20, "an error that says something: {error:?}");
+    b.screenshot("01-login-error").await;
+
+    // Sign up as an owner: the empty device list says what to do next.
+    b.goto("/signup").await;
+    b.fill("#email", "not-an-email").await;
+    b.fill("#password", "short").await;
+    b.click("#sign-up").await;
+    b.wait_text("#email-error", "").await;
+    b.wait_text("#password-error", "10").await;
+    b.screenshot("02-signup-errors").await;
+    b.fill("#email", "owner@example.com").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("#sign-up").await;
+    b.wait_path("/devices").await;
+    b.wait_text(".empty", "Add your first device").await;
+    b.screenshot("03-devices-empty").await;
+
+    // The add-device wizard: the name is required; then the credential and the command.
+    b.click(".empty a.button").await;
+    b.wait_path("/devices/new").await;
+    b.fill("#price", "3.505").await;
+    b.click("#create-device").await;
+    b.wait_text("#name-error", "").await;
+    b.wait_text("#price-error", "decimal").await;
+    b.fill("#name", "Kitchen Pi").await;
+    b.fill("#subdomain", "kitchen-pi").await;
+    b.fill("#cpu-cores", "4").await;
+    b.fill("#memory", "4096").await;
+    b.fill("#price", "3.50").await;
+    b.click("#create-device").await;
+    let credential = b.text("#credential").await;
+    let id = b.text("#device-id").await;
+    let port: u16 = b.text("#device-port").await.trim().parse().unwrap();
+    let command = b.text("#ssh-command").await;
+    assert!(credential.len() >= 20, "{credential}");
+    let ssh_port = app.ssh_addr().port();
+    assert!(
+        command.contains(&format!("-p {ssh_port} "))
+            && command.contains(&format!("-R {port}:127.0.0.1:22 "))
+            && command.ends_with(&format!("{id}@127.0.0.1")),
+        "{command}"
+    );
+    b.screenshot("04-device-added").await;
+
+    // On the list, the new device has never connected...
+    b.goto("/devices").await;
+    let badge = format!("tr[data-device='{id}'] .badge");
+    b.wait_text(&badge, "never connected").await;
+    // ...then the device runs the command the page showed (its sshd here is a real one) and the badge turns
+    // online without a reload; when it disconnects, offline.
+    let kit = SshKit::new(&data, app.ssh_addr());
+    let sshd = DeviceSshd::start().await;
+    let pasted = command.replace("127.0.0.1:22 ", &format!("127.0.0.1:{} ", sshd.port));
+    let mut device = kit.pasted(&pasted, &credential).spawn().unwrap();
+    b.wait_text(&badge, "online").await;
+    b.screenshot("05-devices-online").await;
+    device.kill().await.unwrap();
+    b.wait_text(&badge, "offline").await;
+    b.screenshot("06-devices-offline").await;
+
+    // The device page, loaded by its address (a deep link on reload).
+    let _device = kit.pasted(&pasted, &credential).spawn().unwrap();
+    b.goto(&format!("/devices/{id}")).await;
+    b.wait_text("h1", "Kitchen Pi").await;
+    b.wait_text(".heading .badge", "online").await;
+    b.wait_text("#uptime-day figcaption", "online").await;
+    b.wait_text("#ssh-command", &format!("{id}@127.0.0.1"))
+        .await;
+    b.screenshot("07-device-detail").await;
+    log_out(&b).await;
+
+    // An admin sees the device, its owner, and the audit entry.
+    let admin = app.user("admin@example.com", Role::Admin).await;
+    log_in(&b, "admin@example.com", "/admin/users").await;
+    b.wait_text("#users", "owner@example.com").await;
+    b.screenshot("08-admin-users").await;
+    b.goto("/admin/devices").await;
+    b.wait_text("#devices", "Kitchen Pi").await;
+    b.wait_text("#devices", "owner@example.com").await;
+    b.screenshot("09-admin-devices").await;
+    b.goto("/admin/audit").await;
+    b.wait_text("#audit", "device.create").await;
+    b.screenshot("10-admin-audit").await;
+    log_out(&b).await;
+
+    // A renter given a rental sees the login and the two commands, and both work.
+    app.user("renter@example.com", Role::Renter).await;
+    admin
+        .gql(
+            "mutation($d: ID!) { grantRental(device: $d, renterEmail: \"renter@example.com\", hours: 2) { id } }",
+            json!({"d": id}),
+        )
+        .await
+        .ok();
+    log_in(&b, "renter@example.com", "/rentals").await;
+    let login = b.text("#rental-login").await;
+    let secret = b.text("#rental-secret").await;
+    let by_port = b.text("#port-command").await;
+    let by_jump = b.text("#jump-command").await;
+    b.wait_text(".countdown", "left").await;
+    assert_eq!(by_port, format!("ssh -p {port} {login}@127.0.0.1"));
+    assert_eq!(
+        by_jump,
+        format!("ssh -J {login}@127.0.0.1:{ssh_port} {login}@kitchen-pi")
+    );
+    b.screenshot("11-renter-rentals").await;
+    // (The device's test sshd knows only its own user; the login on a real device is the provisioner's.)
+    let jump = Via::Jump {
+        login: &login,
+        secret: &secret,
+        subdomain: "kitchen-pi",
+    };
+    assert_eq!(
+        output(kit.renter(&sshd, jump, &["echo", "via-jump"]))
+            .await
+            .trim(),
+        "via-jump"
+    );
+    assert_eq!(
+        output(kit.renter(&sshd, Via::Port(port), &["echo", "via-port"]))
+            .await
+            .trim(),
+        "via-port"
+    );
+
+    // The same page at a phone's width.
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.wait_text("#jump-command", "ssh -J").await;
+    b.screenshot("12-renter-rentals-phone").await;
+
+    b.close().await;
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(data);
+}
