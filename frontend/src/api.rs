@@ -13,11 +13,11 @@ macro_rules! operation {
     ($name:ident, $file:tt) => {
         #[derive(GraphQLQuery)]
         #[graphql(
-                                    schema_path = "../schema.graphql",
-                                    query_path = $file,
-                                    response_derives = "Clone, PartialEq",
-                                    variables_derives = "Clone"
-                                )]
+                                                            schema_path = "../schema.graphql",
+                                                            query_path = $file,
+                                                            response_derives = "Clone, PartialEq",
+                                                            variables_derives = "Clone"
+                                                        )]
         pub struct $name;
     };
 }
@@ -33,6 +33,8 @@ operation!(TunnelServerInfo, "queries/tunnel_server.graphql");
 operation!(CreateDevice, "queries/create_device.graphql");
 operation!(RotateCredential, "queries/rotate_credential.graphql");
 operation!(DeleteDevice, "queries/delete_device.graphql");
+operation!(AddSshKey, "queries/add_ssh_key.graphql");
+operation!(RemoveSshKey, "queries/remove_ssh_key.graphql");
 operation!(MyRentals, "queries/my_rentals.graphql");
 operation!(AllRentals, "queries/all_rentals.graphql");
 operation!(Users, "queries/users.graphql");

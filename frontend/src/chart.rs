@@ -19,7 +19,8 @@ pub struct ChartProps {
     pub online_fraction: f64,
 }
 
-const WIDTH: f64 = 1000.0;
+/// Width of the drawing in SVG units; integers keep float formatting out of the wasm.
+const WIDTH: f64 = 100_000.0;
 
 #[function_component(UptimeChart)]
 pub fn uptime_chart(props: &ChartProps) -> Html {
@@ -28,18 +29,19 @@ pub fn uptime_chart(props: &ChartProps) -> Html {
     };
     let (start, end) = (millis(&first.from), millis(&last.to));
     let total = (end - start).max(1.0);
-    let percent = format!("{:.1} % online", props.online_fraction * 100.0);
+    let tenths = (props.online_fraction * 1000.0).round() as i64;
+    let percent = format!("{}.{} % online", tenths / 10, tenths % 10);
     html! {
         <figure class="uptime" id={props.id.clone()}>
             <figcaption>{ &props.title }{ ": " }<strong>{ &percent }</strong></figcaption>
-            <svg viewBox={format!("0 0 {WIDTH} 24")} preserveAspectRatio="none" role="img"
+            <svg viewBox="0 0 100000 24" preserveAspectRatio="none" role="img"
                 aria-label={format!("{}: {percent}", props.title)}>
                 { for props.spans.iter().map(|s| {
-                    let x = (millis(&s.from) - start) / total * WIDTH;
-                    let w = ((millis(&s.to) - millis(&s.from)) / total * WIDTH).max(0.5);
+                    let x = ((millis(&s.from) - start) / total * WIDTH) as i64;
+                    let w = (((millis(&s.to) - millis(&s.from)) / total * WIDTH) as i64).max(50);
                     let class = s.status.to_ascii_lowercase();
                     html! {
-                        <rect class={class} x={format!("{x:.2}")} y="0" width={format!("{w:.2}")} height="24">
+                        <rect class={class} x={x.to_string()} y="0" width={w.to_string()} height="24">
                             <title>{ format!("{}: {} – {}", s.status.to_ascii_lowercase(), fmt_time(&s.from), fmt_time(&s.to)) }</title>
                         </rect>
                     }

@@ -140,6 +140,14 @@ async fn owner_admin_and_renter_use_the_dashboard(pool: PgPool) {
     b.wait_text("#uptime-day figcaption", "online").await;
     b.wait_text("#ssh-command", &format!("{id}@127.0.0.1"))
         .await;
+    // The device's key for unattended use: a bad one is refused next to the field, a good one listed.
+    b.fill("#new-key", "ssh-ed25519 not-a-key").await;
+    b.click("#add-key").await;
+    b.wait_text("#new-key-error", "").await;
+    let (_, public) = p2pvps_tests::openssh::keypair(&kit.dir);
+    b.fill("#new-key", &public).await;
+    b.click("#add-key").await;
+    b.wait_text("#ssh-keys ul", "SHA256:").await;
     b.screenshot("07-device-detail").await;
     log_out(&b).await;
 

@@ -5,7 +5,7 @@
 //! - Idle memory: N idle device tunnels held open against our one process, and N against sshd (one
 //!   process pair per connection); the growth in memory divided by N.
 //!
-//! It reports, never asserts: figures go to `target/bench/tunnel.json` and `target/bench/report.md`.
+//! It reports, never asserts: figures go to `target/bench/tunnel.json` and its section of `report.md`.
 
 use crate::{postgres, sh};
 use anyhow::{Context, Result, bail};
@@ -153,7 +153,7 @@ impl Drop for Killer {
     }
 }
 
-fn psql(url: &str, sql: &str) -> Result<String> {
+pub(crate) fn psql(url: &str, sql: &str) -> Result<String> {
     let out = Command::new("psql")
         .args([url, "-v", "ON_ERROR_STOP=1", "-Atqc", sql])
         .output()?;
@@ -164,7 +164,7 @@ fn psql(url: &str, sql: &str) -> Result<String> {
 }
 
 /// `postgres://u@h/DB?q` with DB replaced.
-fn with_database(url: &str, db: &str) -> String {
+pub(crate) fn with_database(url: &str, db: &str) -> String {
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));
@@ -194,7 +194,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-pub fn tunnel(root: &Path) -> Result<()> {
+/// Runs the tunnel benchmark; returns its section of the report.
+pub fn tunnel(root: &Path) -> Result<String> {
     let idle: usize = std::env::var("BENCH_TUNNELS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -219,7 +220,7 @@ pub fn tunnel(root: &Path) -> Result<()> {
     result
 }
 
-fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> Result<()> {
+fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> Result<String> {
     let web = work.join("web");
     std::fs::create_dir_all(&web)?;
     std::fs::write(
@@ -500,9 +501,7 @@ fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> R
         peer_per(peer_before, peer_after),
         ours_per(ours_before, ours_after) / peer_per(peer_before, peer_after).max(0.001),
     );
-    std::fs::write(out_dir.join("report.md"), &md)?;
-    println!("{md}");
-    Ok(())
+    Ok(md)
 }
 
 /// A flat JSON object from already-encoded values (keeps xtask free of a JSON dependency).

@@ -7,6 +7,7 @@
 //! Tools are installed only when missing, so repeated runs are fast.
 
 mod bench;
+mod bench_web;
 mod postgres;
 mod tools;
 
@@ -26,15 +27,12 @@ fn main() -> Result<()> {
         "test" => test(&root),
         "frontend" => build_frontend(&root),
         "pg-stop" => postgres::stop(&root),
-        "bench" => match rest.first().map(String::as_str) {
-            None | Some("tunnel") => bench::tunnel(&root),
-            Some(other) => bail!("unknown benchmark `{other}` (available: tunnel)"),
-        },
+        "bench" => bench(&root, rest.first().map(String::as_str)),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n  run [-- ARGS]  build everything and run the server (ARGS go to `p2pvps serve`)\n  \
                  test           fmt, clippy, frontend build and the whole test suite\n  frontend       build the dashboard into target/dist\n  \
-                 bench [tunnel] benchmarks side by side with their peers (report in target/bench)\n  \
+                 bench [tunnel|web]  benchmarks (all by default; report in target/bench/report.md)\n  \
                  pg-stop        stop the private PostgreSQL started under target/pg"
             );
             if task.is_empty() {
@@ -52,6 +50,29 @@ fn workspace_root() -> Result<PathBuf> {
         .parent()
         .map(Path::to_path_buf)
         .context("xtask has no parent directory")
+}
+
+/// Runs one benchmark or all of them and writes `target/bench/report.md` from their sections.
+fn bench(root: &Path, which: Option<&str>) -> Result<()> {
+    let mut sections = Vec::new();
+    if matches!(which, None | Some("tunnel")) {
+        sections.push(bench::tunnel(root)?);
+    }
+    if matches!(which, None | Some("web")) {
+        sections.push(bench_web::web(root)?);
+    }
+    if sections.is_empty() {
+        bail!(
+            "unknown benchmark `{}` (available: tunnel, web)",
+            which.unwrap_or_default()
+        );
+    }
+    let report = format!("# p2pvps benchmarks\n\n{}", sections.join("\n"));
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("report.md"), &report)?;
+    println!("{report}");
+    Ok(())
 }
 
 /// Prints a step header, so long runs show where they are.

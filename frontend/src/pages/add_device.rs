@@ -66,8 +66,7 @@ pub fn connect_guide(props: &GuideProps) -> Html {
             <ol>
                 <li>{ "Create the key and pin our host key (prints the public key):" }
                     <Code id="key-setup" text={tunnel.key_setup(&server.known_hosts_line)} /></li>
-                <li>{ "Register the printed public key for this device: " }
-                    <code>{ "addDeviceSshKey" }</code>{ " in the API, or ask an admin." }</li>
+                <li>{ "Add the printed public key under SSH keys on the device's page." }</li>
                 <li>{ "Install autossh (" }<code>{ "sudo apt install autossh" }</code>{ ") and save this as " }
                     <code>{ "/etc/systemd/system/p2pvps-tunnel.service" }</code>{ ", then run " }
                     <code>{ "sudo systemctl enable --now p2pvps-tunnel" }</code>{ ":" }

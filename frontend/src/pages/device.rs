@@ -2,6 +2,7 @@
 //! credential rotation and deletion an owner needs.
 
 use super::add_device::{ConnectGuide, server_from};
+use super::ssh_keys::{Key, SshKeys};
 use crate::api::{
     self, ApiError, DeleteDevice, Device, RotateCredential, delete_device, device,
     rotate_credential,
@@ -132,6 +133,19 @@ pub fn device_page(props: &DeviceProps) -> Html {
             *earned.entry(r.price.currency.clone()).or_default() += r.price.minor;
         }
     }
+    let keys: Vec<Key> = d
+        .ssh_keys
+        .iter()
+        .map(|k| Key {
+            fingerprint: k.fingerprint.clone(),
+            public_key: k.public_key.clone(),
+            created_at: k.created_at.clone(),
+        })
+        .collect();
+    let refetch = {
+        let attempt = attempt.clone();
+        Callback::from(move |()| attempt.set(*attempt + 1))
+    };
     let hw = &d.hardware;
     let facts: Vec<(&str, String)> = [
         ("CPU", hw.cpu_model.clone()),
@@ -180,6 +194,8 @@ pub fn device_page(props: &DeviceProps) -> Html {
             <h2>{ "Connect it" }</h2>
             <ConnectGuide device_id={d.id.clone()} device_port={u16::try_from(d.tunnel_port).unwrap_or_default()}
                 server={data.tunnel_server.as_ref().map(|s| server_from!(s))} />
+            <h2>{ "SSH keys" }</h2>
+            <SshKeys device_id={d.id.clone()} keys={keys} changed={refetch} />
             <h2>{ "Manage" }</h2>
             <div class="actions">
                 <button type="button" class="secondary" id="rotate" onclick={rotate}>{ "Rotate credential" }</button>

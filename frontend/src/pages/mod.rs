@@ -7,3 +7,4 @@ pub mod auth;
 pub mod device;
 pub mod devices;
 pub mod rentals;
+pub mod ssh_keys;

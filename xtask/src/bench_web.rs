@@ -1,0 +1,117 @@
+//! `cargo xtask bench web`: the dashboard's download size (wasm + JS, gzipped; goal < 300 KB) and its time
+//! to first useful paint of the device list in headless Chromium (the `web_paint` tool in `tests/`).
+//!
+//! It reports, never asserts: figures go to `target/bench/web.json` and its section of `report.md`.
+
+use crate::bench::{psql, with_database};
+use crate::{build_frontend, cargo, postgres, tools};
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Budget for what a first visit downloads (wasm + JS, gzipped).
+const BUDGET_KB: f64 = 300.0;
+
+/// Bytes of `path` gzipped at the level servers use for static files (-9, as a precompressed asset).
+fn gzipped(path: &Path) -> Result<u64> {
+    let out = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(path)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running gzip")?;
+    if !out.status.success() {
+        bail!("gzip failed on {}", path.display());
+    }
+    Ok(out.stdout.len() as u64)
+}
+
+pub fn web(root: &Path) -> Result<String> {
+    eprintln!("==> bench web: dashboard release build");
+    build_frontend(root)?;
+    let dist = root.join("target/dist");
+    let (mut raw, mut gz) = ([0u64; 3], [0u64; 3]);
+    for entry in std::fs::read_dir(&dist)? {
+        let path = entry?.path();
+        let kind = match path.extension().and_then(|e| e.to_str()) {
+            Some("wasm") => 0,
+            Some("js") => 1,
+            Some("css") => 2,
+            _ => continue,
+        };
+        raw[kind] += std::fs::metadata(&path)?.len();
+        gz[kind] += gzipped(&path)?;
+    }
+    let kb = |b: u64| b as f64 / 1000.0;
+    let download = kb(gz[0] + gz[1]);
+
+    eprintln!("==> bench web: first useful paint in headless Chromium");
+    tools::ensure_browser()?;
+    let admin_url = postgres::database_url(root)?;
+    let db = format!("p2pvps_webbench_{}", std::process::id());
+    psql(&admin_url, &format!("CREATE DATABASE {db}"))?;
+    let out = cargo()
+        .args([
+            "run",
+            "-q",
+            "--release",
+            "-j",
+            "2",
+            "-p",
+            "p2pvps-tests",
+            "--bin",
+            "web_paint",
+            "--",
+        ])
+        .arg(&dist)
+        .arg("5")
+        .env("DATABASE_URL", with_database(&admin_url, &db))
+        .stderr(Stdio::inherit())
+        .output();
+    let _ = psql(
+        &admin_url,
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+    let out = out.context("running web_paint")?;
+    if !out.status.success() {
+        bail!("web_paint failed");
+    }
+    let paint = String::from_utf8(out.stdout)?;
+    let field = |name: &str| -> f64 {
+        paint
+            .split(&format!("\"{name}\":"))
+            .nth(1)
+            .and_then(|rest| rest.split([',', '}']).next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let (cold, warm, fcp, devices) = (
+        field("cold_ms"),
+        field("warm_ms"),
+        field("first_contentful_paint_ms"),
+        field("devices"),
+    );
+    let json = format!(
+        "{{\n  \"wasm_bytes\": {},\n  \"wasm_gzip_bytes\": {},\n  \"js_bytes\": {},\n  \"js_gzip_bytes\": {},\n  \
+         \"css_gzip_bytes\": {},\n  \"download_gzip_kb\": {download:.1},\n  \"budget_kb\": {BUDGET_KB},\n  \
+         \"paint\": {}\n}}\n",
+        raw[0],
+        gz[0],
+        raw[1],
+        gz[1],
+        gz[2],
+        paint.trim()
+    );
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::write(out_dir.join("web.json"), json)?;
+    Ok(format!(
+        "## Dashboard\n\n| measure | value | goal |\n|---|---|---|\n\
+         | wasm + JS, gzipped | {download:.1} KB (wasm {:.1} KB, JS {:.1} KB; CSS {:.1} KB more) | < {BUDGET_KB} KB |\n\
+         | device list ({devices} devices) painted, cold cache, median of 5 | {cold:.0} ms (first contentful paint {fcp:.0} ms) | |\n\
+         | device list painted again, warm cache, median of 5 | {warm:.0} ms | |\n",
+        kb(gz[0]),
+        kb(gz[1]),
+        kb(gz[2]),
+    ))
+}
