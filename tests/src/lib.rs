@@ -18,6 +18,22 @@ pub struct TestApp {
     running: Option<Running>,
 }
 
+/// The dashboard build to serve: `P2PVPS_WEB_DIR` (`cargo xtask test` sets it), else `target/dist`. Fails
+/// when there is none, rather than letting a dashboard test pass without a dashboard.
+pub fn web_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("P2PVPS_WEB_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dist")
+        });
+    assert!(
+        dir.join("index.html").is_file(),
+        "no dashboard build in {}: run `cargo xtask frontend` (or `cargo xtask test`)",
+        dir.display()
+    );
+    dir
+}
+
 /// A fresh random key, as a deployment without `P2PVPS_SECRET_KEY` would generate.
 pub fn test_key() -> SecretBox {
     SecretBox::generate()

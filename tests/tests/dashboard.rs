@@ -12,22 +12,9 @@ use sqlx::PgPool;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The Trunk build to serve: `cargo xtask test` passes it; otherwise the default `target/dist`.
-fn web_dir() -> PathBuf {
-    let dir = std::env::var_os("P2PVPS_WEB_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dist"));
-    assert!(
-        dir.join("index.html").is_file(),
-        "no dashboard build in {}: run `cargo xtask frontend` (or `cargo xtask test`)",
-        dir.display()
-    );
-    dir
-}
-
 async fn start(pool: PgPool) -> (TestApp, PathBuf) {
     let data = std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()));
-    let web = web_dir();
+    let web = p2pvps_tests::web_dir();
     let app = TestApp::start_with_ssh_and(pool, &data, 0, move |s| s.web_dir = Some(web)).await;
     (app, data)
 }

@@ -177,18 +177,10 @@ async fn dashboard_files_and_spa_fallback(pool: PgPool) {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// The real dashboard build, when `cargo xtask test` has made one: served, with GraphiQL's assets.
+/// The real dashboard build (`cargo xtask test` makes one): served, with GraphiQL's assets.
 #[sqlx::test(migrations = "../sql")]
 async fn the_built_dashboard_is_served(pool: PgPool) {
-    let Some(dir) = std::env::var_os("P2PVPS_WEB_DIR").map(std::path::PathBuf::from) else {
-        eprintln!("P2PVPS_WEB_DIR not set (run through `cargo xtask test`); checking nothing");
-        return;
-    };
-    assert!(
-        dir.join("index.html").is_file(),
-        "no index.html in {}",
-        dir.display()
-    );
+    let dir = p2pvps_tests::web_dir();
     let app = TestApp::start_with(pool, move |s| s.web_dir = Some(dir)).await;
     let index = reqwest::get(app.url("/"))
         .await
