@@ -167,17 +167,9 @@ async fn the_device_port_carries_connections_only_while_the_device_is_let(pool: 
     let _ssh = kit.device(&pi.id, &pi.credential, pi.port, echo);
     wait_status(&mut status, &pi.id, "online").await;
 
-    // Online but not rented: the owner's sshd is not exposed to the internet through us.
+    // Online but not rented: the owner's sshd is not exposed to the internet through us, and the refusal
+    // is counted (before the socket closes).
     closed_without_data(at(pi.port)).await;
-    let rental = let_out(&app, &pi).await;
-    echo_roundtrip(at(pi.port), 64 << 10).await;
-    let mut tx = app.pool.begin().await.unwrap();
-    p2pvps_server::rentals::end(&mut tx, &p2pvps_server::audit::Actor::system(), rental)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    closed_without_data(at(pi.port)).await;
-
     let metrics = reqwest::get(app.url("/metrics"))
         .await
         .unwrap()
@@ -185,9 +177,18 @@ async fn the_device_port_carries_connections_only_while_the_device_is_let(pool: 
         .await
         .unwrap();
     assert!(
-        metrics.contains("p2pvps_ssh_refused_requests_total{request=\"device-port-not-rented\"} 2"),
+        metrics.contains("p2pvps_ssh_refused_requests_total{request=\"device-port-not-rented\"} 1"),
         "{metrics}"
     );
+    let rental = let_out(&app, &pi).await;
+    echo_roundtrip(at(pi.port), 64 << 10).await;
+    let mut tx = app.pool.begin().await.unwrap();
+    p2pvps_server::rentals::end(&mut tx, &p2pvps_server::audit::Actor::system(), rental)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // Refused again (by the rental check, or cut by the rental's end if that arrives later).
+    closed_without_data(at(pi.port)).await;
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
