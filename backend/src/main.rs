@@ -107,7 +107,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             {
                 // On stdout, not in the logs: shown once to the operator who started the server.
                 println!("First start: created admin {email} with one-time password {password}");
-                println!("Sign in and change it (mutation changePassword).");
+                println!(
+                    "Sign in to the dashboard and change it on the Account page (or with the changePassword mutation)."
+                );
             }
             let settings = app::Settings {
                 http: args.http,

@@ -125,6 +125,14 @@ fn guard(props: &GuardProps) -> Html {
 #[function_component(Home)]
 fn home() -> Html {
     let session = crate::session::use_session();
+    if session
+        .user
+        .as_ref()
+        .is_some_and(|u| u.must_change_password)
+    {
+        // A generated password (the first admin's): choosing one's own comes first.
+        return html! { <Redirect<Route> to={Route::Account} /> };
+    }
     match session.role() {
         None => html! { <Redirect<Route> to={Route::LogIn} /> },
         Some(Role::Owner) => html! { <Redirect<Route> to={Route::Devices} /> },

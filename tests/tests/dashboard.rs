@@ -138,9 +138,28 @@ async fn owner_admin_and_renter_use_the_dashboard(pool: PgPool) {
     b.screenshot("07-device-detail").await;
     log_out(&b).await;
 
-    // An admin sees the device, its owner, and the audit entry.
-    let admin = app.user("admin@example.com", Role::Admin).await;
-    log_in(&b, "admin@example.com", "/admin/users").await;
+    // An admin with a generated password is sent to choose one first; then sees the device, its owner,
+    // and the audit entry.
+    let mut tx = app.pool.begin().await.unwrap();
+    p2pvps_server::users::create(
+        &mut tx,
+        Some(&p2pvps_server::audit::Actor::system()),
+        &p2pvps_shared::Email::parse("admin@example.com").unwrap(),
+        &p2pvps_shared::Password::parse(PASSWORD).unwrap(),
+        Role::Admin,
+        true,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let admin = app.log_in_bearer("admin@example.com").await;
+    log_in(&b, "admin@example.com", "/account").await;
+    b.wait_text(".notice", "generated").await;
+    b.fill("#current-password", PASSWORD).await;
+    b.fill("#new-password", "a brand new admin password").await;
+    b.click("#change-password").await;
+    b.wait_text(".notice", "Password changed").await;
+    b.goto("/admin/users").await;
     b.wait_text("#users", "owner@example.com").await;
     b.screenshot("08-admin-users").await;
     b.goto("/admin/devices").await;
