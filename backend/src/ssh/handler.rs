@@ -132,6 +132,9 @@ fn parse_user(user: &str) -> Option<Uuid> {
     Uuid::parse_str(user).ok()
 }
 
+/// russh runs each connection as one task whose future embeds the futures of these methods, sized for the
+/// largest. Database and listener work is boxed so that an idle tunnel does not carry tens of KiB of
+/// future it is not running (measured: 41 KiB of the 61 KiB an idle tunnel cost before).
 impl Handler for Connection {
     type Error = russh::Error;
 
@@ -141,13 +144,17 @@ impl Handler for Connection {
         }
         let Some(id) = parse_user(user) else {
             // Not a device id: a renter's jump login.
-            let grant =
-                rentals::jump_login(&self.shared.pool, &self.shared.secrets, user, password)
-                    .await
-                    .unwrap_or_else(|e| {
-                        tracing::error!(error = %e, "rental lookup failed");
-                        None
-                    });
+            let grant = Box::pin(rentals::jump_login(
+                &self.shared.pool,
+                &self.shared.secrets,
+                user,
+                password,
+            ))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "rental lookup failed");
+                None
+            });
             return Ok(match grant {
                 Some(grant) => {
                     tracing::info!(rental = %grant.rental_id, peer = ?self.peer, "renter authenticated");
@@ -161,12 +168,16 @@ impl Handler for Connection {
                 }
             });
         };
-        let port = devices::tunnel_port_by_credential(&self.shared.pool, id, password)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "device lookup failed");
-                None
-            });
+        let port = Box::pin(devices::tunnel_port_by_credential(
+            &self.shared.pool,
+            id,
+            password,
+        ))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "device lookup failed");
+            None
+        });
         Ok(self.accept_device(user, id, port, "password"))
     }
 
@@ -182,12 +193,16 @@ impl Handler for Connection {
             return Ok(self.accept_device(user, Uuid::nil(), None, "publickey"));
         };
         let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
-        let port = devices::tunnel_port_by_key(&self.shared.pool, id, &fingerprint)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "device lookup failed");
-                None
-            });
+        let port = Box::pin(devices::tunnel_port_by_key(
+            &self.shared.pool,
+            id,
+            &fingerprint,
+        ))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "device lookup failed");
+            None
+        });
         Ok(self.accept_device(user, id, port, "publickey"))
     }
 
@@ -253,7 +268,7 @@ impl Handler for Connection {
     ) -> Result<(), Self::Error> {
         if let Some(grant) = &self.renter {
             let originator = (originator_address, originator_port);
-            let opened = jump::open(
+            let opened = Box::pin(jump::open(
                 &self.shared,
                 grant,
                 channel,
@@ -261,7 +276,7 @@ impl Handler for Connection {
                 port_to_connect,
                 originator,
                 reply,
-            )
+            ))
             .await;
             if let Err(why) = opened {
                 tracing::info!(rental = %grant.rental_id, host = host_to_connect, port = port_to_connect, why, "refused renter connection");
@@ -314,15 +329,17 @@ impl Handler for Connection {
             return Ok(false);
         }
         *port = u32::from(own);
-        match self
-            .shared
-            .registry
-            .forward(&self.shared, id, generation, address)
-            .await
-        {
+        let forwarded = Box::pin(self.shared.registry.forward(
+            &self.shared,
+            id,
+            generation,
+            address,
+        ))
+        .await;
+        match forwarded {
             Ok(()) => {
                 tracing::info!(device = %id, port = own, "device tunnel up");
-                set_status(&self.shared, id, DeviceStatus::Online).await;
+                Box::pin(set_status(&self.shared, id, DeviceStatus::Online)).await;
                 Ok(true)
             }
             Err(e) => {
@@ -345,7 +362,7 @@ impl Handler for Connection {
                 generation: Some(generation),
             }) if port == u32::from(own) => {
                 self.shared.registry.cancel(id, generation);
-                set_status(&self.shared, id, DeviceStatus::Offline).await;
+                Box::pin(set_status(&self.shared, id, DeviceStatus::Offline)).await;
                 Ok(true)
             }
             _ => Ok(false),
