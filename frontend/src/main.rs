@@ -9,6 +9,7 @@ mod api;
 mod app;
 mod chart;
 mod live;
+mod load;
 mod pages;
 mod route;
 mod session;

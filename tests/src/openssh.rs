@@ -30,21 +30,13 @@ impl SshKit {
         Self { dir, server }
     }
 
-    /// `ssh` with no config file, our pinned host key, password authentication fed by askpass. In `args`,
-    /// what follows `--` goes after the destination (a remote command).
-    pub fn ssh(&self, user: &str, password: &str, args: &[&str]) -> Command {
-        let split = args.iter().position(|a| *a == "--");
-        let (options, remote) = match split {
-            Some(i) => (&args[..i], &args[i + 1..]),
-            None => (args, &[][..]),
-        };
+    /// `ssh` with no config file, `options` (first: for ssh, the first value given for an option wins), our
+    /// pinned host key, and password authentication fed by askpass. The caller adds the rest.
+    fn base(&self, password: &str, options: &[&str]) -> Command {
         let askpass = askpass(&self.dir, password);
         let mut cmd = Command::new("ssh");
-        // The caller's options first: for ssh, the first value given for an option wins.
         cmd.args(["-F", "/dev/null"])
             .args(options)
-            .arg("-p")
-            .arg(self.server.port().to_string())
             .arg("-o")
             .arg(format!(
                 "UserKnownHostsFile={}",
@@ -59,13 +51,7 @@ impl SshKit {
                 "PubkeyAuthentication=no",
                 "-o",
                 "NumberOfPasswordPrompts=1",
-                "-o",
-                "ExitOnForwardFailure=yes",
-                "-o",
-                "ServerAliveInterval=5",
             ])
-            .arg(format!("{user}@{}", self.server.ip()))
-            .args(remote)
             .env("SSH_ASKPASS", &askpass)
             .env("SSH_ASKPASS_REQUIRE", "force")
             .env("DISPLAY", ":0")
@@ -76,36 +62,35 @@ impl SshKit {
         cmd
     }
 
+    /// `ssh` to our server as `user`. In `args`, what follows `--` goes after the destination (a remote
+    /// command).
+    pub fn ssh(&self, user: &str, password: &str, args: &[&str]) -> Command {
+        let split = args.iter().position(|a| *a == "--");
+        let (options, remote) = match split {
+            Some(i) => (&args[..i], &args[i + 1..]),
+            None => (args, &[][..]),
+        };
+        let mut cmd = self.base(password, options);
+        cmd.arg("-p")
+            .arg(self.server.port().to_string())
+            .args([
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-o",
+                "ServerAliveInterval=5",
+            ])
+            .arg(format!("{user}@{}", self.server.ip()))
+            .args(remote);
+        cmd
+    }
+
     /// A command line as the dashboard shows it (`ssh ...`), run with our pinned host key and `password`
     /// typed at the prompt (by askpass).
     pub fn pasted(&self, line: &str, password: &str) -> Command {
         let words: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(words.first(), Some(&"ssh"), "not an ssh command: {line}");
-        let askpass = askpass(&self.dir, password);
-        let mut cmd = Command::new("ssh");
-        cmd.args(["-F", "/dev/null", "-o"])
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                self.dir.join("known_hosts").display()
-            ))
-            .args([
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "PreferredAuthentications=password",
-                "-o",
-                "PubkeyAuthentication=no",
-                "-o",
-                "NumberOfPasswordPrompts=1",
-            ])
-            .args(&words[1..])
-            .env("SSH_ASKPASS", &askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", ":0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut cmd = self.base(password, &[]);
+        cmd.args(&words[1..]);
         cmd
     }
 
@@ -131,6 +116,20 @@ fn askpass(dir: &Path, secret: &str) -> PathBuf {
     std::fs::write(&path, format!("#!/bin/sh\nprintf '%s\\n' '{secret}'\n")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
     path
+}
+
+/// Runs a command that must succeed within 30 s; returns its stdout.
+pub async fn output(mut cmd: Command) -> String {
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("ssh finished within 30 s")
+        .expect("ssh ran");
+    assert!(
+        out.status.success(),
+        "ssh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
 /// Runs a command that must fail promptly; returns its stderr.

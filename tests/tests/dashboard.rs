@@ -5,31 +5,17 @@
 
 use p2pvps_shared::Role;
 use p2pvps_tests::browser::Browser;
-use p2pvps_tests::openssh::{DeviceSshd, SshKit, Via};
+use p2pvps_tests::openssh::{DeviceSshd, SshKit, Via, output};
 use p2pvps_tests::{PASSWORD, TestApp};
 use serde_json::json;
 use sqlx::PgPool;
 use std::path::PathBuf;
-use std::time::Duration;
 
 async fn start(pool: PgPool) -> (TestApp, PathBuf) {
     let data = std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()));
     let web = p2pvps_tests::web_dir();
     let app = TestApp::start_with_ssh_and(pool, &data, 0, move |s| s.web_dir = Some(web)).await;
     (app, data)
-}
-
-async fn output(mut cmd: tokio::process::Command) -> String {
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .expect("ssh finished within 30 s")
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ssh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 async fn log_in(b: &Browser, email: &str, landing: &str) {

@@ -102,12 +102,7 @@ async fn healthz_and_metrics(pool: PgPool) {
     app.anonymous()
         .gql("query Denied { devices { edges { cursor } } }", json!({}))
         .await;
-    let text = reqwest::get(app.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains("p2pvps_graphql_operations_total{operation=\"Probe\",outcome=\"ok\"} 1"),
         "{text}"

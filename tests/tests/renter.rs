@@ -2,25 +2,12 @@
 //! server, and both paths close when the rental ends.
 
 use p2pvps_shared::Role;
-use p2pvps_tests::openssh::{DeviceSshd, SshKit, Via, refused};
+use p2pvps_tests::openssh::{DeviceSshd, SshKit, Via, output, refused};
 use p2pvps_tests::{TestApp, status_listener, wait_status};
 use serde_json::json;
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-async fn output(mut cmd: tokio::process::Command) -> String {
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .expect("ssh finished within 30 s")
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ssh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[sqlx::test(migrations = "../sql")]
 async fn a_renter_reaches_the_device_by_port_and_by_jump_until_the_rental_ends(pool: PgPool) {

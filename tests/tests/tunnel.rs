@@ -170,12 +170,7 @@ async fn the_device_port_carries_connections_only_while_the_device_is_let(pool: 
     // Online but not rented: the owner's sshd is not exposed to the internet through us, and the refusal
     // is counted (before the socket closes).
     closed_without_data(at(pi.port)).await;
-    let metrics = reqwest::get(app.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("p2pvps_ssh_refused_requests_total{request=\"device-port-not-rented\"} 1"),
         "{metrics}"
@@ -277,12 +272,7 @@ async fn everything_but_forwarding_is_refused_promptly(pool: PgPool) {
     );
     refused(kit.ssh("root", &pi.credential, &["-N"])).await;
 
-    let metrics = reqwest::get(app.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("p2pvps_ssh_refused_requests_total{request=\"session\"} 3"),
         "{metrics}"
@@ -434,12 +424,7 @@ async fn ssh_authentication_is_rate_limited_per_device(pool: PgPool) {
     // ... and now even the right credential is refused for a while.
     let err = refused(kit.ssh(&pi.id, &pi.credential, &["-N"])).await;
     assert!(err.contains("Permission denied"), "{err}");
-    let metrics = reqwest::get(app.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("p2pvps_ssh_refused_requests_total{request=\"auth-rate-limit\"} 1"),
         "{metrics}"

@@ -5,53 +5,17 @@ use crate::api::{
     self, AllRentals, ApiError, AuditLog, DisableUser, SetUserRole, Users, all_rentals, audit_log,
     disable_user, set_user_role, users,
 };
+use crate::load::{Load, failed, use_load};
 use crate::route::Route;
 use crate::session::{enum_str, use_session};
 use crate::ui::{Empty, ErrorBox, Loading, fmt_money, fmt_time};
 use yew::prelude::*;
 use yew_router::prelude::*;
 
-#[derive(Clone, PartialEq)]
-enum Load<T> {
-    Loading,
-    Failed(ApiError),
-    Ready(T),
-}
-
-/// Runs `fetch` on mount and whenever `attempt` moves; the page renders the result.
-#[hook]
-fn use_load<T, F, Fut>(fetch: F) -> (UseStateHandle<Load<T>>, Callback<()>)
-where
-    T: Clone + PartialEq + 'static,
-    F: Fn() -> Fut + 'static,
-    Fut: std::future::Future<Output = Result<T, ApiError>> + 'static,
-{
-    let load = use_state(|| Load::Loading);
-    let attempt = use_state(|| 0u32);
-    {
-        let load = load.clone();
-        use_effect_with(*attempt, move |_| {
-            let fut = fetch();
-            wasm_bindgen_futures::spawn_local(async move {
-                load.set(match fut.await {
-                    Ok(v) => Load::Ready(v),
-                    Err(e) => Load::Failed(e),
-                });
-            });
-        });
-    }
-    let reload = Callback::from(move |()| attempt.set(*attempt + 1));
-    (load, reload)
-}
-
-fn failed(e: &ApiError, reload: &Callback<()>) -> Html {
-    html! { <ErrorBox error={e.clone()} retry={reload.clone()} /> }
-}
-
 #[function_component(UsersPage)]
 pub fn users_page() -> Html {
     let me = use_session().user.map(|u| u.id).unwrap_or_default();
-    let (load, reload) = use_load(|| async {
+    let (load, reload) = use_load((), |()| async {
         api::run::<Users>(users::Variables { after: None })
             .await
             .map(|d| d.users.nodes)
@@ -171,7 +135,7 @@ pub fn rentals_table(props: &RentalsTableProps) -> Html {
 
 #[function_component(RentalsPage)]
 pub fn rentals_page() -> Html {
-    let (load, reload) = use_load(|| async {
+    let (load, reload) = use_load((), |()| async {
         api::run::<AllRentals>(all_rentals::Variables {})
             .await
             .map(|d| d.rentals)
@@ -198,7 +162,7 @@ pub fn rentals_page() -> Html {
 
 #[function_component(AuditPage)]
 pub fn audit_page() -> Html {
-    let (load, reload) = use_load(|| async {
+    let (load, reload) = use_load((), |()| async {
         api::run::<AuditLog>(audit_log::Variables { before: None })
             .await
             .map(|d| d.audit_log)

@@ -3,7 +3,7 @@
 
 use crate::api::{self, ApiError, LogIn, SignUp, log_in, sign_up};
 use crate::route::Route;
-use crate::session::{use_session, user_from};
+use crate::session::{User, use_session, user_from};
 use crate::ui::{ErrorBox, Field};
 use p2pvps_shared::{Email, Password};
 use std::collections::BTreeMap;
@@ -29,6 +29,33 @@ fn field_error(local: &Errors, remote: &Option<ApiError>, name: &'static str) ->
         .get(name)
         .map(|m| crate::api::capitalise(m))
         .or_else(|| remote.as_ref().and_then(|e| e.field(name)))
+}
+
+/// Runs a log-in or sign-up request: on success the session gets the user and the browser goes to the
+/// start page; a refusal is shown on the form.
+fn sign_in(
+    request: impl std::future::Future<Output = Result<User, ApiError>> + 'static,
+    set: &Callback<Option<User>>,
+    navigator: Option<Navigator>,
+    remote: &UseStateHandle<Option<ApiError>>,
+    busy: &UseStateHandle<bool>,
+) {
+    let (set, remote, busy) = (set.clone(), remote.clone(), busy.clone());
+    busy.set(true);
+    wasm_bindgen_futures::spawn_local(async move {
+        match request.await {
+            Ok(user) => {
+                set.emit(Some(user));
+                if let Some(n) = navigator {
+                    n.push(&Route::Home);
+                }
+            }
+            Err(e) => {
+                remote.set(Some(e));
+                busy.set(false);
+            }
+        }
+    });
 }
 
 pub fn setter(state: &UseStateHandle<String>) -> Callback<String> {
@@ -75,23 +102,12 @@ pub fn log_in_page() -> Html {
                 password: (*password).clone(),
                 bearer: false,
             };
-            let (remote, busy, set, navigator) =
-                (remote.clone(), busy.clone(), set.clone(), navigator.clone());
-            busy.set(true);
-            wasm_bindgen_futures::spawn_local(async move {
-                match api::run::<LogIn>(log_in::Variables { input }).await {
-                    Ok(data) => {
-                        set.emit(Some(user_from!(&data.log_in.user)));
-                        if let Some(n) = navigator {
-                            n.push(&Route::Home);
-                        }
-                    }
-                    Err(e) => {
-                        remote.set(Some(e));
-                        busy.set(false);
-                    }
-                }
-            });
+            let request = async move {
+                api::run::<LogIn>(log_in::Variables { input })
+                    .await
+                    .map(|d| user_from!(&d.log_in.user))
+            };
+            sign_in(request, &set, navigator.clone(), &remote, &busy);
         })
     };
     html! {
@@ -153,23 +169,12 @@ pub fn sign_up_page() -> Html {
                 },
                 bearer: false,
             };
-            let (remote, busy, set, navigator) =
-                (remote.clone(), busy.clone(), set.clone(), navigator.clone());
-            busy.set(true);
-            wasm_bindgen_futures::spawn_local(async move {
-                match api::run::<SignUp>(sign_up::Variables { input }).await {
-                    Ok(data) => {
-                        set.emit(Some(user_from!(&data.sign_up.user)));
-                        if let Some(n) = navigator {
-                            n.push(&Route::Home);
-                        }
-                    }
-                    Err(e) => {
-                        remote.set(Some(e));
-                        busy.set(false);
-                    }
-                }
-            });
+            let request = async move {
+                api::run::<SignUp>(sign_up::Variables { input })
+                    .await
+                    .map(|d| user_from!(&d.sign_up.user))
+            };
+            sign_in(request, &set, navigator.clone(), &remote, &busy);
         })
     };
     let choose = |value: bool| {

@@ -9,6 +9,7 @@ use crate::api::{
 };
 use crate::chart::{Span, UptimeChart};
 use crate::live::Live;
+use crate::load::{Load, failed, use_load};
 use crate::route::Route;
 use crate::session::enum_str;
 use crate::ui::{CopyButton, ErrorBox, Loading, RentedBadge, StatusBadge, fmt_money, fmt_time};
@@ -19,13 +20,6 @@ use yew_router::prelude::*;
 #[derive(Properties, PartialEq)]
 pub struct DeviceProps {
     pub id: String,
-}
-
-#[derive(Clone, PartialEq)]
-enum Load {
-    Loading,
-    Failed(ApiError),
-    Ready(Box<device::ResponseData>),
 }
 
 macro_rules! spans {
@@ -45,25 +39,19 @@ macro_rules! spans {
 pub fn device_page(props: &DeviceProps) -> Html {
     let live = use_context::<Live>().unwrap_or_default();
     let navigator = use_navigator();
-    let load = use_state(|| Load::Loading);
-    let attempt = use_state(|| 0u32);
     let action_error = use_state(|| None::<ApiError>);
     let new_credential = use_state(|| None::<String>);
     let confirm_delete = use_state(|| false);
     // A status change of this device refreshes the uptime charts too.
     let live_status = live.statuses.get(&props.id).cloned();
-    {
-        let (load, id) = (load.clone(), props.id.clone());
-        use_effect_with((id, live.epoch, live_status, *attempt), move |(id, ..)| {
-            let id = id.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                load.set(match api::run::<Device>(device::Variables { id }).await {
-                    Ok(d) => Load::Ready(Box::new(d)),
-                    Err(e) => Load::Failed(e),
-                });
-            });
-        });
-    }
+    let (load, reload) = use_load(
+        (props.id.clone(), live.epoch, live_status),
+        |(id, ..)| async move {
+            api::run::<Device>(device::Variables { id })
+                .await
+                .map(Box::new)
+        },
+    );
     let data = match &*load {
         Load::Loading => return html! { <Loading /> },
         Load::Failed(e) => {
@@ -76,8 +64,7 @@ pub fn device_page(props: &DeviceProps) -> Html {
                     </section>
                 };
             }
-            let attempt = attempt.clone();
-            return html! { <ErrorBox error={e.clone()} retry={Callback::from(move |()| attempt.set(*attempt + 1))} /> };
+            return failed(e, &reload);
         }
         Load::Ready(d) => d.clone(),
     };
@@ -142,10 +129,6 @@ pub fn device_page(props: &DeviceProps) -> Html {
             created_at: k.created_at.clone(),
         })
         .collect();
-    let refetch = {
-        let attempt = attempt.clone();
-        Callback::from(move |()| attempt.set(*attempt + 1))
-    };
     let hw = &d.hardware;
     let facts: Vec<(&str, String)> = [
         ("CPU", hw.cpu_model.clone()),
@@ -195,7 +178,7 @@ pub fn device_page(props: &DeviceProps) -> Html {
             <ConnectGuide device_id={d.id.clone()} device_port={u16::try_from(d.tunnel_port).unwrap_or_default()}
                 server={data.tunnel_server.as_ref().map(|s| server_from!(s))} />
             <h2>{ "SSH keys" }</h2>
-            <SshKeys device_id={d.id.clone()} keys={keys} changed={refetch} />
+            <SshKeys device_id={d.id.clone()} keys={keys} changed={reload.clone()} />
             <h2>{ "Manage" }</h2>
             <div class="actions">
                 <button type="button" class="secondary" id="rotate" onclick={rotate}>{ "Rotate credential" }</button>

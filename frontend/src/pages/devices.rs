@@ -2,22 +2,29 @@
 
 use crate::api::{self, ApiError, Devices, devices};
 use crate::live::Live;
+use crate::load::{Load, failed, use_load};
 use crate::route::Route;
 use crate::session::enum_str;
-use crate::ui::{Empty, ErrorBox, Loading, RentedBadge, StatusBadge, fmt_time};
+use crate::ui::{Empty, Loading, RentedBadge, StatusBadge, fmt_time};
 use yew::prelude::*;
 use yew_router::prelude::*;
 
 type Node = devices::DevicesDevicesNodes;
 
+/// One page of the list: its devices and the cursor of the next page, if any.
 #[derive(Clone, PartialEq)]
-enum Load {
-    Loading,
-    Failed(ApiError),
-    Ready {
-        nodes: Vec<Node>,
-        next: Option<String>,
-    },
+struct Page {
+    nodes: Vec<Node>,
+    next: Option<String>,
+}
+
+async fn fetch(after: Option<String>) -> Result<Page, ApiError> {
+    let d = api::run::<Devices>(devices::Variables { after }).await?;
+    let info = d.devices.page_info;
+    Ok(Page {
+        nodes: d.devices.nodes,
+        next: info.has_next_page.then_some(info.end_cursor).flatten(),
+    })
 }
 
 #[derive(Properties, PartialEq)]
@@ -29,55 +36,27 @@ pub struct DevicesProps {
 #[function_component(DevicesPage)]
 pub fn devices_page(props: &DevicesProps) -> Html {
     let live = use_context::<Live>().unwrap_or_default();
-    let load = use_state(|| Load::Loading);
-    let attempt = use_state(|| 0u32);
-    {
-        let load = load.clone();
-        // Refetch on every (re)connection of the live feed: changes may have been missed meanwhile.
-        use_effect_with((live.epoch, *attempt), move |_| {
-            wasm_bindgen_futures::spawn_local(async move {
-                load.set(
-                    match api::run::<Devices>(devices::Variables { after: None }).await {
-                        Ok(d) => Load::Ready {
-                            next: d
-                                .devices
-                                .page_info
-                                .has_next_page
-                                .then_some(d.devices.page_info.end_cursor)
-                                .flatten(),
-                            nodes: d.devices.nodes,
-                        },
-                        Err(e) => Load::Failed(e),
-                    },
-                );
-            });
-        });
-    }
+    // Refetch on every (re)connection of the live feed: changes may have been missed meanwhile.
+    let (load, reload) = use_load(live.epoch, |_| fetch(None));
     let more = {
         let load = load.clone();
         Callback::from(move |_| {
-            let Load::Ready {
+            let Load::Ready(Page {
                 nodes,
                 next: Some(after),
-            } = (*load).clone()
+            }) = (*load).clone()
             else {
                 return;
             };
             let load = load.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                if let Ok(d) = api::run::<Devices>(devices::Variables { after: Some(after) }).await
-                {
+                if let Ok(page) = fetch(Some(after)).await {
                     let mut all = nodes;
-                    all.extend(d.devices.nodes);
-                    load.set(Load::Ready {
+                    all.extend(page.nodes);
+                    load.set(Load::Ready(Page {
                         nodes: all,
-                        next: d
-                            .devices
-                            .page_info
-                            .has_next_page
-                            .then_some(d.devices.page_info.end_cursor)
-                            .flatten(),
-                    });
+                        next: page.next,
+                    }));
                 }
             });
         })
@@ -89,11 +68,8 @@ pub fn devices_page(props: &DevicesProps) -> Html {
     };
     let body = match &*load {
         Load::Loading => html! { <Loading /> },
-        Load::Failed(e) => {
-            let attempt = attempt.clone();
-            html! { <ErrorBox error={e.clone()} retry={Callback::from(move |()| attempt.set(*attempt + 1))} /> }
-        }
-        Load::Ready { nodes, .. } if nodes.is_empty() => {
+        Load::Failed(e) => failed(e, &reload),
+        Load::Ready(Page { nodes, .. }) if nodes.is_empty() => {
             if props.all {
                 html! { <Empty title="No devices yet">
                     <p>{ "Owners register their devices from their dashboard; they will be listed here." }</p>
@@ -105,7 +81,7 @@ pub fn devices_page(props: &DevicesProps) -> Html {
                 </Empty> }
             }
         }
-        Load::Ready { nodes, next } => html! {
+        Load::Ready(Page { nodes, next }) => html! {
             <>
             <table class="list" id="devices">
                 <thead><tr>

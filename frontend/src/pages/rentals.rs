@@ -2,9 +2,10 @@
 //! rentals of their devices and what they earned.
 
 use super::admin::RentalsTable;
-use crate::api::{self, AllRentals, ApiError, MyRentals, all_rentals, my_rentals};
+use crate::api::{self, AllRentals, MyRentals, all_rentals, my_rentals};
+use crate::load::{Load, failed, use_load};
 use crate::session::{enum_str, use_session};
-use crate::ui::{Code, CopyButton, Countdown, Empty, ErrorBox, Loading, fmt_money, fmt_time};
+use crate::ui::{Code, CopyButton, Countdown, Empty, Loading, fmt_money, fmt_time};
 use p2pvps_shared::Role;
 use std::collections::BTreeMap;
 use yew::prelude::*;
@@ -17,36 +18,16 @@ pub fn rentals_page() -> Html {
     }
 }
 
-#[derive(Clone, PartialEq)]
-enum Load<T> {
-    Loading,
-    Failed(ApiError),
-    Ready(T),
-}
-
 #[function_component(RenterRentals)]
 fn renter_rentals() -> Html {
-    let load = use_state(|| Load::Loading);
-    let attempt = use_state(|| 0u32);
-    {
-        let load = load.clone();
-        use_effect_with(*attempt, move |_| {
-            wasm_bindgen_futures::spawn_local(async move {
-                load.set(
-                    match api::run::<MyRentals>(my_rentals::Variables {}).await {
-                        Ok(d) => Load::Ready(d.rentals),
-                        Err(e) => Load::Failed(e),
-                    },
-                );
-            });
-        });
-    }
+    let (load, reload) = use_load((), |()| async {
+        api::run::<MyRentals>(my_rentals::Variables {})
+            .await
+            .map(|d| d.rentals)
+    });
     let rentals = match &*load {
         Load::Loading => return html! { <Loading /> },
-        Load::Failed(e) => {
-            let attempt = attempt.clone();
-            return html! { <ErrorBox error={e.clone()} retry={Callback::from(move |()| attempt.set(*attempt + 1))} /> };
-        }
+        Load::Failed(e) => return failed(e, &reload),
         Load::Ready(r) => r,
     };
     let (live, past): (Vec<_>, Vec<_>) = rentals.iter().partition(|r| r.connection.is_some());
@@ -110,27 +91,14 @@ fn active_rental(r: &my_rentals::MyRentalsRentals) -> Html {
 
 #[function_component(OwnerRentals)]
 fn owner_rentals() -> Html {
-    let load = use_state(|| Load::Loading);
-    let attempt = use_state(|| 0u32);
-    {
-        let load = load.clone();
-        use_effect_with(*attempt, move |_| {
-            wasm_bindgen_futures::spawn_local(async move {
-                load.set(
-                    match api::run::<AllRentals>(all_rentals::Variables {}).await {
-                        Ok(d) => Load::Ready(d.rentals),
-                        Err(e) => Load::Failed(e),
-                    },
-                );
-            });
-        });
-    }
+    let (load, reload) = use_load((), |()| async {
+        api::run::<AllRentals>(all_rentals::Variables {})
+            .await
+            .map(|d| d.rentals)
+    });
     let rentals = match &*load {
         Load::Loading => return html! { <Loading /> },
-        Load::Failed(e) => {
-            let attempt = attempt.clone();
-            return html! { <ErrorBox error={e.clone()} retry={Callback::from(move |()| attempt.set(*attempt + 1))} /> };
-        }
+        Load::Failed(e) => return failed(e, &reload),
         Load::Ready(r) => r.clone(),
     };
     let mut earned: BTreeMap<String, i64> = BTreeMap::new();

@@ -27,6 +27,17 @@ check();";
 
 const FCP: &str = "const e = performance.getEntriesByName('first-contentful-paint')[0]; return e ? e.startTime : null;";
 
+/// Opens the device list; returns the ms from navigation start to its rows' first paint.
+async fn painted(b: &Browser) -> f64 {
+    b.goto("/devices").await;
+    let t = b
+        .client
+        .execute_async(UNTIL_ROWS, vec![])
+        .await
+        .expect("rows");
+    t.as_f64().unwrap_or(f64::NAN)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
@@ -83,13 +94,7 @@ async fn measure(
             )
             .await
             .expect("cookie");
-        b.goto("/devices").await;
-        let t = b
-            .client
-            .execute_async(UNTIL_ROWS, vec![])
-            .await
-            .expect("rows");
-        cold.push(t.as_f64().unwrap_or(f64::NAN));
+        cold.push(painted(&b).await);
         if let Some(f) = b
             .client
             .execute(FCP, vec![])
@@ -99,13 +104,7 @@ async fn measure(
         {
             fcp.push(f);
         }
-        b.goto("/devices").await;
-        let t = b
-            .client
-            .execute_async(UNTIL_ROWS, vec![])
-            .await
-            .expect("rows");
-        warm.push(t.as_f64().unwrap_or(f64::NAN));
+        warm.push(painted(&b).await);
         b.close().await;
     }
     app.stop().await;
