@@ -7,6 +7,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
 /// How long a page gets to show what a test waits for (a cold wasm start included).
@@ -29,13 +30,28 @@ impl Browser {
     /// `base` (`http://127.0.0.1:PORT`).
     pub async fn start(base: &str, width: u32) -> Self {
         let port = crate::openssh::free_port();
-        let driver = Command::new("chromedriver")
+        let mut driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver starts (Debian package chromium-driver)");
+        // It says when it listens.
+        let stdout = driver.stdout.take().expect("chromedriver stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.expect("chromedriver output") {
+                if line.contains("started successfully") {
+                    return;
+                }
+            }
+            panic!("chromedriver exited before listening");
+        })
+        .await
+        .expect("chromedriver listening within 20 s");
+        // Keep draining its output so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let profile =
             std::env::temp_dir().join(format!("p2pvps-chromium-{}", uuid::Uuid::new_v4()));
         let mut caps = serde_json::Map::new();
@@ -52,22 +68,11 @@ impl Browser {
                 ]
             }),
         );
-        // chromedriver answers once it listens: retry the session until then.
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let client = loop {
-            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            match ClientBuilder::new(connector)
-                .capabilities(caps.clone())
-                .connect(&format!("http://127.0.0.1:{port}"))
-                .await
-            {
-                Ok(c) => break c,
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("no WebDriver session: {e}"),
-            }
-        };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a WebDriver session");
         Self {
             client,
             base: base.to_owned(),
@@ -107,40 +112,64 @@ impl Browser {
         self.find(css).await.text().await.expect("text")
     }
 
-    /// Waits until the first `css` element's text contains `wanted`; returns that text.
+    /// Waits until the first `css` element's text contains `wanted`; returns that text. The page checks
+    /// on every animation frame, so nothing here sleeps.
     pub async fn wait_text(&self, css: &str, wanted: &str) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let mut last = String::new();
-        loop {
-            if let Ok(el) = self.client.find(Locator::Css(css)).await
-                && let Ok(text) = el.text().await
-            {
-                if text.contains(wanted) {
-                    return text;
-                }
-                last = text;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "`{css}` never showed {wanted:?} (last: {last:?})"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let found = self
+            .until(
+                "const el = document.querySelector(arguments[0]);
+                 return el && el.innerText.includes(arguments[1]) ? el.innerText : null;",
+                vec![json!(css), json!(wanted)],
+            )
+            .await;
+        match found {
+            Ok(text) => text.as_str().unwrap_or_default().to_owned(),
+            Err(last) => panic!("`{css}` never showed {wanted:?} (last: {last})"),
         }
     }
 
     /// Waits until the browser is at `path`.
     pub async fn wait_path(&self, path: &str) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let url = self.client.current_url().await.expect("url");
-            if url.path() == path {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never reached {path} (at {url})"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let found = self
+            .until(
+                "return location.pathname === arguments[0] ? location.pathname : null;",
+                vec![json!(path)],
+            )
+            .await;
+        if let Err(last) = found {
+            panic!("never reached {path} (at {last})");
+        }
+    }
+
+    /// Evaluates `check` (a function body over `arguments`) on every animation frame until it returns
+    /// something other than null, for up to [`WAIT`]. On time-out, returns what the page showed last.
+    async fn until(
+        &self,
+        check: &str,
+        args: Vec<serde_json::Value>,
+    ) -> Result<serde_json::Value, String> {
+        let script = format!(
+            "const args = Array.from(arguments).slice(0, -1);
+             const done = arguments[arguments.length - 1];
+             const check = function() {{ {check} }};
+             const deadline = performance.now() + {ms};
+             (function poll() {{
+               let v = null;
+               try {{ v = check.apply(null, args); }} catch (e) {{}}
+               if (v !== null) {{ done({{ok: v}}); }}
+               else if (performance.now() > deadline) {{ done({{timeout: location.pathname + ' ' + document.body.innerText.slice(0, 300)}}); }}
+               else {{ requestAnimationFrame(poll); }}
+             }})();",
+            ms = WAIT.as_millis()
+        );
+        let out = self
+            .client
+            .execute_async(&script, args)
+            .await
+            .map_err(|e| e.to_string())?;
+        match out.get("ok") {
+            Some(v) => Ok(v.clone()),
+            None => Err(out["timeout"].as_str().unwrap_or_default().to_owned()),
         }
     }
 
