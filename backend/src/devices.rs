@@ -615,13 +615,15 @@ pub async fn keys(pool: &PgPool, device: Uuid) -> Result<Vec<SshKey>, sqlx::Erro
     .await
 }
 
-/// Whether the device has a live rental (its commercial state, separate from online/offline).
-pub async fn is_rented(pool: &PgPool, device: Uuid) -> Result<bool, sqlx::Error> {
+/// Which of `devices` have a live rental (their commercial state, separate from online/offline): one
+/// query for a whole page of devices.
+pub async fn rented_among(pool: &PgPool, devices: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND state IN ('paid', 'provisioning', 'active', 'ending'))",
+        "SELECT DISTINCT device_id FROM rentals WHERE device_id = ANY($1) \
+         AND state IN ('paid', 'provisioning', 'active', 'ending')",
     )
-    .bind(device)
-    .fetch_one(pool)
+    .bind(devices)
+    .fetch_all(pool)
     .await
 }
 

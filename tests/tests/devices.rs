@@ -257,7 +257,27 @@ async fn delete_is_refused_while_rented(pool: PgPool) {
     let owner = app.user("o@example.com", Role::Owner).await;
     app.user("r@example.com", Role::Renter).await;
     let (id, _) = add_device(&owner, "pi").await;
+    let (idle, _) = add_device(&owner, "idle pi").await;
     let rental = rent(&app.pool, &app.secrets, &id, "r@example.com", "renter9").await;
+    // The list says which one is rented (batched for the whole page).
+    let list = owner
+        .gql("{ devices { nodes { id rented } } }", json!({}))
+        .await;
+    let rented: std::collections::HashMap<String, bool> = list
+        .ok()
+        .data("devices.nodes")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap().to_owned(),
+                n["rented"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rented.get(&id), Some(&true));
+    assert_eq!(rented.get(&idle), Some(&false));
     let r = owner
         .gql(
             "mutation($id: ID!) { deleteDevice(id: $id) }",

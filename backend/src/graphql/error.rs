@@ -149,6 +149,13 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// What a DataLoader shares among the fields it answered.
+impl From<std::sync::Arc<sqlx::Error>> for ApiError {
+    fn from(e: std::sync::Arc<sqlx::Error>) -> Self {
+        Self::internal("database error", &*e)
+    }
+}
+
 impl From<CryptoError> for ApiError {
     fn from(e: CryptoError) -> Self {
         Self::internal("crypto error", &e)

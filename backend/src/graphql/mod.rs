@@ -5,6 +5,7 @@
 
 pub mod context;
 pub mod error;
+mod loaders;
 mod mutation;
 mod query;
 mod subscription;
@@ -13,6 +14,7 @@ pub mod types;
 pub use mutation::SESSION_COOKIE;
 
 use crate::metrics::{GraphqlLabels, Metrics};
+use async_graphql::dataloader::DataLoader;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
 use async_graphql::{Response, Schema, SchemaBuilder};
 use std::sync::Arc;
@@ -42,7 +44,9 @@ pub fn sdl() -> String {
 }
 
 pub fn schema(shared: Arc<context::Shared>, metrics: Arc<Metrics>) -> ApiSchema {
+    let rented = DataLoader::new(loaders::Rented(shared.pool.clone()), tokio::spawn);
     builder()
+        .data(rented)
         .data(shared)
         .extension(OperationMetrics(metrics))
         .finish()

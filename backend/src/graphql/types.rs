@@ -5,6 +5,7 @@ use super::error::{ApiError, ApiResult};
 use crate::devices::{Device, Hardware};
 use crate::rentals::Rental;
 use crate::users::{self, User};
+use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use p2pvps_shared::{Money, ValidationError};
@@ -173,7 +174,12 @@ impl DeviceObject {
     }
     /// Whether a rental holds the device now (its commercial state; `status` is its connection).
     async fn rented(&self, ctx: &Context<'_>) -> ApiResult<bool> {
-        Ok(crate::devices::is_rented(&ctx.shared().pool, self.device.id).await?)
+        let rented = ctx
+            .data_unchecked::<DataLoader<super::loaders::Rented>>()
+            .load_one(self.device.id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(rented.unwrap_or(false))
     }
     /// Public keys the device may log in with instead of its credential. Owner and admin only.
     async fn ssh_keys(&self, ctx: &Context<'_>) -> ApiResult<Vec<DeviceSshKeyObject>> {

@@ -1,0 +1,22 @@
+//! Batched lookups for fields that a list asks of every row (async-graphql's DataLoader): one query per
+//! page instead of one per device.
+
+use crate::devices;
+use async_graphql::dataloader::Loader;
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// `Device.rented` for every device the response shows.
+pub struct Rented(pub PgPool);
+
+impl Loader<Uuid> for Rented {
+    type Value = bool;
+    type Error = Arc<sqlx::Error>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, bool>, Self::Error> {
+        let rented = devices::rented_among(&self.0, keys).await?;
+        Ok(keys.iter().map(|k| (*k, rented.contains(k))).collect())
+    }
+}
