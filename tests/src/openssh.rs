@@ -51,14 +51,8 @@ impl SshKit {
                 "PubkeyAuthentication=no",
                 "-o",
                 "NumberOfPasswordPrompts=1",
-            ])
-            .env("SSH_ASKPASS", &askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", ":0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            ]);
+        answered_by(&mut cmd, &askpass);
         cmd
     }
 
@@ -107,6 +101,17 @@ impl Drop for SshKit {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Makes `cmd` take its password from `askpass`, with piped output, killed when dropped.
+fn answered_by(cmd: &mut Command, askpass: &Path) {
+    cmd.env("SSH_ASKPASS", askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
 }
 
 /// An askpass program (`SSH_ASKPASS`) in `dir` that answers `secret`.
@@ -350,15 +355,8 @@ impl SshKit {
                 ]);
             }
         }
-        cmd.arg(target)
-            .args(remote)
-            .env("SSH_ASKPASS", &askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", ":0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        cmd.arg(target).args(remote);
+        answered_by(&mut cmd, &askpass);
         cmd
     }
 }
