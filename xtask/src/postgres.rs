@@ -1,6 +1,8 @@
 //! The database for `run` and `test`: `DATABASE_URL` when set, otherwise a private PostgreSQL started from
 //! the system's binaries under `target/pg` (socket only, no TCP port), kept running between invocations.
-//! As root it runs as the `postgres` user, since `initdb` refuses root.
+//! As root it runs as the `postgres` user, since `initdb` refuses root; when that user cannot reach the
+//! checkout (a clone under a mode-0700 directory such as /root or `mktemp -d`), the cluster lives in
+//! `/var/tmp/p2pvps-pg-<hash of the checkout path>` instead.
 
 use crate::sh;
 use anyhow::{Context, Result, bail};
@@ -74,9 +76,29 @@ fn pg(bin: &Path, tool: &str, args: &[&str]) -> Command {
     }
 }
 
+/// Where this checkout's private cluster lives (see the module comment).
+fn cluster_dir(root: &Path) -> PathBuf {
+    let local = root.join("target/pg");
+    if !is_root() {
+        return local;
+    }
+    let reachable = Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(root)
+        .status()
+        .is_ok_and(|s| s.success());
+    if reachable {
+        return local;
+    }
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    root.hash(&mut hasher);
+    PathBuf::from(format!("/var/tmp/p2pvps-pg-{:016x}", hasher.finish()))
+}
+
 fn start(root: &Path) -> Result<String> {
     let bin = bindir()?;
-    let dir = root.join("target/pg");
+    let dir = cluster_dir(root);
     let data = dir.join("data");
     let sock = dir.join("run");
     std::fs::create_dir_all(&sock)?;
@@ -130,9 +152,9 @@ fn start(root: &Path) -> Result<String> {
 }
 
 pub fn stop(root: &Path) -> Result<()> {
-    let data = root.join("target/pg/data");
+    let data = cluster_dir(root).join("data");
     if !data.join("PG_VERSION").is_file() {
-        eprintln!("no private PostgreSQL under target/pg");
+        eprintln!("no private PostgreSQL in {}", data.display());
         return Ok(());
     }
     let bin = bindir()?;
