@@ -67,7 +67,11 @@ fn pg(bin: &Path, tool: &str, args: &[&str]) -> Command {
     let exe = bin.join(tool);
     if is_root() {
         let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(exe).args(args);
+        // From `/`: the postgres user may not be able to enter the current directory.
+        c.args(["-u", "postgres", "--"])
+            .arg(exe)
+            .args(args)
+            .current_dir("/");
         c
     } else {
         let mut c = Command::new(exe);
