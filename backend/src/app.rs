@@ -33,6 +33,8 @@ pub struct Settings {
     pub public_host: String,
     /// The device tunnel server; `None` runs the HTTP side only.
     pub ssh: Option<crate::ssh::SshSettings>,
+    /// The web gateway for devices' sites; `None` runs none.
+    pub gateway: Option<crate::gateway::GatewaySettings>,
 }
 
 impl Settings {
@@ -47,6 +49,7 @@ impl Settings {
             login_rate_per_account: 5,
             cookie_secure: false,
             ssh: None,
+            gateway: None,
             public_host: "127.0.0.1".to_owned(),
         }
     }
@@ -63,6 +66,8 @@ pub enum AppError {
     Events(sqlx::Error),
     #[error(transparent)]
     Ssh(#[from] crate::ssh::SshError),
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
 }
 
 /// A started server. Dropping it does not stop it; call [`Running::stop`].
@@ -70,6 +75,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The SSH server's address, when it runs.
     pub ssh_addr: Option<SocketAddr>,
+    /// The web gateway's listeners, when it runs.
+    pub gateway: Option<crate::gateway::Gateway>,
     pub pool: PgPool,
     trigger: Trigger,
     task: JoinHandle<std::io::Result<()>>,
@@ -116,7 +123,22 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         }
         None => None,
     };
+    let gateway = match settings.gateway.clone() {
+        Some(gateway) => Some(
+            crate::gateway::start(
+                gateway,
+                pool.clone(),
+                Arc::clone(&metrics),
+                ssh.as_ref().map(|s| s.web.clone()),
+                stop.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let shared = Arc::new(Shared {
+        web: gateway.as_ref().map(|g| g.address.clone()),
+        sites: gateway.as_ref().map(|g| Arc::clone(&g.sites)),
         ssh_fingerprint: ssh.as_ref().map(|s| s.fingerprint.clone()),
         ssh_public_key: ssh.as_ref().map(|s| s.public_key.clone()),
         ssh_port: ssh.as_ref().map(|s| s.addr.port()),
@@ -158,6 +180,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
     Ok(Running {
         addr,
         ssh_addr: ssh.map(|s| s.addr),
+        gateway,
         pool,
         trigger,
         task,

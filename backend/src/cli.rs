@@ -1,14 +1,17 @@
 //! The operator commands other than `serve`: each prints JSON on stdout so scripts can read it.
 
 use crate::audit::Actor;
-use crate::config::GlobalArgs;
+use crate::config::{GatewayArgs, GlobalArgs};
 use crate::crypto::{self, SecretBox};
 use crate::devices::{self, NewDevice};
+use crate::gateway::GatewaySettings;
+use crate::gateway::tls::{self, CertSource};
 use crate::users;
 use anyhow::{Context, bail};
 use p2pvps_shared::{DeviceName, Email, Password, Role, SubdomainLabel};
 use sqlx::PgPool;
 use std::io::Read;
+use std::sync::Arc;
 
 /// The key for secrets at rest: `--secret-key`, or the data directory's generated one.
 pub fn secrets(global: &GlobalArgs) -> anyhow::Result<SecretBox> {
@@ -16,6 +19,46 @@ pub fn secrets(global: &GlobalArgs) -> anyhow::Result<SecretBox> {
         Some(key) => SecretBox::from_base64(key)?,
         None => SecretBox::load_or_create(&global.data_dir)?,
     })
+}
+
+/// The web gateway's settings from its flags: `None` when no gateway listener is asked for.
+pub fn gateway_settings(
+    global: &GlobalArgs,
+    args: &GatewayArgs,
+) -> anyhow::Result<Option<GatewaySettings>> {
+    let Some(domain) = &args.domain else {
+        return Ok(None);
+    };
+    if args.gateway_http.is_none() && args.gateway_https.is_none() {
+        bail!("--domain needs a gateway listener: --gateway-http ADDR and/or --gateway-https ADDR");
+    }
+    let tls: Option<Arc<dyn CertSource>> = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(tls::from_files(cert, key)?)),
+        _ if args.tls_self_signed => {
+            let (source, ca) = tls::self_signed(&global.data_dir, domain)?;
+            let pem = std::fs::read_to_string(&ca)
+                .with_context(|| format!("reading {}", ca.display()))?;
+            // On stdout, like the first admin's password: for the operator who started a test server.
+            println!(
+                "Gateway certificate: self-signed for *.{domain}. Trust this CA to check it ({}):\n{pem}",
+                ca.display()
+            );
+            Some(Arc::new(source))
+        }
+        _ => None,
+    };
+    if args.gateway_https.is_some() && tls.is_none() {
+        bail!(
+            "--gateway-https needs a certificate: --tls-cert FILE --tls-key FILE, or --tls-self-signed"
+        );
+    }
+    Ok(Some(GatewaySettings {
+        domain: domain.clone(),
+        http: args.gateway_http,
+        https: args.gateway_https,
+        tls,
+        redirect_to_https: args.https_redirect,
+    }))
 }
 
 pub async fn user_create(

@@ -96,7 +96,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: migrates the database, then serves the API, the dashboard and the tunnels.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the GraphQL schema (SDL); `schema.graphql` in the repository is this output.
@@ -202,6 +202,58 @@ pub struct ServeArgs {
     /// On first start (no admin exists), create this admin and print a one-time password.
     #[arg(long, env = "P2PVPS_BOOTSTRAP_ADMIN", value_name = "EMAIL")]
     pub bootstrap_admin: Option<String>,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+/// The web gateway: devices' sites at SUBDOMAIN.DOMAIN.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// Domain whose subdomains are devices' sites (`pi.DOMAIN`), e.g. p2pvps.example; its DNS needs a
+    /// wildcard record pointing here. Required by the gateway listeners.
+    #[arg(long, env = "P2PVPS_DOMAIN", value_name = "DOMAIN", value_parser = crate::gateway::host::parse_domain)]
+    pub domain: Option<String>,
+    /// Address of the gateway's plain-HTTP listener, e.g. 0.0.0.0:80.
+    #[arg(
+        long,
+        env = "P2PVPS_GATEWAY_HTTP",
+        value_name = "ADDR",
+        requires = "domain"
+    )]
+    pub gateway_http: Option<SocketAddr>,
+    /// Address of the gateway's HTTPS listener (HTTP/2 and HTTP/1.1), e.g. 0.0.0.0:443. Needs a
+    /// certificate: --tls-cert and --tls-key, or --tls-self-signed.
+    #[arg(
+        long,
+        env = "P2PVPS_GATEWAY_HTTPS",
+        value_name = "ADDR",
+        requires = "domain"
+    )]
+    pub gateway_https: Option<SocketAddr>,
+    /// PEM certificate chain for `*.DOMAIN` and `DOMAIN` (a wildcard certificate).
+    #[arg(
+        long,
+        env = "P2PVPS_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "P2PVPS_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Generate a local CA (kept in DATA_DIR/gateway-ca.pem, printed at start) and a wildcard certificate
+    /// signed by it, for testing: trust the CA in the client to check HTTPS.
+    #[arg(long, env = "P2PVPS_TLS_SELF_SIGNED", action = ArgAction::SetTrue)]
+    pub tls_self_signed: bool,
+    /// When both gateway listeners run, redirect plain-HTTP site requests to HTTPS (308).
+    #[arg(long, env = "P2PVPS_HTTPS_REDIRECT", value_name = "BOOL", action = ArgAction::Set, default_value_t = true)]
+    pub https_redirect: bool,
 }
 
 #[derive(Debug, Subcommand)]

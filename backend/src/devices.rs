@@ -63,6 +63,8 @@ pub struct Device {
     pub last_seen: Option<DateTime<Utc>>,
     pub tunnel_port: u16,
     pub subdomain: String,
+    /// Whether the gateway publishes the device's web server at its subdomain.
+    pub web_publishing: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -72,7 +74,7 @@ macro_rules! device_columns {
     () => {
         "id, owner_id, name, description, cpu_model, cpu_cores, memory_mb, disk_gb, arch, \
     internet_mbps, price_minor, currency, rental_hours, for_rent, status, last_seen, tunnel_port, subdomain, \
-    created_at, updated_at"
+    web_publishing, created_at, updated_at"
     };
 }
 
@@ -110,6 +112,7 @@ impl<'r> sqlx::FromRow<'r, PgRow> for Device {
             last_seen: row.try_get("last_seen")?,
             tunnel_port: u16::try_from(port).map_err(|e| sqlx::Error::Decode(e.into()))?,
             subdomain: row.try_get("subdomain")?,
+            web_publishing: row.try_get("web_publishing")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })
@@ -151,6 +154,7 @@ pub struct DeviceChanges {
     pub price: Option<Money>,
     pub rental_hours: Option<i32>,
     pub for_rent: Option<bool>,
+    pub web_publishing: Option<bool>,
 }
 
 /// A subdomain nobody chose: a letter then nine letters or digits (about 2^51 possibilities).
@@ -336,7 +340,8 @@ pub async fn update(
          memory_mb = CASE WHEN $4 THEN $7 ELSE memory_mb END, disk_gb = CASE WHEN $4 THEN $8 ELSE disk_gb END, \
          arch = CASE WHEN $4 THEN $9 ELSE arch END, internet_mbps = CASE WHEN $4 THEN $10 ELSE internet_mbps END, \
          price_minor = COALESCE($11, price_minor), currency = COALESCE($12, currency), \
-         rental_hours = COALESCE($13, rental_hours), for_rent = COALESCE($14, for_rent), updated_at = now() \
+         rental_hours = COALESCE($13, rental_hours), for_rent = COALESCE($14, for_rent), \
+         web_publishing = COALESCE($15, web_publishing), updated_at = now() \
          WHERE id = $1 AND deleted_at IS NULL RETURNING ", device_columns!()))
     .bind(id)
     .bind(name)
@@ -352,6 +357,7 @@ pub async fn update(
     .bind(changes.price.as_ref().map(|p| p.currency.as_str()))
     .bind(changes.rental_hours)
     .bind(changes.for_rent)
+    .bind(changes.web_publishing)
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| match violated_constraint(&e) {
@@ -367,6 +373,7 @@ pub async fn update(
         (changes.price.is_some(), "price"),
         (changes.rental_hours.is_some(), "rentalHours"),
         (changes.for_rent.is_some(), "forRent"),
+        (changes.web_publishing.is_some(), "webPublishing"),
     ] {
         if set {
             changed.push(field);
@@ -489,37 +496,76 @@ pub async fn record_status(
     Ok(true)
 }
 
-/// The tunnel port of a live device whose credential matches (the SSH password method).
-pub async fn tunnel_port_by_credential(
+/// What an authenticated device connection may forward: its own port, and its subdomain for the web.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelLogin {
+    pub port: u16,
+    pub subdomain: String,
+}
+
+fn tunnel_login(row: Option<(i32, String)>) -> Option<TunnelLogin> {
+    let (port, subdomain) = row?;
+    Some(TunnelLogin {
+        port: u16::try_from(port).ok()?,
+        subdomain,
+    })
+}
+
+/// The tunnel of a live device whose credential matches (the SSH password method).
+pub async fn tunnel_login_by_credential(
     pool: &PgPool,
     id: Uuid,
     credential: &str,
-) -> Result<Option<u16>, sqlx::Error> {
-    let port: Option<i32> = sqlx::query_scalar(
-        "SELECT tunnel_port FROM devices WHERE id = $1 AND credential_hash = $2 AND deleted_at IS NULL",
+) -> Result<Option<TunnelLogin>, sqlx::Error> {
+    let row = sqlx::query_as(
+        "SELECT tunnel_port, subdomain FROM devices WHERE id = $1 AND credential_hash = $2 AND deleted_at IS NULL",
     )
     .bind(id)
     .bind(crypto::token_hash(credential))
     .fetch_optional(pool)
     .await?;
-    Ok(port.and_then(|p| u16::try_from(p).ok()))
+    Ok(tunnel_login(row))
 }
 
-/// The tunnel port of a live device that registered the public key with this fingerprint.
-pub async fn tunnel_port_by_key(
+/// The tunnel of a live device that registered the public key with this fingerprint.
+pub async fn tunnel_login_by_key(
     pool: &PgPool,
     id: Uuid,
     fingerprint: &str,
-) -> Result<Option<u16>, sqlx::Error> {
-    let port: Option<i32> = sqlx::query_scalar(
-        "SELECT d.tunnel_port FROM devices d JOIN device_ssh_keys k ON k.device_id = d.id \
+) -> Result<Option<TunnelLogin>, sqlx::Error> {
+    let row = sqlx::query_as(
+        "SELECT d.tunnel_port, d.subdomain FROM devices d JOIN device_ssh_keys k ON k.device_id = d.id \
          WHERE d.id = $1 AND k.fingerprint = $2 AND d.deleted_at IS NULL",
     )
     .bind(id)
     .bind(fingerprint)
     .fetch_optional(pool)
     .await?;
-    Ok(port.and_then(|p| u16::try_from(p).ok()))
+    Ok(tunnel_login(row))
+}
+
+/// The gateway's view of a subdomain: which device holds it and whether its web server is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Site {
+    pub device: Uuid,
+    pub web_publishing: bool,
+}
+
+/// The live device holding `subdomain`, if any.
+pub async fn site_by_subdomain(
+    pool: &PgPool,
+    subdomain: &str,
+) -> Result<Option<Site>, sqlx::Error> {
+    let row: Option<(Uuid, bool)> = sqlx::query_as(
+        "SELECT id, web_publishing FROM devices WHERE subdomain = $1 AND deleted_at IS NULL",
+    )
+    .bind(subdomain)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(device, web_publishing)| Site {
+        device,
+        web_publishing,
+    }))
 }
 
 /// A public key a device may authenticate with instead of its credential.

@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod db;
 pub mod devices;
 pub mod events;
+pub mod gateway;
 pub mod graphql;
 pub mod http;
 pub mod metrics;

@@ -129,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     host_key: p2pvps_server::ssh::host_key::load_or_create(&global.data_dir)?,
                     auth_timeout: p2pvps_server::ssh::AUTH_TIMEOUT,
                 }),
+                gateway: cli::gateway_settings(global, &args.gateway)?,
             };
             let running = app::start(settings, pool).await?;
             let base = format!("http://{}", running.addr);
@@ -138,6 +139,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  health:    {base}/healthz   metrics: {base}/metrics");
             if let Some(ssh) = running.ssh_addr {
                 println!("  SSH tunnels: {ssh}");
+            }
+            if let Some(gateway) = &running.gateway {
+                let listeners = [gateway.http, gateway.https].into_iter().flatten();
+                let listeners: Vec<String> = listeners.map(|a| a.to_string()).collect();
+                println!(
+                    "  web gateway: {} (sites at {})",
+                    listeners.join(", "),
+                    gateway.address.url("SUBDOMAIN")
+                );
             }
             tracing::info!(addr = %running.addr, "listening");
             wait_for_signal().await?;

@@ -41,7 +41,87 @@ pub struct RequestLabels {
     pub request: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteLabels {
+    /// The device's subdomain. Only sites of registered devices get a label (bounded cardinality).
+    pub site: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteBytesLabels {
+    pub site: String,
+    /// `request` (client to device) or `response` (device to client).
+    pub direction: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteErrorLabels {
+    pub site: String,
+    /// `offline`, `connect`, `timeout`, `busy` or `protocol`.
+    pub kind: String,
+}
+
+/// The web gateway's figures, per device site.
+pub struct GatewayMetrics {
+    pub requests: Family<SiteLabels, Counter>,
+    pub bytes: Family<SiteBytesLabels, Counter>,
+    pub upstream_errors: Family<SiteErrorLabels, Counter>,
+    pub latency: Family<SiteLabels, Histogram, fn() -> Histogram>,
+    /// Requests answered without reaching a device (`bad-host`, `unknown-site`, `not-published`, ...).
+    pub refused: Family<RefusalLabels, Counter>,
+}
+
+impl GatewayMetrics {
+    pub fn request(&self, site: &str) {
+        self.requests.get_or_create(&site_label(site)).inc();
+    }
+
+    pub fn latency(&self, site: &str, seconds: f64) {
+        self.latency
+            .get_or_create(&site_label(site))
+            .observe(seconds);
+    }
+
+    pub fn bytes(&self, site: &str, direction: &'static str, n: u64) {
+        self.bytes
+            .get_or_create(&SiteBytesLabels {
+                site: site.to_owned(),
+                direction: direction.to_owned(),
+            })
+            .inc_by(n);
+    }
+
+    pub fn upstream_error(&self, site: &str, kind: &'static str) {
+        self.upstream_errors
+            .get_or_create(&SiteErrorLabels {
+                site: site.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        self.refused
+            .get_or_create(&RefusalLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+}
+
+fn site_label(site: &str) -> SiteLabels {
+    SiteLabels {
+        site: site.to_owned(),
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
 pub struct Metrics {
+    pub gateway: GatewayMetrics,
     registry: Registry,
     ssh_tunnels: Gauge,
     ssh_bytes: Family<DirectionLabels, Counter>,
@@ -88,6 +168,38 @@ impl Metrics {
             "SSH requests refused, by kind",
             ssh_refusals.clone(),
         );
+        let gateway = GatewayMetrics {
+            requests: Family::default(),
+            bytes: Family::default(),
+            upstream_errors: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            refused: Family::default(),
+        };
+        registry.register(
+            "gateway_requests",
+            "Web requests carried to devices, per site",
+            gateway.requests.clone(),
+        );
+        registry.register(
+            "gateway_bytes",
+            "Body bytes carried by the web gateway, per site and direction",
+            gateway.bytes.clone(),
+        );
+        registry.register(
+            "gateway_upstream_errors",
+            "Web requests that could not be answered by the device, per site and kind",
+            gateway.upstream_errors.clone(),
+        );
+        registry.register(
+            "gateway_upstream_latency_seconds",
+            "Time from a web request to the device's response headers, per site",
+            gateway.latency.clone(),
+        );
+        registry.register(
+            "gateway_refused_requests",
+            "Web requests answered by the gateway itself, by reason",
+            gateway.refused.clone(),
+        );
         let db_pool_size = Gauge::default();
         let db_pool_idle = Gauge::default();
         registry.register(
@@ -121,6 +233,7 @@ impl Metrics {
             db_pool_idle.clone(),
         );
         Arc::new(Self {
+            gateway,
             registry,
             ssh_tunnels,
             ssh_bytes,

@@ -79,6 +79,14 @@ impl TestApp {
             .expect("started with SSH")
     }
 
+    /// The web gateway's listeners (started with `Settings::gateway`).
+    pub fn gateway(&self) -> &p2pvps_server::gateway::Gateway {
+        self.running
+            .as_ref()
+            .and_then(|r| r.gateway.as_ref())
+            .expect("started with a gateway")
+    }
+
     pub async fn start_with(pool: PgPool, adjust: impl FnOnce(&mut Settings)) -> Self {
         let secrets = test_key();
         let mut settings = Settings::for_tests(secrets.clone());
@@ -397,6 +405,7 @@ pub mod ws {
 
 pub mod browser;
 pub mod openssh;
+pub mod web;
 
 /// Waits for `device` to reach `status` as seen through Postgres `NOTIFY device_status` (subscribe with
 /// [`status_listener`] before causing the change).

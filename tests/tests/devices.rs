@@ -16,13 +16,13 @@ async fn the_credential_appears_once_and_never_again(pool: PgPool) {
     assert_eq!(credential.len(), 43);
     let uuid: uuid::Uuid = id.parse().unwrap();
     assert!(
-        devices::tunnel_port_by_credential(&app.pool, uuid, &credential)
+        devices::tunnel_login_by_credential(&app.pool, uuid, &credential)
             .await
             .unwrap()
             .is_some()
     );
     assert!(
-        devices::tunnel_port_by_credential(&app.pool, uuid, "guess")
+        devices::tunnel_login_by_credential(&app.pool, uuid, "guess")
             .await
             .unwrap()
             .is_none()
@@ -86,13 +86,13 @@ async fn the_credential_appears_once_and_never_again(pool: PgPool) {
         .to_owned();
     assert_ne!(rotated, credential);
     assert!(
-        devices::tunnel_port_by_credential(&app.pool, uuid, &credential)
+        devices::tunnel_login_by_credential(&app.pool, uuid, &credential)
             .await
             .unwrap()
             .is_none()
     );
     assert!(
-        devices::tunnel_port_by_credential(&app.pool, uuid, &rotated)
+        devices::tunnel_login_by_credential(&app.pool, uuid, &rotated)
             .await
             .unwrap()
             .is_some()

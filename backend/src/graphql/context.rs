@@ -30,6 +30,10 @@ pub struct Shared {
     pub ssh_port: Option<u16>,
     /// The host name users connect to (SSH, device ports), as shown in ready-to-paste commands.
     pub public_host: String,
+    /// How devices' sites are addressed, when the web gateway runs.
+    pub web: Option<crate::gateway::WebAddress>,
+    /// The gateway's subdomain lookups, told when a device's publishing changes.
+    pub sites: Option<Arc<crate::gateway::upstream::Sites>>,
 }
 
 /// How the request proved who it is.

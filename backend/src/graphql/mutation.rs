@@ -94,6 +94,8 @@ pub struct UpdateDeviceInput {
     pub price: Option<MoneyInput>,
     pub rental_hours: Option<i32>,
     pub for_rent: Option<bool>,
+    /// Publish the device's web server at its subdomain through the gateway (on by default).
+    pub web_publishing: Option<bool>,
 }
 
 fn bounded(
@@ -390,10 +392,14 @@ impl MutationRoot {
             price,
             rental_hours,
             for_rent: input.for_rent,
+            web_publishing: input.web_publishing,
         };
         let mut tx = ctx.shared().pool.begin().await?;
         let device = devices::update(&mut tx, &ctx.viewer().actor()?, id, &changes).await?;
         tx.commit().await?;
+        if let Some(sites) = &ctx.shared().sites {
+            sites.forget(&device.subdomain);
+        }
         Ok(DeviceObject { device, access })
     }
 

@@ -187,6 +187,18 @@ impl DeviceObject {
         let keys = crate::devices::keys(&ctx.shared().pool, self.device.id).await?;
         Ok(keys.into_iter().map(Into::into).collect())
     }
+    /// Whether the gateway publishes the device's web server at its subdomain. Owner and admin only.
+    async fn web_publishing(&self) -> ApiResult<bool> {
+        self.owner_only("webPublishing")?;
+        Ok(self.device.web_publishing)
+    }
+    /// The device's public web address (`https://SUBDOMAIN.DOMAIN`), when the server runs a web gateway.
+    async fn web_url(&self, ctx: &Context<'_>) -> Option<String> {
+        ctx.shared()
+            .web
+            .as_ref()
+            .map(|w| w.url(&self.device.subdomain))
+    }
     /// Whether the owner offers it for rent. Owner and admin only.
     async fn for_rent(&self) -> ApiResult<bool> {
         self.owner_only("forRent")?;

@@ -8,7 +8,7 @@
 
 use super::tunnels::set_status;
 use super::{SshShared, jump};
-use crate::devices;
+use crate::devices::{self, TunnelLogin};
 use crate::rentals::{self, JumpGrant};
 use p2pvps_shared::DeviceStatus;
 use russh::keys::HashAlg;
@@ -35,10 +35,12 @@ pub struct Connection {
     authenticated: Arc<AtomicBool>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Device {
     id: Uuid,
     port: u16,
+    /// The device's subdomain: `ssh -R SUBDOMAIN:80:...` publishes its web server there.
+    subdomain: String,
     /// Set once registered as the device's current connection.
     generation: Option<u64>,
 }
@@ -60,7 +62,7 @@ impl Connection {
     }
 
     fn refuse(&self, what: &str) {
-        tracing::info!(peer = ?self.peer, device = ?self.device.map(|d| d.id), request = what, "refused SSH request");
+        tracing::info!(peer = ?self.peer, device = ?self.device.as_ref().map(|d| d.id), request = what, "refused SSH request");
         self.shared.metrics.ssh_refused(what);
     }
 
@@ -82,12 +84,19 @@ impl Connection {
         }
     }
 
-    fn accept_device(&mut self, user: &str, id: Uuid, port: Option<u16>, method: &str) -> Auth {
-        match port {
-            Some(port) => {
+    fn accept_device(
+        &mut self,
+        user: &str,
+        id: Uuid,
+        login: Option<TunnelLogin>,
+        method: &str,
+    ) -> Auth {
+        match login {
+            Some(login) => {
                 self.device = Some(Device {
                     id,
-                    port,
+                    port: login.port,
+                    subdomain: login.subdomain,
                     generation: None,
                 });
                 tracing::info!(device = %id, peer = ?self.peer, method, "device authenticated");
@@ -111,10 +120,11 @@ impl Drop for Connection {
             id,
             generation: Some(generation),
             ..
-        }) = self.device
+        }) = self.device.as_ref()
         else {
             return;
         };
+        let (id, generation) = (*id, *generation);
         if self.shared.registry.release(id, generation) {
             self.shared
                 .metrics
@@ -168,7 +178,7 @@ impl Handler for Connection {
                 }
             });
         };
-        let port = Box::pin(devices::tunnel_port_by_credential(
+        let port = Box::pin(devices::tunnel_login_by_credential(
             &self.shared.pool,
             id,
             password,
@@ -193,7 +203,7 @@ impl Handler for Connection {
             return Ok(self.accept_device(user, Uuid::nil(), None, "publickey"));
         };
         let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
-        let port = Box::pin(devices::tunnel_port_by_key(
+        let port = Box::pin(devices::tunnel_login_by_key(
             &self.shared.pool,
             id,
             &fingerprint,
@@ -317,28 +327,38 @@ impl Handler for Connection {
         let Some(Device {
             id,
             port: own,
+            subdomain,
             generation: Some(generation),
-        }) = self.device
+        }) = self.device.clone()
         else {
             self.refuse("tcpip-forward");
             return Ok(false);
         };
-        if !ALLOWED_BIND.contains(&address) || (*port != 0 && *port != u32::from(own)) {
-            tracing::info!(device = %id, address, port = *port, own, "refused forward of a port that is not the device's");
+        // The sish convention: the bind address names the subdomain, port 80 means its web server.
+        let web = *port == 80 && address.eq_ignore_ascii_case(&subdomain);
+        if !web && (!ALLOWED_BIND.contains(&address) || (*port != 0 && *port != u32::from(own))) {
+            tracing::info!(device = %id, address, port = *port, own, "refused forward of a port or name that is not the device's");
             self.refuse("tcpip-forward");
             return Ok(false);
         }
-        *port = u32::from(own);
-        let forwarded = Box::pin(self.shared.registry.forward(
-            &self.shared,
-            id,
-            generation,
-            address,
-        ))
-        .await;
+        let forwarded = if web {
+            self.shared.registry.forward_web(id, generation, address)
+        } else {
+            *port = u32::from(own);
+            Box::pin(
+                self.shared
+                    .registry
+                    .forward(&self.shared, id, generation, address),
+            )
+            .await
+        };
         match forwarded {
             Ok(()) => {
-                tracing::info!(device = %id, port = own, "device tunnel up");
+                if web {
+                    tracing::info!(device = %id, %subdomain, "device web server published");
+                } else {
+                    tracing::info!(device = %id, port = own, "device tunnel up");
+                }
                 Box::pin(set_status(&self.shared, id, DeviceStatus::Online)).await;
                 Ok(true)
             }
@@ -351,22 +371,30 @@ impl Handler for Connection {
 
     async fn cancel_tcpip_forward(
         &mut self,
-        _address: &str,
+        address: &str,
         port: u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        match self.device {
-            Some(Device {
-                id,
-                port: own,
-                generation: Some(generation),
-            }) if port == u32::from(own) => {
-                self.shared.registry.cancel(id, generation);
-                Box::pin(set_status(&self.shared, id, DeviceStatus::Offline)).await;
-                Ok(true)
-            }
-            _ => Ok(false),
+        let Some(Device {
+            id,
+            port: own,
+            subdomain,
+            generation: Some(generation),
+        }) = self.device.as_ref()
+        else {
+            return Ok(false);
+        };
+        if port == 80 && address.eq_ignore_ascii_case(subdomain) {
+            self.shared.registry.cancel_web(*id, *generation);
+            return Ok(true);
         }
+        if port != u32::from(*own) {
+            return Ok(false);
+        }
+        let id = *id;
+        self.shared.registry.cancel(id, *generation);
+        Box::pin(set_status(&self.shared, id, DeviceStatus::Offline)).await;
+        Ok(true)
     }
 
     async fn streamlocal_forward(

@@ -84,6 +84,8 @@ fn config(host_key: PrivateKey) -> Config {
 /// A running SSH server.
 pub struct SshServer {
     pub addr: SocketAddr,
+    /// The devices' web servers published with `ssh -R SUBDOMAIN:80:...`, for the gateway.
+    pub web: WebTunnels,
     pub fingerprint: String,
     /// The host key's public half (`ssh-ed25519 AAAA...`), for ready-made `known_hosts` lines.
     pub public_key: String,
@@ -126,8 +128,10 @@ pub async fn start(
     });
     tracing::info!(%addr, %fingerprint, "SSH server listening");
     tokio::spawn(cut_ended_rentals(Arc::clone(&shared), stop.clone()));
+    let web = WebTunnels(Arc::clone(&shared));
     tokio::spawn(accept_loop(listener, config, shared, auth_timeout, stop));
     Ok(SshServer {
+        web,
         addr,
         fingerprint,
         public_key,
@@ -236,6 +240,44 @@ async fn serve_connection(
         .is_err()
     {
         cut(reason);
+    }
+}
+
+/// Opens connections to devices' web servers through their tunnels (the gateway's SSH upstream).
+#[derive(Clone)]
+pub struct WebTunnels(Arc<SshShared>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("the device has not published a web server over SSH")]
+    NotPublished,
+    #[error("the device did not open the connection: {0}")]
+    Refused(russh::Error),
+}
+
+impl WebTunnels {
+    /// Whether the device's web server is published over SSH right now.
+    pub fn is_published(&self, device: uuid::Uuid) -> bool {
+        self.0.registry.web(device).is_some()
+    }
+
+    /// A new connection to the device's web server, as a `forwarded-tcpip` channel naming `client`.
+    pub async fn open(
+        &self,
+        device: uuid::Uuid,
+        client: SocketAddr,
+    ) -> Result<russh::ChannelStream<russh::server::Msg>, WebError> {
+        let (handle, address) = self.0.registry.web(device).ok_or(WebError::NotPublished)?;
+        let channel = handle
+            .channel_open_forwarded_tcpip(
+                address,
+                80,
+                client.ip().to_string(),
+                u32::from(client.port()),
+            )
+            .await
+            .map_err(WebError::Refused)?;
+        Ok(channel.into_stream())
     }
 }
 

@@ -38,6 +38,8 @@ struct Entry {
     /// replacements, like the listener, so clients arriving during a reconnect wait instead of failing.
     target: watch::Sender<Option<Target>>,
     listener: Option<JoinHandle<()>>,
+    /// Where the web gateway sends requests for the device's subdomain (`ssh -R SUBDOMAIN:80:...`).
+    web: Option<Target>,
 }
 
 #[derive(Default)]
@@ -85,6 +87,7 @@ impl Registry {
                 port,
                 target,
                 listener,
+                web: None,
             };
             entries.insert(device, entry);
             old
@@ -149,6 +152,43 @@ impl Registry {
                 Err(ForwardError::Replaced)
             }
         }
+    }
+
+    /// Publishes the device's web server (forwarded as `address`:80) for the connection of `generation`.
+    pub fn forward_web(
+        &self,
+        device: Uuid,
+        generation: u64,
+        address: &str,
+    ) -> Result<(), ForwardError> {
+        let mut entries = self.lock();
+        let entry = entries
+            .get_mut(&device)
+            .filter(|e| e.generation == generation)
+            .ok_or(ForwardError::Replaced)?;
+        entry.web = Some(Target {
+            handle: entry.handle.clone(),
+            address: address.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Withdraws the device's web server (`cancel-tcpip-forward` of `SUBDOMAIN:80`).
+    pub fn cancel_web(&self, device: Uuid, generation: u64) {
+        if let Some(entry) = self
+            .lock()
+            .get_mut(&device)
+            .filter(|e| e.generation == generation)
+        {
+            entry.web = None;
+        }
+    }
+
+    /// Where the device's web server is reached now, if it is published over SSH.
+    pub fn web(&self, device: Uuid) -> Option<(Handle, String)> {
+        let entries = self.lock();
+        let web = entries.get(&device)?.web.as_ref()?;
+        Some((web.handle.clone(), web.address.clone()))
     }
 
     /// Stops forwarding for the connection of `generation` (`cancel-tcpip-forward`); the port closes.

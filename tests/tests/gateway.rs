@@ -1,0 +1,328 @@
+//! The web gateway with real clients: OpenSSH publishing a device's web server with `ssh -R SUB:80:...`,
+//! curl over HTTP/1.1 and HTTP/2 (HTTPS checked against the generated CA), WebSockets both ways, a 50 MiB
+//! streamed upload, and every refusal.
+
+use p2pvps_server::gateway::{GatewaySettings, tls};
+use p2pvps_shared::Role;
+use p2pvps_tests::openssh::{SshKit, refused};
+use p2pvps_tests::web::{self, curl, origin, raw_status, websocket_echo};
+use p2pvps_tests::{Client, TestApp, status_listener, wait_status};
+use serde_json::json;
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const DOMAIN: &str = "gw.test";
+
+struct Site {
+    id: String,
+    credential: String,
+    subdomain: String,
+}
+
+async fn site(owner: &Client, name: &str, subdomain: &str) -> Site {
+    let r = owner
+        .gql(
+            "mutation($n: String!, $s: String!) { createDevice(input: {name: $n, subdomain: $s}) \
+             { credential device { id webUrl webPublishing } } }",
+            json!({"n": name, "s": subdomain}),
+        )
+        .await;
+    r.ok();
+    assert_eq!(r.data("createDevice.device.webPublishing"), true);
+    let url = r.data("createDevice.device.webUrl").as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("https://{subdomain}.{DOMAIN}:")),
+        "{url}"
+    );
+    Site {
+        id: r
+            .data("createDevice.device.id")
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        credential: r
+            .data("createDevice.credential")
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        subdomain: subdomain.to_owned(),
+    }
+}
+
+/// A server with SSH and both gateway listeners (self-signed CA in `dir`), and its CA file.
+async fn start(pool: PgPool, dir: &std::path::Path, redirect: bool) -> (TestApp, PathBuf) {
+    let (cert, ca) = tls::self_signed(dir, DOMAIN).unwrap();
+    let app = TestApp::start_with_ssh_and(pool, dir, 0, |s| {
+        s.gateway = Some(GatewaySettings {
+            domain: DOMAIN.to_owned(),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            https: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            tls: Some(Arc::new(cert)),
+            redirect_to_https: redirect,
+        });
+    })
+    .await;
+    (app, ca)
+}
+
+fn data_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("p2pvps-gw-{}", uuid::Uuid::new_v4()))
+}
+
+/// `ssh -N -R SUB:80:127.0.0.1:LOCAL`: the device publishes its web server at its subdomain.
+fn publish(kit: &SshKit, site: &Site, local: u16) -> tokio::process::Child {
+    let spec = format!("{}:80:127.0.0.1:{local}", site.subdomain);
+    kit.ssh(&site.id, &site.credential, &["-N", "-R", &spec])
+        .spawn()
+        .expect("ssh starts")
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_device_site_answers_on_both_listeners_through_ssh(pool: PgPool) {
+    let dir = data_dir();
+    let (app, ca) = start(pool, &dir, false).await;
+    let (http, https) = (
+        app.gateway().http.unwrap().port(),
+        app.gateway().https.unwrap().port(),
+    );
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let pi = site(&owner, "pi", "pi-web").await;
+    let kit = SshKit::new(&dir, app.ssh_addr());
+    let local = origin("pi").await;
+    let mut status = status_listener(&app.pool).await;
+    let mut ssh = publish(&kit, &pi, local);
+    wait_status(&mut status, &pi.id, "online").await;
+
+    let host = format!("{}.{DOMAIN}", pi.subdomain);
+    let plain = curl(&format!("http://{host}:{http}/"), http, None, &[]).await;
+    assert_eq!(
+        (plain.status, plain.body.as_str()),
+        (200, web::page("pi").as_str())
+    );
+    assert_eq!(plain.version, "1.1");
+    // HTTPS, verified against the generated CA, over HTTP/2 (ALPN) and HTTP/1.1.
+    let h2 = curl(
+        &format!("https://{host}:{https}/"),
+        https,
+        Some(&ca),
+        &["--http2"],
+    )
+    .await;
+    assert_eq!((h2.status, h2.version.as_str()), (200, "2"));
+    assert_eq!(h2.body, web::page("pi"));
+    let h1 = curl(
+        &format!("https://{host}:{https}/"),
+        https,
+        Some(&ca),
+        &["--http1.1"],
+    )
+    .await;
+    assert_eq!((h1.status, h1.version.as_str()), (200, "1.1"));
+
+    // The device sees who asked, how and for what; hop-by-hop headers and spoofed forwarding are gone.
+    let seen = curl(
+        &format!("https://{host}:{https}/headers"),
+        https,
+        Some(&ca),
+        &[
+            "--http1.1",
+            "-H",
+            "X-Forwarded-For: 6.6.6.6",
+            "-H",
+            "Connection: x-secret",
+            "-H",
+            "X-Secret: 1",
+        ],
+    )
+    .await;
+    let seen: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1", "{seen}");
+    assert_eq!(seen["x-forwarded-proto"], "https", "{seen}");
+    assert_eq!(
+        seen["x-forwarded-host"],
+        format!("{host}:{https}"),
+        "{seen}"
+    );
+    assert_eq!(seen["host"], format!("{host}:{https}"), "{seen}");
+    assert!(seen.get("x-secret").is_none(), "{seen}");
+
+    // A WebSocket echo through each listener.
+    let echo = websocket_echo(&format!("ws://{host}:{http}/ws"), http, &ca, "plain").await;
+    assert_eq!(echo, "echo: plain");
+    let echo = websocket_echo(&format!("wss://{host}:{https}/ws"), https, &ca, "tls").await;
+    assert_eq!(echo, "echo: tls");
+
+    // 50 MiB streamed up through HTTPS (HTTP/2) and through HTTP (chunked by curl's -T), intact.
+    let file = dir.join("upload.bin");
+    let expected = web::payload_file(&file, 50 << 20);
+    let file_arg = file.to_str().unwrap();
+    let up = curl(
+        &format!("https://{host}:{https}/upload"),
+        https,
+        Some(&ca),
+        &["--http2", "-T", file_arg],
+    )
+    .await;
+    assert_eq!((up.status, up.body.as_str()), (200, expected.as_str()));
+    let up = curl(
+        &format!("http://{host}:{http}/upload"),
+        http,
+        None,
+        &["-T", file_arg],
+    )
+    .await;
+    assert_eq!((up.status, up.body.as_str()), (200, expected.as_str()));
+
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("p2pvps_gateway_requests_total{site=\"pi-web\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("p2pvps_gateway_bytes_total{site=\"pi-web\",direction=\"request\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("p2pvps_gateway_upstream_latency_seconds_count{site=\"pi-web\"}"));
+
+    // The device goes away: 502 with our page, not a hang and not upstream details.
+    ssh.kill().await.unwrap();
+    wait_status(&mut status, &pi.id, "offline").await;
+    let gone = curl(&format!("https://{host}:{https}/"), https, Some(&ca), &[]).await;
+    assert_eq!(gone.status, 502);
+    assert!(gone.body.contains("Site offline"), "{}", gone.body);
+    assert!(
+        app.metrics()
+            .await
+            .contains("p2pvps_gateway_upstream_errors_total{site=\"pi-web\",kind=\"offline\"} 1")
+    );
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn refusals_are_precise(pool: PgPool) {
+    let dir = data_dir();
+    let (app, ca) = start(pool, &dir, true).await;
+    let gateway = app.gateway();
+    let (http_addr, https) = (gateway.http.unwrap(), gateway.https.unwrap().port());
+    let http = http_addr.port();
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let pi = site(&owner, "pi", "pi-one").await;
+    let other = site(&owner, "other", "pi-two").await;
+    let kit = SshKit::new(&dir, app.ssh_addr());
+    let local = origin("pi").await;
+
+    // Another device's subdomain, and a wrong credential: refused by the SSH server.
+    let spec = format!("{}:80:127.0.0.1:{local}", other.subdomain);
+    let err = refused(kit.ssh(&pi.id, &pi.credential, &["-N", "-R", &spec])).await;
+    assert!(err.contains("remote port forwarding failed"), "{err}");
+    let wrong = Site {
+        credential: "not-the-credential".into(),
+        ..Site {
+            id: pi.id.clone(),
+            credential: String::new(),
+            subdomain: pi.subdomain.clone(),
+        }
+    };
+    let err = refused(kit.ssh(
+        &wrong.id,
+        &wrong.credential,
+        &[
+            "-N",
+            "-R",
+            &format!("{}:80:127.0.0.1:{local}", pi.subdomain),
+        ],
+    ))
+    .await;
+    assert!(err.contains("Permission denied"), "{err}");
+
+    let mut status = status_listener(&app.pool).await;
+    let _ssh = publish(&kit, &pi, local);
+    wait_status(&mut status, &pi.id, "online").await;
+    let host = format!("{}.{DOMAIN}", pi.subdomain);
+
+    // Both listeners run: plain HTTP for a site redirects to HTTPS, keeping the path.
+    let moved = curl(&format!("http://{host}:{http}/a?b=1"), http, None, &["-i"]).await;
+    assert_eq!(moved.status, 308);
+    let location = format!("location: https://{host}:{https}/a?b=1\r\n");
+    assert!(moved.body.contains(&location), "{moved:?}");
+    let followed = curl(
+        &format!("http://{host}:{http}/"),
+        http,
+        Some(&ca),
+        &["-L", "--resolve", &format!("{host}:{https}:127.0.0.1")],
+    )
+    .await;
+    assert_eq!(
+        (followed.status, followed.body.as_str()),
+        (200, web::page("pi").as_str())
+    );
+
+    // An unknown subdomain: our 404 page.
+    let unknown = curl(
+        &format!("https://nobody.{DOMAIN}:{https}/"),
+        https,
+        Some(&ca),
+        &[],
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body.contains("No such site"), "{}", unknown.body);
+    // A registered device that is not connected: 502.
+    let offline = curl(
+        &format!("https://{}.{DOMAIN}:{https}/", other.subdomain),
+        https,
+        Some(&ca),
+        &[],
+    )
+    .await;
+    assert_eq!(offline.status, 502);
+
+    // The owner switches web publishing off: 404 at once (this instance forgets its cached lookup), then on.
+    let toggle = |on: bool| {
+        let owner = &owner;
+        let id = pi.id.clone();
+        async move {
+            owner
+                .gql(
+                    "mutation($id: ID!, $on: Boolean!) { updateDevice(id: $id, input: {webPublishing: $on}) { webPublishing } }",
+                    json!({"id": id, "on": on}),
+                )
+                .await
+                .ok();
+        }
+    };
+    toggle(false).await;
+    let url = format!("https://{host}:{https}/");
+    assert_eq!(curl(&url, https, Some(&ca), &[]).await.status, 404);
+    toggle(true).await;
+    assert_eq!(curl(&url, https, Some(&ca), &[]).await.status, 200);
+
+    // Malformed hosts and an oversized head.
+    assert_eq!(
+        raw_status(http_addr, b"GET / HTTP/1.1\r\nHost: bad_host!\r\n\r\n").await,
+        400
+    );
+    assert_eq!(
+        raw_status(http_addr, b"GET / HTTP/1.1\r\nHost: a.b.gw.test\r\n\r\n").await,
+        400
+    );
+    let mut big = b"GET / HTTP/1.1\r\nHost: pi-one.gw.test\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 100 << 10));
+    big.extend(b"\r\n\r\n");
+    assert_eq!(raw_status(http_addr, &big).await, 431);
+
+    let metrics = app.metrics().await;
+    for reason in ["bad-host", "unknown-site", "not-published"] {
+        assert!(
+            metrics.contains(&format!(
+                "p2pvps_gateway_refused_requests_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason}: {metrics}"
+        );
+    }
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
