@@ -25,6 +25,7 @@ pub fn secrets(global: &GlobalArgs) -> anyhow::Result<SecretBox> {
 pub fn gateway_settings(
     global: &GlobalArgs,
     args: &GatewayArgs,
+    tunnel_bind: std::net::IpAddr,
 ) -> anyhow::Result<Option<GatewaySettings>> {
     let Some(domain) = &args.domain else {
         return Ok(None);
@@ -58,6 +59,8 @@ pub fn gateway_settings(
         https: args.gateway_https,
         tls,
         redirect_to_https: args.https_redirect,
+        localtunnel_bind: tunnel_bind,
+        localtunnel_ports: args.localtunnel_ports.clone(),
     }))
 }
 

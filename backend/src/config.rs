@@ -254,6 +254,10 @@ pub struct GatewayArgs {
     /// When both gateway listeners run, redirect plain-HTTP site requests to HTTPS (308).
     #[arg(long, env = "P2PVPS_HTTPS_REDIRECT", value_name = "BOOL", action = ArgAction::Set, default_value_t = true)]
     pub https_redirect: bool,
+    /// Ports for the data sockets of `lt` (localtunnel) clients, START-END, one per connected device; they
+    /// listen on --tunnel-bind. Default: any free port (publish a range when running in a container).
+    #[arg(long, env = "P2PVPS_LOCALTUNNEL_PORTS", value_parser = parse_port_range, value_name = "START-END")]
+    pub localtunnel_ports: Option<RangeInclusive<u16>>,
 }
 
 #[derive(Debug, Subcommand)]

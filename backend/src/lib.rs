@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod auth_guard;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -129,7 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     host_key: p2pvps_server::ssh::host_key::load_or_create(&global.data_dir)?,
                     auth_timeout: p2pvps_server::ssh::AUTH_TIMEOUT,
                 }),
-                gateway: cli::gateway_settings(global, &args.gateway)?,
+                gateway: cli::gateway_settings(global, &args.gateway, args.tunnel_bind)?,
             };
             let running = app::start(settings, pool).await?;
             let base = format!("http://{}", running.addr);

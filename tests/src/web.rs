@@ -190,3 +190,29 @@ pub async fn websocket_echo(url: &str, port: u16, ca: &Path, text: &str) -> Stri
         other => panic!("no echo: {other:?}"),
     }
 }
+
+/// The real `lt` client: `P2PVPS_LT`, as `cargo xtask test` installs it, or installed now from the same
+/// pinned lockfile into `target/localtunnel-npm`.
+pub fn lt_bin() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("P2PVPS_LT") {
+        return path.into();
+    }
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = root.join("target/localtunnel-npm");
+    let bin = dir.join("node_modules/.bin/lt");
+    if !bin.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in ["package.json", "package-lock.json"] {
+            std::fs::copy(root.join("xtask/localtunnel").join(file), dir.join(file)).unwrap();
+        }
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel", "error"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs");
+        assert!(status.success(), "npm ci of localtunnel@2.0.2 failed");
+    }
+    bin
+}

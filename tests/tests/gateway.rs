@@ -61,6 +61,8 @@ async fn start(pool: PgPool, dir: &std::path::Path, redirect: bool) -> (TestApp,
             https: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             tls: Some(Arc::new(cert)),
             redirect_to_https: redirect,
+            localtunnel_bind: std::net::IpAddr::from([127, 0, 0, 1]),
+            localtunnel_ports: None,
         });
     })
     .await;
@@ -323,6 +325,158 @@ async fn refusals_are_precise(pool: PgPool) {
             "{reason}: {metrics}"
         );
     }
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The unmodified `lt` client publishing `local` as `site`, logging in with `credential` at the control
+/// endpoint (the server's address, not a subdomain). Returns it once it prints its URL.
+async fn lt(
+    site: &Site,
+    credential: &str,
+    http: u16,
+    local: u16,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(web::lt_bin())
+        .arg("--host")
+        .arg(format!("http://{}:{credential}@127.0.0.1:{http}", site.id))
+        // No --local-host: with it, lt 2.0.2 rewrites `Host` by passing the first chunk of each connection
+        // through a UTF-8 string, which corrupts binary body bytes in that chunk.
+        .args(["--subdomain", &site.subdomain, "--port"])
+        .arg(local.to_string())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("lt starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("lt prints its url within 20 s")
+        .unwrap()
+        .expect("a line");
+    let url = line
+        .strip_prefix("your url is: ")
+        .expect("lt's url line")
+        .to_owned();
+    (child, url)
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn the_unmodified_lt_client_publishes_a_device_site(pool: PgPool) {
+    let dir = data_dir();
+    let (app, ca) = start(pool, &dir, false).await;
+    let (http_addr, https) = (
+        app.gateway().http.unwrap(),
+        app.gateway().https.unwrap().port(),
+    );
+    let http = http_addr.port();
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let pi = site(&owner, "pi", "pi-lt").await;
+    let other = site(&owner, "other", "pi-other").await;
+    let local = origin("pi over lt").await;
+
+    let (_lt, url) = lt(&pi, &pi.credential, http, local).await;
+    assert_eq!(url, format!("https://pi-lt.{DOMAIN}:{https}"));
+    let host = format!("pi-lt.{DOMAIN}");
+    let page = web::page("pi over lt");
+    let plain = curl(&format!("http://{host}:{http}/"), http, None, &[]).await;
+    assert_eq!((plain.status, plain.body.as_str()), (200, page.as_str()));
+    let h2 = curl(
+        &format!("https://{host}:{https}/"),
+        https,
+        Some(&ca),
+        &["--http2"],
+    )
+    .await;
+    assert_eq!(
+        (h2.status, h2.version.as_str(), h2.body.as_str()),
+        (200, "2", page.as_str())
+    );
+    let echo = websocket_echo(&format!("wss://{host}:{https}/ws"), https, &ca, "over lt").await;
+    assert_eq!(echo, "echo: over lt");
+    let echo = websocket_echo(&format!("ws://{host}:{http}/ws"), http, &ca, "plain lt").await;
+    assert_eq!(echo, "echo: plain lt");
+    let file = dir.join("upload.bin");
+    let expected = web::payload_file(&file, 50 << 20);
+    let up = curl(
+        &format!("https://{host}:{https}/upload"),
+        https,
+        Some(&ca),
+        &["-T", file.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!((up.status, up.body.as_str()), (200, expected.as_str()));
+
+    // The control request as axios sends it, refused: no credential, a wrong one, another device's
+    // subdomain. Each answer is JSON with a message.
+    let control = format!("http://127.0.0.1:{http}");
+    let ask = |path: String, user: Option<String>| {
+        let control = control.clone();
+        async move {
+            let mut extra = vec![];
+            if let Some(user) = &user {
+                extra = vec!["-u".to_owned(), user.clone()];
+            }
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            curl(&format!("{control}{path}"), http, None, &extra).await
+        }
+    };
+    let none = ask("/pi-lt".into(), None).await;
+    assert_eq!(none.status, 401);
+    let wrong = ask("/pi-lt".into(), Some(format!("{}:wrong", pi.id))).await;
+    assert_eq!(wrong.status, 401);
+    let message: serde_json::Value = serde_json::from_str(&wrong.body).unwrap();
+    assert_eq!(message["message"], "wrong device id or credential");
+    let theirs = ask(
+        "/pi-other".into(),
+        Some(format!("{}:{}", pi.id, pi.credential)),
+    )
+    .await;
+    assert_eq!(theirs.status, 403);
+    let message: serde_json::Value = serde_json::from_str(&theirs.body).unwrap();
+    assert!(
+        message["message"].as_str().unwrap().contains("`pi-lt`"),
+        "{message}"
+    );
+    // `?new` gives the device its own subdomain, and the answer has what the client reads.
+    let fresh = ask(
+        "/?new".into(),
+        Some(format!("{}:{}", other.id, other.credential)),
+    )
+    .await;
+    assert_eq!(fresh.status, 200);
+    let info: serde_json::Value = serde_json::from_str(&fresh.body).unwrap();
+    assert_eq!(info["id"], "pi-other");
+    assert_eq!(info["max_conn_count"], 10);
+    let data_port = info["port"].as_u64().unwrap() as u16;
+
+    // A data socket from another address than the control request's is closed unused.
+    let foreign = tokio::net::TcpSocket::new_v4().unwrap();
+    foreign.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut foreign = foreign
+        .connect(SocketAddr::from(([127, 0, 0, 1], data_port)))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read(&mut foreign, &mut buf),
+    )
+    .await
+    .expect("closed promptly");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(
+            "p2pvps_gateway_refused_requests_total{reason=\"localtunnel-foreign-socket\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("p2pvps_gateway_refused_requests_total{reason=\"localtunnel-control\"} 3"),
+        "{metrics}"
+    );
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }

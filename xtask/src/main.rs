@@ -175,12 +175,14 @@ fn test(root: &Path) -> Result<()> {
     ]))?;
     step(3, total, "frontend release build");
     build_frontend(root)?;
-    step(4, total, "database and browser");
+    step(4, total, "database, browser and the localtunnel client");
     let url = postgres::database_url(root)?;
     tools::ensure_browser()?;
+    let lt = tools::localtunnel_client(root)?;
     step(5, total, "test suite");
     sh(cargo()
         .args(["test", "-j", "2", "--workspace", "--exclude", "p2pvps-web"])
         .env("DATABASE_URL", url)
-        .env("P2PVPS_WEB_DIR", root.join("target/dist")))
+        .env("P2PVPS_WEB_DIR", root.join("target/dist"))
+        .env("P2PVPS_LT", lt))
 }

@@ -122,6 +122,12 @@ fn npm_package(root: &Path, name: &str) -> Result<std::path::PathBuf> {
     Ok(modules)
 }
 
+/// The unmodified `lt` client (npm `localtunnel` 2.0.2, pinned in xtask/localtunnel/package-lock.json),
+/// which the gateway tests and benchmark drive.
+pub fn localtunnel_client(root: &Path) -> Result<std::path::PathBuf> {
+    Ok(npm_package(root, "localtunnel")?.join(".bin/lt"))
+}
+
 /// The directory holding npm's `wasm-opt` (binaryen 132, pinned), to put first on Trunk's PATH.
 pub fn wasm_opt_bin(root: &Path) -> Result<std::path::PathBuf> {
     Ok(npm_package(root, "wasm-opt")?.join(".bin"))

@@ -4,10 +4,12 @@
 //! - `proxy`: one request carried to the device and back (streaming, upgrades, forwarded headers).
 //! - `upstream`: connections to devices through their tunnels, pooled by hyper's client; the subdomain
 //!   cache; per-device request limits.
+//! - `localtunnel`: the control endpoint and data sockets of the unmodified `lt` client.
 //! - `pages`: the gateway's own small pages (404, 502, ...).
 //! - `tls`: certificates (files or a generated local CA) behind a trait ACME can implement later.
 
 pub mod host;
+mod localtunnel;
 mod pages;
 mod proxy;
 pub mod tls;
@@ -51,6 +53,9 @@ pub struct GatewaySettings {
     pub tls: Option<Arc<dyn tls::CertSource>>,
     /// Redirect plain-HTTP site requests to HTTPS (when both listeners run).
     pub redirect_to_https: bool,
+    /// Where localtunnel clients' data ports listen, and which ports they may use (any free one if `None`).
+    pub localtunnel_bind: std::net::IpAddr,
+    pub localtunnel_ports: Option<std::ops::RangeInclusive<u16>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,28 +132,6 @@ pub async fn start(
         None => None,
     };
     let https_port = https.as_ref().map(|(_, a)| a.port());
-    let connector = upstream::Connector {
-        ssh,
-        origin: http
-            .as_ref()
-            .or(https.as_ref())
-            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |(_, a)| *a),
-    };
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(IDLE_TIMEOUT)
-        .pool_max_idle_per_host(IDLE_PER_DEVICE)
-        .pool_timer(TokioTimer::new())
-        .build(connector.clone());
-    let sites = Arc::new(upstream::Sites::new(pool));
-    let state = Arc::new(State {
-        domain: settings.domain.clone(),
-        redirect_to: https_port.filter(|_| settings.redirect_to_https && http.is_some()),
-        sites: Arc::clone(&sites),
-        limits: upstream::Limits::new(REQUESTS_PER_DEVICE),
-        connector,
-        client,
-        metrics,
-    });
     let address = match (https_port, &http) {
         (Some(port), _) => WebAddress {
             scheme: "https",
@@ -166,6 +149,37 @@ pub async fn start(
             port: None,
         },
     };
+    let localtunnel = localtunnel::Localtunnel::new(
+        pool.clone(),
+        Arc::clone(&metrics),
+        address.clone(),
+        settings.localtunnel_bind,
+        settings.localtunnel_ports.clone(),
+    );
+    let connector = upstream::Connector {
+        ssh,
+        localtunnel: Some(Arc::clone(&localtunnel)),
+        origin: http
+            .as_ref()
+            .or(https.as_ref())
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |(_, a)| *a),
+    };
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(IDLE_TIMEOUT)
+        .pool_max_idle_per_host(IDLE_PER_DEVICE)
+        .pool_timer(TokioTimer::new())
+        .build(connector.clone());
+    let sites = Arc::new(upstream::Sites::new(pool));
+    let state = Arc::new(State {
+        domain: settings.domain.clone(),
+        redirect_to: https_port.filter(|_| settings.redirect_to_https && http.is_some()),
+        sites: Arc::clone(&sites),
+        limits: upstream::Limits::new(REQUESTS_PER_DEVICE),
+        connector,
+        localtunnel,
+        client,
+        metrics,
+    });
     let gateway = Gateway {
         http: http.as_ref().map(|(_, a)| *a),
         https: https.as_ref().map(|(_, a)| *a),

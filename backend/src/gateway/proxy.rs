@@ -5,6 +5,7 @@
 //! are replaced: we are the edge), and no hop-by-hop headers.
 
 use super::host::{self, Route};
+use super::localtunnel::Localtunnel;
 use super::pages::{self, Body};
 use super::upstream::{Connector, Limits, Sites};
 use crate::metrics::Metrics;
@@ -35,6 +36,7 @@ pub struct State {
     pub sites: Arc<Sites>,
     pub limits: Limits,
     pub connector: Connector,
+    pub localtunnel: Arc<Localtunnel>,
     pub client: Client<Connector, Counted<Incoming>>,
     pub metrics: Arc<Metrics>,
 }
@@ -77,10 +79,7 @@ async fn route(
     };
     let label = match host::route(&authority, &state.domain) {
         Ok(Route::Site(label)) => label,
-        Ok(Route::Control) => {
-            state.metrics.gateway.refused("control");
-            return pages::unknown_site();
-        }
+        Ok(Route::Control) => return state.localtunnel.control(&req, peer).await,
         Err(e) => {
             tracing::debug!(%peer, host = %authority, error = %e, "refused request");
             state.metrics.gateway.refused("bad-host");

@@ -7,7 +7,6 @@
 //!
 //! There is no shell here, for anyone: the original's shared shell account reached the database.
 
-mod auth_guard;
 mod handler;
 pub mod host_key;
 mod jump;
@@ -48,7 +47,7 @@ pub struct SshShared {
     pub registry: tunnels::Registry,
     pub tunnel_bind: IpAddr,
     /// Failed authentications per client address and per user name (device id or jump login).
-    pub auth_guard: auth_guard::AuthGuard,
+    pub auth_guard: crate::auth_guard::AuthGuard,
 }
 
 /// Failed authentications allowed per minute from one address, and against one user name.
@@ -121,7 +120,7 @@ pub async fn start(
         metrics,
         registry: tunnels::Registry::default(),
         tunnel_bind: settings.tunnel_bind,
-        auth_guard: auth_guard::AuthGuard::new(
+        auth_guard: crate::auth_guard::AuthGuard::new(
             AUTH_FAILURES_PER_ADDRESS_PER_MINUTE,
             AUTH_FAILURES_PER_USER_PER_MINUTE,
         ),

@@ -1,4 +1,5 @@
-//! Limits on failed SSH authentications, per client address and per user name.
+//! Limits on failed device and renter authentications (SSH and the localtunnel control request), per
+//! client address and per user name.
 //!
 //! Only failures count: a hundred Pis behind one NAT reconnecting after an outage must all get in, while
 //! a password guesser is stopped. When a failure exceeds a quota, the address (or user name) is blocked
@@ -55,7 +56,7 @@ impl AuthGuard {
             let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
             blocked.retain(|_, until| *until > now);
             blocked.insert(key, now + limited.retry_after);
-            tracing::warn!(%address, user, per_user = limited.per_account, "too many failed SSH logins; blocked");
+            tracing::warn!(%address, user, per_user = limited.per_account, "too many failed device or renter logins; blocked");
         }
     }
 }

@@ -1,0 +1,403 @@
+//! The localtunnel protocol, for the unmodified `lt` client (npm `localtunnel` 2.0.2).
+//!
+//! The client asks the control endpoint (the bare domain) for a tunnel: `GET /SUBDOMAIN` or `GET /?new`,
+//! authenticated here as a device by the user-info of its `--host` URL (axios sends it as Basic auth). We
+//! answer with a TCP port; the client opens `max_conn_count` plain TCP sockets to it and pipes each into a
+//! connection to its local web server. Each socket then carries HTTP/1.1 from us, so the gateway uses it as
+//! one upstream connection.
+//!
+//! Unlike the reference server: every control request is authenticated, a device gets only its own
+//! subdomain, data sockets are accepted only from the address that made the control request and only up
+//! to `max_conn_count`, and a device's newer tunnel replaces its older one at once.
+
+use super::WebAddress;
+use super::pages::{self, Body};
+use crate::auth_guard::AuthGuard;
+use crate::devices;
+use crate::metrics::Metrics;
+use base64::Engine;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use sqlx::PgPool;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
+use uuid::Uuid;
+
+/// Sockets a client keeps open per tunnel (the client opens exactly this many).
+pub const MAX_SOCKETS: usize = 10;
+/// A tunnel with no socket for this long is closed (its client is gone).
+const IDLE_GRACE: Duration = Duration::from_secs(30);
+/// How long a request waits for a free socket of the device's tunnel.
+const SOCKET_WAIT: Duration = Duration::from_secs(10);
+/// Failed control authentications allowed per minute, per address and per device.
+const FAILURES_PER_ADDRESS: u32 = 60;
+const FAILURES_PER_DEVICE: u32 = 10;
+
+/// One data socket, holding one of its tunnel's slots while it lives.
+pub struct Socket {
+    pub stream: TcpStream,
+    pub slot: OwnedSemaphorePermit,
+}
+
+struct Tunnel {
+    id: u64,
+    port: u16,
+    idle: Mutex<VecDeque<Socket>>,
+    arrived: Notify,
+    slots: Arc<Semaphore>,
+    listener: Mutex<Option<AbortHandle>>,
+}
+
+impl Tunnel {
+    fn idle(&self) -> std::sync::MutexGuard<'_, VecDeque<Socket>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An idle socket that is still open, waiting up to `wait` for one.
+    async fn take(&self, wait: Duration) -> Option<Socket> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            while let Some(socket) = self.idle().pop_front() {
+                if is_open(&socket.stream) {
+                    return Some(socket);
+                }
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    fn close(&self) {
+        if let Some(l) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            l.abort();
+        }
+        self.idle().clear();
+    }
+}
+
+/// The client sends nothing until we write a request, so a readable idle socket has been closed.
+fn is_open(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+pub struct Localtunnel {
+    pool: PgPool,
+    metrics: Arc<Metrics>,
+    address: WebAddress,
+    bind: IpAddr,
+    ports: Option<RangeInclusive<u16>>,
+    guard: AuthGuard,
+    tunnels: Mutex<HashMap<Uuid, Arc<Tunnel>>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// A refusal: status and the message the client (or its `DEBUG=localtunnel:*` output) shows.
+struct Refusal(StatusCode, String);
+
+impl Localtunnel {
+    pub fn new(
+        pool: PgPool,
+        metrics: Arc<Metrics>,
+        address: WebAddress,
+        bind: IpAddr,
+        ports: Option<RangeInclusive<u16>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            pool,
+            metrics,
+            address,
+            bind,
+            ports,
+            guard: AuthGuard::new(FAILURES_PER_ADDRESS, FAILURES_PER_DEVICE),
+            tunnels: Mutex::new(HashMap::new()),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    fn tunnels(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<Tunnel>>> {
+        self.tunnels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_open(&self, device: Uuid) -> bool {
+        self.tunnels().contains_key(&device)
+    }
+
+    /// A data socket of the device's tunnel, if it has one (waiting briefly for a free socket).
+    pub async fn take(&self, device: Uuid) -> Option<Socket> {
+        let tunnel = self.tunnels().get(&device).cloned()?;
+        tunnel.take(SOCKET_WAIT).await
+    }
+
+    /// Answers a request to the control endpoint.
+    pub async fn control(
+        self: &Arc<Self>,
+        req: &Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let path = req.uri().path();
+        if req.method() != hyper::Method::GET {
+            return json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &serde_json::json!({"message": "use GET"}),
+            );
+        }
+        if path == "/api/status" {
+            return json(
+                StatusCode::OK,
+                &serde_json::json!({"tunnels": self.tunnels().len()}),
+            );
+        }
+        let wanted = match path.strip_prefix('/') {
+            Some("")
+                if req
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.split('&').any(|p| p == "new")) =>
+            {
+                None
+            }
+            Some("") | Some("favicon.ico") => return pages::unknown_site(),
+            Some(name) if !name.contains('/') => Some(name.to_ascii_lowercase()),
+            _ => return pages::unknown_site(),
+        };
+        match self.open(req, peer, wanted).await {
+            Ok(body) => json(StatusCode::OK, &body),
+            Err(Refusal(status, message)) => {
+                tracing::info!(%peer, %status, message, "refused a localtunnel client");
+                self.metrics.gateway.refused("localtunnel-control");
+                let mut response = json(status, &serde_json::json!({ "message": message }));
+                if status == StatusCode::UNAUTHORIZED {
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"p2pvps device\""),
+                    );
+                }
+                response
+            }
+        }
+    }
+
+    async fn open(
+        self: &Arc<Self>,
+        req: &Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+        wanted: Option<String>,
+    ) -> Result<serde_json::Value, Refusal> {
+        let (user, credential) = basic_auth(req).ok_or_else(|| {
+            Refusal(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "log in as your device: lt --host https://DEVICE_ID:CREDENTIAL@{} --subdomain SUBDOMAIN --port PORT",
+                    self.address.domain
+                ),
+            )
+        })?;
+        if self.guard.is_blocked(peer.ip(), &user) {
+            return Err(Refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins; try again in a minute".into(),
+            ));
+        }
+        let wrong = || {
+            Refusal(
+                StatusCode::UNAUTHORIZED,
+                "wrong device id or credential".into(),
+            )
+        };
+        let device = Uuid::parse_str(&user).map_err(|_| wrong())?;
+        let login = devices::tunnel_login_by_credential(&self.pool, device, &credential)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "device lookup failed");
+                Refusal(StatusCode::SERVICE_UNAVAILABLE, "try again shortly".into())
+            })?;
+        let Some(login) = login else {
+            self.guard.failed(peer.ip(), &user);
+            return Err(wrong());
+        };
+        if let Some(name) = &wanted
+            && *name != login.subdomain
+        {
+            return Err(Refusal(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this device may only use its own subdomain `{}`",
+                    login.subdomain
+                ),
+            ));
+        }
+        let site = devices::site_by_subdomain(&self.pool, &login.subdomain)
+            .await
+            .ok()
+            .flatten();
+        if !site.is_some_and(|s| s.web_publishing) {
+            return Err(Refusal(
+                StatusCode::FORBIDDEN,
+                "web publishing is switched off for this device (its owner can switch it on)"
+                    .into(),
+            ));
+        }
+        let port = self.start(device, peer.ip()).await.map_err(|e| {
+            tracing::warn!(error = %e, "no port for a localtunnel tunnel");
+            Refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no free tunnel port; try again later".into(),
+            )
+        })?;
+        tracing::info!(%device, subdomain = %login.subdomain, port, client = %peer.ip(), "localtunnel tunnel open");
+        Ok(serde_json::json!({
+            "id": login.subdomain,
+            "port": port,
+            "max_conn_count": MAX_SOCKETS,
+            "url": self.address.url(&login.subdomain),
+        }))
+    }
+
+    async fn bind(&self) -> std::io::Result<TcpListener> {
+        match &self.ports {
+            None => TcpListener::bind((self.bind, 0)).await,
+            Some(range) => {
+                for port in range.clone() {
+                    if let Ok(l) = TcpListener::bind((self.bind, port)).await {
+                        return Ok(l);
+                    }
+                }
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "every port of --localtunnel-ports is in use",
+                ))
+            }
+        }
+    }
+
+    /// Opens the device's tunnel (replacing an older one) and returns its data port.
+    async fn start(self: &Arc<Self>, device: Uuid, client: IpAddr) -> std::io::Result<u16> {
+        let listener = self.bind().await?;
+        let port = listener.local_addr()?.port();
+        let tunnel = Arc::new(Tunnel {
+            id: self
+                .next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            port,
+            idle: Mutex::new(VecDeque::new()),
+            arrived: Notify::new(),
+            slots: Arc::new(Semaphore::new(MAX_SOCKETS)),
+            listener: Mutex::new(None),
+        });
+        let task = tokio::spawn(accept(
+            Arc::clone(self),
+            device,
+            client,
+            Arc::clone(&tunnel),
+            listener,
+        ));
+        *tunnel.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
+        if let Some(old) = self.tunnels().insert(device, tunnel) {
+            tracing::info!(%device, port = old.port, "replaced the device's older localtunnel tunnel");
+            old.close();
+        }
+        Ok(port)
+    }
+
+    /// Forgets the tunnel if it is still the device's current one.
+    fn remove(&self, device: Uuid, id: u64) {
+        let mut tunnels = self.tunnels();
+        if tunnels.get(&device).is_some_and(|t| t.id == id)
+            && let Some(t) = tunnels.remove(&device)
+        {
+            t.close();
+        }
+    }
+}
+
+/// Accepts the client's data sockets (only from its address, at most `MAX_SOCKETS` at a time); closes the
+/// tunnel after `IDLE_GRACE` without any socket.
+async fn accept(
+    lt: Arc<Localtunnel>,
+    device: Uuid,
+    client: IpAddr,
+    tunnel: Arc<Tunnel>,
+    listener: TcpListener,
+) {
+    let mut tick = tokio::time::interval(IDLE_GRACE / 3);
+    let mut empty_since: Option<Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = tick.tick() => {
+                if tunnel.slots.available_permits() < MAX_SOCKETS {
+                    empty_since = None;
+                } else if empty_since.get_or_insert_with(Instant::now).elapsed() >= IDLE_GRACE {
+                    tracing::info!(%device, port = tunnel.port, "localtunnel client gone; tunnel closed");
+                    lt.remove(device, tunnel.id);
+                    return;
+                }
+                continue;
+            }
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "localtunnel accept failed");
+                continue;
+            }
+        };
+        // Sockets the client closed while idle (its local server hung up) free their slots first.
+        tunnel.idle().retain(|s| is_open(&s.stream));
+        if peer.ip() != client {
+            tracing::info!(%device, %peer, "refused a localtunnel socket from another address");
+            lt.metrics.gateway.refused("localtunnel-foreign-socket");
+            continue;
+        }
+        let Ok(slot) = Arc::clone(&tunnel.slots).try_acquire_owned() else {
+            lt.metrics.gateway.refused("localtunnel-too-many-sockets");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tunnel.idle().push_back(Socket { stream, slot });
+        tunnel.arrived.notify_one();
+    }
+}
+
+fn basic_auth(req: &Request<hyper::body::Incoming>) -> Option<(String, String)> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(pages::full(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
