@@ -33,6 +33,7 @@ operation!(TunnelServerInfo, "queries/tunnel_server.graphql");
 operation!(CreateDevice, "queries/create_device.graphql");
 operation!(RotateCredential, "queries/rotate_credential.graphql");
 operation!(DeleteDevice, "queries/delete_device.graphql");
+operation!(SetWebPublishing, "queries/set_web_publishing.graphql");
 operation!(AddSshKey, "queries/add_ssh_key.graphql");
 operation!(RemoveSshKey, "queries/remove_ssh_key.graphql");
 operation!(MyRentals, "queries/my_rentals.graphql");

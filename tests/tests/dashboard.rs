@@ -122,6 +122,16 @@ async fn owner_admin_and_renter_use_the_dashboard(pool: PgPool) {
     b.click("#add-key").await;
     b.wait_text("#ssh-keys ul", "SHA256:").await;
     b.screenshot("07-device-detail").await;
+    // The owner switches the device's website off; the page shows it once the server has it.
+    b.click("#web-publishing").await;
+    b.wait_text("#web-state", "Not published").await;
+    let published: bool =
+        sqlx::query_scalar("SELECT web_publishing FROM devices WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(!published);
     log_out(&b).await;
 
     // An admin with a generated password is sent to choose one first; then sees the device, its owner,

@@ -98,6 +98,16 @@ async fn a_device_site_answers_on_both_listeners_through_ssh(pool: PgPool) {
     wait_status(&mut status, &pi.id, "online").await;
 
     let host = format!("{}.{DOMAIN}", pi.subdomain);
+    // A renter of the device finds its website with the connection details.
+    let renter = app.user("r@example.com", Role::Renter).await;
+    p2pvps_tests::rent(&app.pool, &app.secrets, &pi.id, "r@example.com", "rweb").await;
+    let r = renter
+        .gql("{ rentals(first: 5) { connection { webUrl } } }", json!({}))
+        .await;
+    assert_eq!(
+        r.ok().data("rentals.0.connection.webUrl"),
+        &json!(format!("https://{host}:{https}"))
+    );
     let plain = curl(&format!("http://{host}:{http}/"), http, None, &[]).await;
     assert_eq!(
         (plain.status, plain.body.as_str()),

@@ -400,7 +400,13 @@ impl RentalObject {
             &device.subdomain,
             login,
         );
-        Ok(Some(details.into()))
+        let mut connection = RentalConnectionObject::from(details);
+        connection.web_url = shared
+            .web
+            .as_ref()
+            .filter(|_| device.web_publishing)
+            .map(|w| w.url(&device.subdomain));
+        Ok(Some(connection))
     }
     /// The renter's login. Only the renter sees it, and only while the rental holds the device.
     async fn login(&self, ctx: &Context<'_>) -> ApiResult<Option<RentalLogin>> {
@@ -439,6 +445,9 @@ pub struct RentalConnectionObject {
     pub port_command: String,
     /// `ssh -J LOGIN@HOST:SSH_PORT LOGIN@SUBDOMAIN` (the jump password is the login's secret).
     pub jump_command: String,
+    /// The device's website (`https://SUBDOMAIN.DOMAIN`), when the server runs the web gateway and the
+    /// device's owner publishes it.
+    pub web_url: Option<String>,
 }
 
 impl From<crate::rentals::ConnectionDetails> for RentalConnectionObject {
@@ -451,6 +460,7 @@ impl From<crate::rentals::ConnectionDetails> for RentalConnectionObject {
             login: c.login,
             port_command: c.port_command,
             jump_command: c.jump_command,
+            web_url: None,
         }
     }
 }

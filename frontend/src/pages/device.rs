@@ -4,15 +4,17 @@
 use super::add_device::{ConnectGuide, server_from};
 use super::ssh_keys::{Key, SshKeys};
 use crate::api::{
-    self, ApiError, DeleteDevice, Device, RotateCredential, delete_device, device,
-    rotate_credential,
+    self, ApiError, DeleteDevice, Device, RotateCredential, SetWebPublishing, delete_device,
+    device, rotate_credential, set_web_publishing,
 };
 use crate::chart::{Span, UptimeChart};
 use crate::live::Live;
 use crate::load::{Load, failed, use_load};
 use crate::route::Route;
 use crate::session::enum_str;
-use crate::ui::{CopyButton, ErrorBox, Loading, RentedBadge, StatusBadge, fmt_money, fmt_time};
+use crate::ui::{
+    Code, CopyButton, ErrorBox, Loading, RentedBadge, StatusBadge, fmt_money, fmt_time,
+};
 use std::collections::BTreeMap;
 use yew::prelude::*;
 use yew_router::prelude::*;
@@ -105,6 +107,24 @@ pub fn device_page(props: &DeviceProps) -> Html {
             });
         })
     };
+    let toggle_web = {
+        let (id, on, action_error, reload) = (
+            d.id.clone(),
+            !d.web_publishing,
+            action_error.clone(),
+            reload.clone(),
+        );
+        Callback::from(move |_| {
+            let (id, action_error, reload) = (id.clone(), action_error.clone(), reload.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let vars = set_web_publishing::Variables { id, on };
+                match api::run::<SetWebPublishing>(vars).await {
+                    Ok(_) => reload.emit(()),
+                    Err(e) => action_error.set(Some(e)),
+                }
+            });
+        })
+    };
     let ask_delete = {
         let confirm = confirm_delete.clone();
         Callback::from(move |_| confirm.set(!*confirm))
@@ -177,6 +197,26 @@ pub fn device_page(props: &DeviceProps) -> Html {
             <h2>{ "Connect it" }</h2>
             <ConnectGuide device_id={d.id.clone()} device_port={u16::try_from(d.tunnel_port).unwrap_or_default()}
                 server={data.tunnel_server.as_ref().map(|s| server_from!(s))} />
+            <h2>{ "Website" }</h2>
+            <label class="check">
+                <input type="checkbox" id="web-publishing" checked={d.web_publishing} onchange={toggle_web} />
+                { " Publish the device's web server at its subdomain (public, like any tunnel service)" }
+            </label>
+            if let (Some(url), true) = (&d.web_url, d.web_publishing) {
+                <p>{ "Address: " }<a id="web-url" href={url.clone()}>{ url }</a></p>
+                if let Some(s) = &data.tunnel_server {
+                    <Code id="web-ssh" label="Publish local port 8080 with OpenSSH"
+                        text={format!("ssh -N -R {}:80:127.0.0.1:8080 -p {} {}@{}", d.subdomain, s.port, d.id, s.host)} />
+                }
+                <Code id="web-lt" label="or with the localtunnel client (npm install -g localtunnel)"
+                    text={format!("lt --host {} --subdomain {} --port 8080",
+                        url.replacen("://", &format!("://{}:CREDENTIAL@", d.id), 1).replacen(&format!("@{}.", d.subdomain), "@", 1),
+                        d.subdomain)} />
+            } else if !d.web_publishing {
+                <p id="web-state">{ "Not published: its subdomain answers \"No such site\"." }</p>
+            } else {
+                <p>{ "This server runs no web gateway." }</p>
+            }
             <h2>{ "SSH keys" }</h2>
             <SshKeys device_id={d.id.clone()} keys={keys} changed={reload.clone()} />
             <h2>{ "Manage" }</h2>

@@ -81,6 +81,9 @@ fn active_rental(r: &my_rentals::MyRentalsRentals) -> Html {
                     <dd><code id="rental-secret">{ &login.secret }</code>{ " " }<CopyButton text={login.secret.clone()} /></dd>
                 }
                 <dt>{ "Ends" }</dt><dd>{ r.ends_at.as_deref().map(fmt_time).unwrap_or_default() }</dd>
+                if let Some(url) = &c.web_url {
+                    <dt>{ "Website" }</dt><dd><a id="rental-web" href={url.clone()}>{ url }</a></dd>
+                }
             </dl>
             <Code id="port-command" label="By the device's port" text={c.port_command.clone()} />
             <Code id="jump-command" label="Through our server as a jump host (works behind any firewall)" text={c.jump_command.clone()} />
