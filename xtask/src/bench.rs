@@ -21,7 +21,7 @@ const PAYLOAD_MIB: usize = 256;
 const ROUNDS: usize = 7;
 const CREDENTIAL: &str = "bench-credential-not-secret";
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -83,7 +83,7 @@ fn wait_tunnel(port: u16) -> Result<()> {
     bail!("tunnel on port {port} did not come up within 30 s")
 }
 
-fn wait_listening(port: u16) -> Result<()> {
+pub(crate) fn wait_listening(port: u16) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -95,7 +95,7 @@ fn wait_listening(port: u16) -> Result<()> {
 }
 
 /// Proportional and resident memory of a process, in KiB (from /proc/PID/smaps_rollup).
-fn memory(pid: u32) -> (u64, u64) {
+pub(crate) fn memory(pid: u32) -> (u64, u64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     let field = |name: &str| {
         text.lines()
@@ -143,7 +143,7 @@ fn tree_memory(root: u32) -> (u64, u64) {
         .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
 }
 
-struct Killer(Vec<Child>);
+pub(crate) struct Killer(pub(crate) Vec<Child>);
 
 impl Drop for Killer {
     fn drop(&mut self) {
@@ -190,7 +190,7 @@ fn ssh_client(config: &Path, askpass: Option<&Path>) -> Command {
     c
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
@@ -513,7 +513,7 @@ fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> R
 }
 
 /// A flat JSON object from already-encoded values (keeps xtask free of a JSON dependency).
-fn serde_like_json(fields: &[(&str, String)]) -> String {
+pub(crate) fn serde_like_json(fields: &[(&str, String)]) -> String {
     let body: Vec<String> = fields
         .iter()
         .map(|(k, v)| format!("  \"{k}\": {v}"))

@@ -7,6 +7,7 @@
 //! Tools are installed only when missing, so repeated runs are fast.
 
 mod bench;
+mod bench_gateway;
 mod bench_web;
 mod postgres;
 mod tools;
@@ -32,7 +33,7 @@ fn main() -> Result<()> {
             eprintln!(
                 "usage: cargo xtask <task>\n\n  run [-- ARGS]  build everything and run the server (ARGS go to `p2pvps serve`)\n  \
                  test           fmt, clippy, frontend build and the whole test suite\n  frontend       build the dashboard into target/dist\n  \
-                 bench [tunnel|web]  benchmarks (all by default; report in target/bench/report.md)\n  \
+                 bench [tunnel|gateway|web]  benchmarks (all by default; report in target/bench/report.md)\n  \
                  pg-stop        stop the private PostgreSQL started under target/pg"
             );
             if task.is_empty() {
@@ -58,12 +59,15 @@ fn bench(root: &Path, which: Option<&str>) -> Result<()> {
     if matches!(which, None | Some("tunnel")) {
         sections.push(bench::tunnel(root)?);
     }
+    if matches!(which, None | Some("gateway")) {
+        sections.push(bench_gateway::gateway(root)?);
+    }
     if matches!(which, None | Some("web")) {
         sections.push(bench_web::web(root)?);
     }
     if sections.is_empty() {
         bail!(
-            "unknown benchmark `{}` (available: tunnel, web)",
+            "unknown benchmark `{}` (available: tunnel, gateway, web)",
             which.unwrap_or_default()
         );
     }

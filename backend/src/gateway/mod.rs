@@ -33,8 +33,9 @@ use tokio_rustls::TlsAcceptor;
 
 /// Requests in progress per device; more wait (then get 503).
 const REQUESTS_PER_DEVICE: usize = 64;
-/// Idle keep-alive connections kept per device, and for how long.
-const IDLE_PER_DEVICE: usize = 16;
+/// Idle keep-alive connections kept per device (as many as may be busy: a burst must not end in closing
+/// connections that the next burst reopens), and for how long.
+const IDLE_PER_DEVICE: usize = REQUESTS_PER_DEVICE;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Limit on a request's head (request line and headers); larger ones get 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
