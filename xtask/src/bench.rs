@@ -195,6 +195,25 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Migrates the bench database and creates the user who owns the bench devices (via `serve`, which runs
+/// the server binary with the bench's environment).
+pub(crate) fn migrate_with_owner(serve: &dyn Fn(&[&str]) -> Command) -> Result<()> {
+    sh(serve(&["migrate"]).stderr(Stdio::null()))?;
+    let mut child = serve(&["user", "create", "--email", "bench@p2pvps.bench"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(b"bench password long enough\n")?;
+    if !child.wait()?.success() {
+        bail!("creating the bench user failed");
+    }
+    Ok(())
+}
+
 /// Runs the tunnel benchmark; returns its section of the report.
 pub fn tunnel(root: &Path) -> Result<String> {
     let idle: usize = std::env::var("BENCH_TUNNELS")
@@ -244,17 +263,7 @@ fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> R
             .env_remove("P2PVPS_CONFIG");
         c
     };
-    sh(serve(&["migrate"]).stderr(Stdio::null()))?;
-    let mut c = serve(&["user", "create", "--email", "bench@p2pvps.bench"]);
-    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::null()).spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(b"bench password long enough\n")?;
-    if !child.wait()?.success() {
-        bail!("creating the bench user failed");
-    }
+    migrate_with_owner(&serve)?;
     let rows = psql(
         url,
         &format!(

@@ -7,9 +7,10 @@
 //! It reports, never asserts: figures go to `target/bench/gateway.json` and its section of `report.md`.
 
 use crate::bench::{
-    Killer, free_port, median, psql, serde_like_json, wait_listening, with_database,
+    Killer, free_port, median, migrate_with_owner, psql, serde_like_json, wait_listening,
+    with_database,
 };
-use crate::{postgres, sh, tools};
+use crate::{postgres, tools};
 use anyhow::{Context, Result, bail};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -242,19 +243,7 @@ fn run(
             .env_remove("P2PVPS_CONFIG");
         c
     };
-    sh(serve(&["migrate"]).stderr(Stdio::null()))?;
-    let mut child = serve(&["user", "create", "--email", "bench@p2pvps.bench"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(b"bench password long enough\n")?;
-    if !child.wait()?.success() {
-        bail!("creating the bench user failed");
-    }
+    migrate_with_owner(&serve)?;
     let rows = psql(
         url,
         &format!(

@@ -37,10 +37,10 @@ trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 /// One byte stream to a device's web server (and, for a localtunnel socket, its slot in the tunnel).
-pub struct Upstream(
-    Box<dyn Stream>,
-    #[allow(dead_code)] Option<tokio::sync::OwnedSemaphorePermit>,
-);
+pub struct Upstream {
+    stream: Box<dyn Stream>,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
 
 impl Connection for Upstream {
     fn connected(&self) -> Connected {
@@ -54,7 +54,7 @@ impl AsyncRead for Upstream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.0).poll_read(cx, buf)
+        Pin::new(&mut *self.stream).poll_read(cx, buf)
     }
 }
 
@@ -64,15 +64,15 @@ impl AsyncWrite for Upstream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut *self.0).poll_write(cx, buf)
+        Pin::new(&mut *self.stream).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.0).poll_flush(cx)
+        Pin::new(&mut *self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.0).poll_shutdown(cx)
+        Pin::new(&mut *self.stream).poll_shutdown(cx)
     }
 }
 
@@ -115,14 +115,17 @@ impl tower_service::Service<Uri> for Connector {
                 && lt.is_open(device)
             {
                 let socket = lt.take(device).await.ok_or(UpstreamError::Offline)?;
-                return Ok(TokioIo::new(Upstream(
-                    Box::new(socket.stream),
-                    Some(socket.slot),
-                )));
+                return Ok(TokioIo::new(Upstream {
+                    stream: Box::new(socket.stream),
+                    _slot: Some(socket.slot),
+                }));
             }
             let ssh = this.ssh.as_ref().ok_or(UpstreamError::Offline)?;
             let stream = ssh.open(device, this.origin).await?;
-            Ok(TokioIo::new(Upstream(Box::new(stream), None)))
+            Ok(TokioIo::new(Upstream {
+                stream: Box::new(stream),
+                _slot: None,
+            }))
         })
     }
 }
