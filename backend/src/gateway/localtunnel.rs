@@ -3,8 +3,8 @@
 //! The client asks the control endpoint (the bare domain) for a tunnel: `GET /SUBDOMAIN` or `GET /?new`,
 //! authenticated here as a device by the user-info of its `--host` URL (axios sends it as Basic auth). We
 //! answer with a TCP port; the client opens `max_conn_count` plain TCP sockets to it and pipes each into a
-//! connection to its local web server. Each socket then carries HTTP/1.1 from us, so the gateway uses it as
-//! one upstream connection.
+//! connection to its local web server. Each socket then carries HTTP/1.1 from us: it is one keep-alive
+//! connection of the tunnel's pool.
 //!
 //! Unlike the reference server: every control request is authenticated, a device gets only its own
 //! subdomain, data sockets are accepted only from the address that made the control request and only up
@@ -12,20 +12,23 @@
 
 use super::WebAddress;
 use super::pages::{self, Body};
+use super::proxy::Counted;
 use crate::auth_guard::AuthGuard;
 use crate::devices;
 use crate::metrics::Metrics;
 use base64::Engine;
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use sqlx::PgPool;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
@@ -39,40 +42,76 @@ const SOCKET_WAIT: Duration = Duration::from_secs(10);
 const FAILURES_PER_ADDRESS: u32 = 60;
 const FAILURES_PER_DEVICE: u32 = 10;
 
-/// One data socket, holding one of its tunnel's slots while it lives.
-pub struct Socket {
-    pub stream: TcpStream,
-    pub slot: OwnedSemaphorePermit,
+/// An HTTP/1.1 connection over one data socket; it holds one of its tunnel's slots while it lives.
+pub type Sender = hyper::client::conn::http1::SendRequest<Counted<Incoming>>;
+
+/// A connection lent to one request; [`Lease::give_back`] returns it to its tunnel once the response is read.
+pub struct Lease {
+    tunnel: Arc<Tunnel>,
+    sender: Sender,
 }
 
+impl Lease {
+    pub fn give_back(self) {
+        self.tunnel.put(self.sender);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("the device's localtunnel client has no open socket")]
+    NoTunnel,
+    #[error("every socket of the device's localtunnel client stayed busy")]
+    Busy,
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+/// One device's tunnel. Its connections are pooled here rather than in hyper's client: there are only
+/// `MAX_SOCKETS` of them and no way to open more, so a request waits for one to be free.
 struct Tunnel {
     id: u64,
     port: u16,
-    idle: Mutex<VecDeque<Socket>>,
-    arrived: Notify,
+    /// Connections ready for a request; `ready` has one permit per entry.
+    idle: Mutex<Vec<Sender>>,
+    ready: Semaphore,
     slots: Arc<Semaphore>,
     listener: Mutex<Option<AbortHandle>>,
 }
 
 impl Tunnel {
-    fn idle(&self) -> std::sync::MutexGuard<'_, VecDeque<Socket>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Sender>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// An idle socket that is still open, waiting up to `wait` for one.
-    async fn take(&self, wait: Duration) -> Option<Socket> {
-        let deadline = tokio::time::Instant::now() + wait;
+    /// Makes a connection available, forgetting those whose socket has closed meanwhile.
+    fn put(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle();
+        let before = idle.len();
+        idle.retain(|s| !s.is_closed());
+        let dropped = before - idle.len();
+        self.ready.forget_permits(dropped);
+        idle.push(sender);
+        self.ready.add_permits(1);
+    }
+
+    /// A connection ready for a request, waiting until `deadline` for one.
+    async fn take(&self, deadline: tokio::time::Instant) -> Option<Sender> {
         loop {
-            let arrived = self.arrived.notified();
-            tokio::pin!(arrived);
-            arrived.as_mut().enable();
-            while let Some(socket) = self.idle().pop_front() {
-                if is_open(&socket.stream) {
-                    return Some(socket);
-                }
-            }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                return None;
+            let permit = tokio::time::timeout_at(deadline, self.ready.acquire())
+                .await
+                .ok()?
+                .ok()?;
+            permit.forget();
+            let Some(mut sender) = self.idle().pop() else {
+                continue;
+            };
+            // Ready once its previous response was read; an error means the socket is gone.
+            if sender.ready().await.is_ok() {
+                return Some(sender);
             }
         }
     }
@@ -86,14 +125,9 @@ impl Tunnel {
         {
             l.abort();
         }
+        self.ready.close();
         self.idle().clear();
     }
-}
-
-/// The client sends nothing until we write a request, so a readable idle socket has been closed.
-fn is_open(stream: &TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 pub struct Localtunnel {
@@ -138,10 +172,28 @@ impl Localtunnel {
         self.tunnels().contains_key(&device)
     }
 
-    /// A data socket of the device's tunnel, if it has one (waiting briefly for a free socket).
-    pub async fn take(&self, device: Uuid) -> Option<Socket> {
-        let tunnel = self.tunnels().get(&device).cloned()?;
-        tunnel.take(SOCKET_WAIT).await
+    /// Sends a request (origin-form URI) through one of the device's sockets, waiting briefly for a free
+    /// one. The lease goes back once the response body has been read.
+    pub async fn send(
+        &self,
+        device: Uuid,
+        req: Request<Counted<Incoming>>,
+    ) -> Result<(Response<Incoming>, Lease), SendError> {
+        let tunnel = self
+            .tunnels()
+            .get(&device)
+            .cloned()
+            .ok_or(SendError::NoTunnel)?;
+        let deadline = tokio::time::Instant::now() + SOCKET_WAIT;
+        let mut sender = tunnel.take(deadline).await.ok_or_else(|| {
+            if tunnel.slots.available_permits() == MAX_SOCKETS {
+                SendError::NoTunnel
+            } else {
+                SendError::Busy
+            }
+        })?;
+        let response = sender.send_request(req).await?;
+        Ok((response, Lease { tunnel, sender }))
     }
 
     /// Answers a request to the control endpoint.
@@ -295,8 +347,8 @@ impl Localtunnel {
                 .next_id
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             port,
-            idle: Mutex::new(VecDeque::new()),
-            arrived: Notify::new(),
+            idle: Mutex::new(Vec::new()),
+            ready: Semaphore::new(0),
             slots: Arc::new(Semaphore::new(MAX_SOCKETS)),
             listener: Mutex::new(None),
         });
@@ -326,8 +378,8 @@ impl Localtunnel {
     }
 }
 
-/// Accepts the client's data sockets (only from its address, at most `MAX_SOCKETS` at a time); closes the
-/// tunnel after `IDLE_GRACE` without any socket.
+/// Accepts the client's data sockets (only from its address, at most `MAX_SOCKETS` at a time) and makes
+/// each an HTTP/1.1 connection; closes the tunnel after `IDLE_GRACE` without any socket.
 async fn accept(
     lt: Arc<Localtunnel>,
     device: Uuid,
@@ -358,8 +410,6 @@ async fn accept(
                 continue;
             }
         };
-        // Sockets the client closed while idle (its local server hung up) free their slots first.
-        tunnel.idle().retain(|s| is_open(&s.stream));
         if peer.ip() != client {
             tracing::info!(%device, %peer, "refused a localtunnel socket from another address");
             lt.metrics.gateway.refused("localtunnel-foreign-socket");
@@ -370,8 +420,19 @@ async fn accept(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tunnel.idle().push_back(Socket { stream, slot });
-        tunnel.arrived.notify_one();
+        let handshake = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await;
+        let Ok((sender, connection)) = handshake else {
+            continue;
+        };
+        // The connection runs until the client closes the socket (or hands it to an upgrade); its slot
+        // is free again then.
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "localtunnel socket ended with an error");
+            }
+        });
+        tunnel.put(sender);
     }
 }
 

@@ -159,7 +159,6 @@ pub async fn start(
     );
     let connector = upstream::Connector {
         ssh,
-        localtunnel: Some(Arc::clone(&localtunnel)),
         origin: http
             .as_ref()
             .or(https.as_ref())

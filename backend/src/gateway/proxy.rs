@@ -5,7 +5,7 @@
 //! are replaced: we are the edge), and no hop-by-hop headers.
 
 use super::host::{self, Route};
-use super::localtunnel::Localtunnel;
+use super::localtunnel::{Lease, Localtunnel, SendError};
 use super::pages::{self, Body};
 use super::upstream::{Connector, Limits, Sites};
 use crate::metrics::Metrics;
@@ -107,7 +107,7 @@ async fn route(
     };
     let metrics = &state.metrics.gateway;
     metrics.request(&label);
-    if !state.connector.is_published(site.device) {
+    if !state.localtunnel.is_open(site.device) && !state.connector.is_published(site.device) {
         metrics.upstream_error(&label, "offline");
         return pages::offline();
     }
@@ -152,7 +152,15 @@ async fn forward(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let Ok(uri) = Uri::try_from(format!("http://{device}{path}")) else {
+    // A device that runs `lt` is reached through it (origin-form URI on its own connections); otherwise
+    // through its `ssh -R SUBDOMAIN:80` forward, by hyper's pooled client (absolute URI naming the device).
+    let through_lt = state.localtunnel.is_open(device);
+    let uri = if through_lt {
+        Uri::try_from(path)
+    } else {
+        Uri::try_from(format!("http://{device}{path}"))
+    };
+    let Ok(uri) = uri else {
         metrics.refused("bad-path");
         return pages::page(
             StatusCode::BAD_REQUEST,
@@ -179,22 +187,34 @@ async fn forward(
         None,
     );
     let started = Instant::now();
-    let sent = tokio::time::timeout(
-        RESPONSE_TIMEOUT,
-        state.client.request(Request::from_parts(parts, body)),
-    )
+    let request = Request::from_parts(parts, body);
+    let sent = tokio::time::timeout(RESPONSE_TIMEOUT, async {
+        if through_lt {
+            match state.localtunnel.send(device, request).await {
+                Ok((response, lease)) => Ok((response, Some(lease))),
+                Err(SendError::Busy) => Err("busy"),
+                Err(SendError::NoTunnel) => Err("offline"),
+                Err(SendError::Http(_)) => Err("protocol"),
+            }
+        } else {
+            match state.client.request(request).await {
+                Ok(response) => Ok((response, None)),
+                Err(e) if e.is_connect() => Err("connect"),
+                Err(_) => Err("protocol"),
+            }
+        }
+    })
     .await;
-    let mut response = match sent {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => {
-            let kind = if e.is_connect() {
-                "connect"
-            } else {
-                "protocol"
-            };
-            tracing::info!(site = label, error = %e, "device did not answer a web request");
+    let (mut response, lease) = match sent {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(kind)) => {
+            tracing::info!(site = label, kind, "device did not answer a web request");
             metrics.upstream_error(label, kind);
-            return pages::offline();
+            return if kind == "busy" {
+                pages::busy()
+            } else {
+                pages::offline()
+            };
         }
         Err(_) => {
             metrics.upstream_error(label, "timeout");
@@ -223,13 +243,14 @@ async fn forward(
     }
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let body = Counted::new(
+    let mut body = Counted::new(
         body,
         Arc::clone(&state.metrics),
         site,
         "response",
         Some(permit),
     );
+    body.lease = lease;
     Response::from_parts(parts, body.boxed())
 }
 
@@ -317,6 +338,8 @@ pub struct Counted<B> {
     direction: &'static str,
     bytes: u64,
     _permit: Option<OwnedSemaphorePermit>,
+    /// The localtunnel connection the body comes through, returned to its pool when the body is done.
+    lease: Option<Lease>,
 }
 
 impl<B> Counted<B> {
@@ -334,12 +357,16 @@ impl<B> Counted<B> {
             direction,
             bytes: 0,
             _permit: permit,
+            lease: None,
         }
     }
 }
 
 impl<B> Drop for Counted<B> {
     fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.give_back();
+        }
         self.metrics
             .gateway
             .bytes(&self.site, self.direction, self.bytes);

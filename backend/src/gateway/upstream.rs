@@ -1,11 +1,10 @@
 //! Connections to devices' web servers, pooled and reused by hyper's client.
 //!
 //! A request for a device is sent to `http://<device id>/...`: the client pools keep-alive connections per
-//! device, and [`Connector`] opens new ones through the device's tunnel: a data socket of its localtunnel
-//! client, or a `forwarded-tcpip` channel of its SSH connection. Connections of a replaced or closed tunnel
-//! fail and are dropped by the pool.
+//! device, and [`Connector`] opens new ones through the device's SSH connection (a `forwarded-tcpip`
+//! channel). Connections of a replaced or closed tunnel fail and are dropped by the pool. (A localtunnel
+//! client's sockets are pooled by `localtunnel` itself.)
 
-use super::localtunnel::Localtunnel;
 use crate::devices::{self, Site};
 use crate::ssh::WebTunnels;
 use futures::future::BoxFuture;
@@ -36,11 +35,8 @@ pub enum UpstreamError {
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
-/// One byte stream to a device's web server (and, for a localtunnel socket, its slot in the tunnel).
-pub struct Upstream {
-    stream: Box<dyn Stream>,
-    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
-}
+/// One byte stream to a device's web server.
+pub struct Upstream(Box<dyn Stream>);
 
 impl Connection for Upstream {
     fn connected(&self) -> Connected {
@@ -54,7 +50,7 @@ impl AsyncRead for Upstream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.stream).poll_read(cx, buf)
+        Pin::new(&mut *self.0).poll_read(cx, buf)
     }
 }
 
@@ -64,15 +60,15 @@ impl AsyncWrite for Upstream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut *self.stream).poll_write(cx, buf)
+        Pin::new(&mut *self.0).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.stream).poll_flush(cx)
+        Pin::new(&mut *self.0).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.stream).poll_shutdown(cx)
+        Pin::new(&mut *self.0).poll_shutdown(cx)
     }
 }
 
@@ -80,7 +76,6 @@ impl AsyncWrite for Upstream {
 #[derive(Clone)]
 pub struct Connector {
     pub ssh: Option<WebTunnels>,
-    pub localtunnel: Option<Arc<Localtunnel>>,
     /// Named as the originator of the channels (connections are pooled, so not the client's address;
     /// the client's address travels in `X-Forwarded-For`).
     pub origin: SocketAddr,
@@ -89,8 +84,7 @@ pub struct Connector {
 impl Connector {
     /// Whether the device's web server can be reached now.
     pub fn is_published(&self, device: Uuid) -> bool {
-        self.localtunnel.as_ref().is_some_and(|l| l.is_open(device))
-            || self.ssh.as_ref().is_some_and(|s| s.is_published(device))
+        self.ssh.as_ref().is_some_and(|s| s.is_published(device))
     }
 }
 
@@ -110,22 +104,9 @@ impl tower_service::Service<Uri> for Connector {
                 .host()
                 .and_then(|h| Uuid::parse_str(h).ok())
                 .ok_or_else(|| UpstreamError::BadAddress(uri.to_string()))?;
-            // A device that runs `lt` uses it; otherwise its `ssh -R SUBDOMAIN:80` forward.
-            if let Some(lt) = &this.localtunnel
-                && lt.is_open(device)
-            {
-                let socket = lt.take(device).await.ok_or(UpstreamError::Offline)?;
-                return Ok(TokioIo::new(Upstream {
-                    stream: Box::new(socket.stream),
-                    _slot: Some(socket.slot),
-                }));
-            }
             let ssh = this.ssh.as_ref().ok_or(UpstreamError::Offline)?;
             let stream = ssh.open(device, this.origin).await?;
-            Ok(TokioIo::new(Upstream {
-                stream: Box::new(stream),
-                _slot: None,
-            }))
+            Ok(TokioIo::new(Upstream(Box::new(stream))))
         })
     }
 }
