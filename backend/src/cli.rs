@@ -61,6 +61,7 @@ pub fn gateway_settings(
         redirect_to_https: args.https_redirect,
         localtunnel_bind: tunnel_bind,
         localtunnel_ports: args.localtunnel_ports.clone(),
+        body_idle_timeout: std::time::Duration::from_secs(args.gateway_idle_timeout),
     }))
 }
 

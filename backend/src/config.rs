@@ -258,6 +258,10 @@ pub struct GatewayArgs {
     /// listen on --tunnel-bind. Default: any free port (publish a range when running in a container).
     #[arg(long, env = "P2PVPS_LOCALTUNNEL_PORTS", value_parser = parse_port_range, value_name = "START-END")]
     pub localtunnel_ports: Option<RangeInclusive<u16>>,
+    /// Seconds a request or response body may go without data through the gateway before the exchange is
+    /// cut (like a proxy read timeout; streams that idle longer, e.g. server-sent events, need keepalives).
+    #[arg(long, env = "P2PVPS_GATEWAY_IDLE_TIMEOUT", default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub gateway_idle_timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,14 +18,16 @@ pub fn page(name: &str) -> String {
 }
 
 /// Starts the device's web server on 127.0.0.1: `/` a page, `/headers` the request headers as JSON,
-/// `/upload` (any method) the length and SHA-256 of the streamed body, `/ws` a WebSocket echo.
+/// `/upload` (any method) the length and SHA-256 of the streamed body, `/ws` a WebSocket echo, `/stall`
+/// a body that stops half-way.
 pub async fn origin(name: &str) -> u16 {
     let page = page(name);
     let app = Router::new()
         .route("/", get(move || async move { axum::response::Html(page) }))
         .route("/headers", get(headers))
         .route("/upload", any(upload))
-        .route("/ws", get(ws));
+        .route("/ws", get(ws))
+        .route("/stall", get(stall));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -50,6 +52,12 @@ async fn upload(body: axum::body::Body) -> String {
         hash.update(&chunk);
     }
     format!("{len} {}", hex(&hash.finalize()))
+}
+
+/// Sends the start of a body, then nothing, for ever (a device that hangs mid-response).
+async fn stall() -> axum::body::Body {
+    let start = futures::stream::once(async { Ok::<_, std::io::Error>("partial".to_owned()) });
+    axum::body::Body::from_stream(start.chain(futures::stream::pending()))
 }
 
 async fn ws(upgrade: WebSocketUpgrade) -> axum::response::Response {

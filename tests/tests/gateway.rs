@@ -63,6 +63,7 @@ async fn start(pool: PgPool, dir: &std::path::Path, redirect: bool) -> (TestApp,
             redirect_to_https: redirect,
             localtunnel_bind: std::net::IpAddr::from([127, 0, 0, 1]),
             localtunnel_ports: None,
+            body_idle_timeout: std::time::Duration::from_secs(2),
         });
     })
     .await;
@@ -311,6 +312,25 @@ async fn refusals_are_precise(pool: PgPool) {
     assert_eq!(curl(&url, https, Some(&ca), &[]).await.status, 404);
     toggle(true).await;
     assert_eq!(curl(&url, https, Some(&ca), &[]).await.status, 200);
+
+    // A device that stops sending half-way through a body: the gateway cuts the exchange after its idle
+    // timeout (2 s here) instead of holding the connection and the device's slot for ever.
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--http1.1", "--max-time", "30", "--cacert"])
+        .arg(&ca)
+        .arg("--resolve")
+        .arg(format!("{host}:{https}:127.0.0.1"))
+        .arg(format!("https://{host}:{https}/stall"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "partial");
+    assert!(!out.status.success());
+    assert_ne!(
+        out.status.code(),
+        Some(28),
+        "cut by the gateway, not by curl's time limit"
+    );
 
     // Malformed hosts and an oversized head.
     assert_eq!(

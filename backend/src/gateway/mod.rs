@@ -57,6 +57,8 @@ pub struct GatewaySettings {
     /// Where localtunnel clients' data ports listen, and which ports they may use (any free one if `None`).
     pub localtunnel_bind: std::net::IpAddr,
     pub localtunnel_ports: Option<std::ops::RangeInclusive<u16>>,
+    /// How long a request or response body may go without data before the exchange is cut.
+    pub body_idle_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +181,7 @@ pub async fn start(
         localtunnel,
         client,
         metrics,
+        body_idle: settings.body_idle_timeout,
     });
     let gateway = Gateway {
         http: http.as_ref().map(|(_, a)| *a),

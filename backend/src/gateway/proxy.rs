@@ -6,7 +6,7 @@
 
 use super::host::{self, Route};
 use super::localtunnel::{Lease, Localtunnel, SendError};
-use super::pages::{self, Body};
+use super::pages::{self, Body, BodyError};
 use super::upstream::{Connector, Limits, Sites};
 use crate::metrics::Metrics;
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct State {
     pub localtunnel: Arc<Localtunnel>,
     pub client: Client<Connector, Counted<Incoming>>,
     pub metrics: Arc<Metrics>,
+    /// How long a request or response body may go without data.
+    pub body_idle: Duration,
 }
 
 /// Which listener a request came in on.
@@ -181,6 +184,7 @@ async fn forward(
     let site: Arc<str> = Arc::from(label);
     let body = Counted::new(
         body,
+        state.body_idle,
         Arc::clone(&state.metrics),
         Arc::clone(&site),
         "request",
@@ -245,6 +249,7 @@ async fn forward(
     strip_hop_by_hop(&mut parts.headers);
     let mut body = Counted::new(
         body,
+        state.body_idle,
         Arc::clone(&state.metrics),
         site,
         "response",
@@ -329,10 +334,18 @@ fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, scheme: Scheme, auth
     }
 }
 
-/// A streamed body that counts its bytes into the site's metrics when done, and holds the device's
-/// request slot until then.
+/// A body that stayed silent for longer than the gateway's idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("no data for {0:?}")]
+pub struct IdleTimeout(Duration);
+
+/// A streamed body that counts its bytes into the site's metrics when done, holds the device's request
+/// slot until then, and fails when no data moves for the idle timeout (a stalled device or client must not
+/// hold a connection and a slot for ever).
 pub struct Counted<B> {
     inner: B,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
     metrics: Arc<Metrics>,
     site: Arc<str>,
     direction: &'static str,
@@ -345,6 +358,7 @@ pub struct Counted<B> {
 impl<B> Counted<B> {
     fn new(
         inner: B,
+        idle: Duration,
         metrics: Arc<Metrics>,
         site: Arc<str>,
         direction: &'static str,
@@ -352,6 +366,8 @@ impl<B> Counted<B> {
     ) -> Self {
         Self {
             inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
             metrics,
             site,
             direction,
@@ -376,21 +392,31 @@ impl<B> Drop for Counted<B> {
 impl<B> hyper::body::Body for Counted<B>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BodyError>,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.bytes += data.len() as u64;
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+                let next = tokio::time::Instant::now() + self.idle;
+                self.deadline.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(IdleTimeout(self.idle).into()))),
+                Poll::Pending => Poll::Pending,
+            },
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
