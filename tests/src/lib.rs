@@ -404,6 +404,7 @@ pub mod ws {
 }
 
 pub mod browser;
+pub mod openbazaar;
 pub mod openssh;
 pub mod web;
 

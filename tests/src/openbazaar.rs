@@ -1,0 +1,736 @@
+//! A fake OpenBazaar node (test support only): the API of openbazaar-go v0.13/v0.14 as our marketplace
+//! adapter meets it, with its quirks, since no real node runs offline any more.
+//!
+//! Reproduced: prefix routing (a trailing slash is harmless), Basic auth compared against the hex SHA-256
+//! of the password (case-insensitive) or the `OpenBazaar_Auth_Cookie` cookie, failing with a plain-text
+//! `403 - Forbidden`; `{"success":false,"reason":...}` errors; response sanitising (HTML-escaped strings,
+//! null keys dropped); lenient decoding (unknown fields ignored, so a v4 body on a v5 node loses its price);
+//! slug rules; the listing validation that matters to us; the schema switch (profile `version`,
+//! `/wallet/currencies` only in v5); notifications newest first with per-version `price`; sales and the
+//! fulfillment gate; `/ws` frames without replay, echoing what clients send.
+//!
+//! Test hooks are methods of [`FakeNode`], not HTTP paths (nothing can collide with OpenBazaar's API): a
+//! funded order for a listing, any other notification, faults (500, garbage, slow) for the next requests,
+//! and the call log.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// The listing schema the node speaks: v4 (openbazaar-go v0.12/v0.13) or v5 (v0.14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    V4,
+    V5,
+}
+
+/// How clients must authenticate.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// `Username` and the hex SHA-256 of the password, as the node's config holds them.
+    Basic { user: String, password: String },
+    /// `OpenBazaar_Auth_Cookie=<value>`.
+    Cookie(String),
+}
+
+/// What the next requests suffer (a hook for tests of the adapter's retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 500 with an error body.
+    ServerError,
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// The answer comes after this long.
+    Slow(Duration),
+}
+
+/// The order states of `pb/protos/orders.proto` the fake uses.
+pub const AWAITING_FULFILLMENT: u8 = 3;
+pub const FULFILLED: u8 = 5;
+
+#[derive(Debug, Clone)]
+pub struct Sale {
+    pub order_id: String,
+    pub slug: String,
+    pub state: u8,
+    pub read: bool,
+    /// The fulfillment the vendor sent, as posted.
+    pub fulfillment: Option<Value>,
+    pub price_minor: u64,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    id: String,
+    kind: String,
+    read: bool,
+    timestamp: String,
+    payload: Value,
+}
+
+struct Node {
+    schema: Schema,
+    auth: Auth,
+    peer_id: String,
+    wallets: Vec<String>,
+    profile: Option<Value>,
+    listings: BTreeMap<String, Value>,
+    images: Vec<String>,
+    notifications: Vec<Stored>,
+    sales: BTreeMap<String, Sale>,
+    calls: Vec<String>,
+    faults: VecDeque<Fault>,
+    counter: u64,
+}
+
+impl Node {
+    fn next_id(&mut self, prefix: &str) -> String {
+        self.counter += 1;
+        format!("Qm{prefix}{:040}", self.counter)
+    }
+}
+
+/// A running fake node on 127.0.0.1.
+#[derive(Clone)]
+pub struct FakeNode {
+    pub addr: SocketAddr,
+    node: Arc<Mutex<Node>>,
+    frames: broadcast::Sender<String>,
+}
+
+type Shared = (Arc<Mutex<Node>>, broadcast::Sender<String>);
+
+impl FakeNode {
+    /// Starts a node speaking `schema`, with a vendor profile and BTC and BCH wallets.
+    pub async fn start(schema: Schema, auth: Auth) -> Self {
+        let node = Arc::new(Mutex::new(Node {
+            schema,
+            auth,
+            peer_id: "QmVendorPeer0000000000000000000000000000000000".to_owned(),
+            wallets: vec!["BTC".to_owned(), "BCH".to_owned()],
+            profile: Some(json!({"name": "p2pvps", "vendor": true})),
+            listings: BTreeMap::new(),
+            images: Vec::new(),
+            notifications: Vec::new(),
+            sales: BTreeMap::new(),
+            calls: Vec::new(),
+            faults: VecDeque::new(),
+            counter: 0,
+        }));
+        let (frames, _) = broadcast::channel(256);
+        let shared: Shared = (Arc::clone(&node), frames.clone());
+        let app = Router::new()
+            .route("/ws", axum::routing::get(websocket))
+            .fallback(api)
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, node, frames }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Node> {
+        self.node.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every request so far, as `METHOD /path`.
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    pub fn listing(&self, slug: &str) -> Option<Value> {
+        self.lock().listings.get(slug).cloned()
+    }
+
+    pub fn sale(&self, order_id: &str) -> Option<Sale> {
+        self.lock().sales.get(order_id).cloned()
+    }
+
+    /// The next `n` requests suffer `fault`.
+    pub fn fail_next(&self, n: usize, fault: Fault) {
+        self.lock().faults.extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// A buyer funds an order for the listing `slug`: the sale awaits fulfillment, an `order` notification
+    /// is stored and pushed on `/ws`. Returns the order id.
+    pub fn fund_order(&self, slug: &str) -> Option<String> {
+        let mut node = self.lock();
+        let listing = node.listings.get(slug)?.clone();
+        let order_id = node.next_id("Order");
+        let (minor, currency) = price_of(&listing);
+        node.sales.insert(
+            order_id.clone(),
+            Sale {
+                order_id: order_id.clone(),
+                slug: slug.to_owned(),
+                state: AWAITING_FULFILLMENT,
+                read: false,
+                fulfillment: None,
+                price_minor: minor,
+                currency: currency.clone(),
+            },
+        );
+        let price = match node.schema {
+            Schema::V5 => {
+                json!({"amount": minor.to_string(), "currency": {"code": currency, "divisibility": 2}})
+            }
+            Schema::V4 => json!({"amount": minor, "currencyCode": currency, "priceModifier": 0}),
+        };
+        let title = listing["item"]["title"].clone();
+        let payload = json!({
+            "type": "order", "orderId": order_id, "slug": slug, "title": title,
+            "buyerId": "QmBuyerPeer", "buyerHandle": "", "listingType": "SERVICE",
+            "price": price, "priceModifier": 0, "thumbnail": {"tiny": "QmThumb", "small": "QmThumb"},
+        });
+        drop(node);
+        self.notify("order", payload);
+        Some(order_id)
+    }
+
+    /// Stores and pushes a notification of any type (e.g. `follow`) with `payload`'s fields.
+    pub fn notify(&self, kind: &str, payload: Value) -> String {
+        let mut node = self.lock();
+        let id = node.next_id("Notif");
+        let mut payload = payload;
+        if let Some(map) = payload.as_object_mut() {
+            map.insert("notificationId".into(), json!(id));
+            map.insert("type".into(), json!(kind));
+        }
+        node.notifications.push(Stored {
+            id: id.clone(),
+            kind: kind.to_owned(),
+            read: false,
+            timestamp: chrono::Utc::now().to_rfc3339(),
+            payload: payload.clone(),
+        });
+        drop(node);
+        let _ = self
+            .frames
+            .send(sanitize(json!({ "notification": payload })).to_string());
+        id
+    }
+}
+
+fn price_of(listing: &Value) -> (u64, String) {
+    let item = &listing["item"];
+    match item.get("bigPrice").and_then(Value::as_str) {
+        Some(big) => (
+            big.parse().unwrap_or(0),
+            item["priceCurrency"]["code"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        ),
+        None => (
+            item["price"].as_u64().unwrap_or(0),
+            listing["metadata"]["pricingCurrency"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        ),
+    }
+}
+
+/// HTML-escapes every string and drops keys whose value is null, as `api/sanitize.go` does.
+pub fn sanitize(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&#34;")
+                .replace('\'', "&#39;"),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(sanitize).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, sanitize(v)))
+                .collect::<Map<_, _>>(),
+        ),
+        other => other,
+    }
+}
+
+fn ok(value: Value) -> Response {
+    (StatusCode::OK, axum::Json(sanitize(value))).into_response()
+}
+
+fn error(status: StatusCode, reason: &str) -> Response {
+    let body = json!({"success": false, "reason": reason.replace('"', "'")});
+    (status, axum::Json(body)).into_response()
+}
+
+fn forbidden() -> Response {
+    (StatusCode::FORBIDDEN, "403 - Forbidden").into_response()
+}
+
+fn authorized(auth: &Auth, headers: &HeaderMap) -> bool {
+    match auth {
+        Auth::Basic { user, password } => {
+            let Some(given) = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Basic "))
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .and_then(|b| String::from_utf8(b).ok())
+            else {
+                return false;
+            };
+            let Some((u, p)) = given.split_once(':') else {
+                return false;
+            };
+            let hashed: String = Sha256::digest(p.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            u == user && hashed.eq_ignore_ascii_case(password)
+        }
+        Auth::Cookie(value) => headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .any(|c| c.trim() == format!("OpenBazaar_Auth_Cookie={value}")),
+    }
+}
+
+async fn websocket(
+    State((node, frames)): State<Shared>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let auth = node.lock().unwrap_or_else(|p| p.into_inner()).auth.clone();
+    if !authorized(&auth, &headers) {
+        return forbidden();
+    }
+    upgrade.on_upgrade(move |socket| relay(socket, frames))
+}
+
+/// Pushes frames to one client; whatever it sends goes to every client ("just echo for now").
+async fn relay(socket: WebSocket, frames: broadcast::Sender<String>) {
+    let (mut out, mut incoming) = socket.split();
+    let mut rx = frames.subscribe();
+    loop {
+        tokio::select! {
+            frame = rx.recv() => match frame {
+                Ok(text) => if out.send(Message::Text(text.into())).await.is_err() { return },
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            msg = incoming.next() => match msg {
+                Some(Ok(Message::Text(t))) => { let _ = frames.send(t.to_string()); }
+                Some(Ok(_)) => {}
+                _ => return,
+            },
+        }
+    }
+}
+
+async fn api(State((node, frames)): State<Shared>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 16 << 20)
+        .await
+        .unwrap_or_default();
+    let fault = {
+        let mut n = node.lock().unwrap_or_else(|p| p.into_inner());
+        n.calls
+            .push(format!("{} {}", parts.method, parts.uri.path()));
+        if !authorized(&n.auth, &parts.headers) {
+            return forbidden();
+        }
+        n.faults.pop_front()
+    };
+    match fault {
+        Some(Fault::ServerError) => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "fault injected");
+        }
+        Some(Fault::Garbage) => return (StatusCode::OK, "<html>not json").into_response(),
+        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
+    let fake = FakeNode {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        node,
+        frames,
+    };
+    handle(
+        &fake,
+        &parts.method,
+        parts.uri.path(),
+        parts.uri.query(),
+        &body,
+    )
+}
+
+/// Prefix routing as `api/endpoints.go` does it (longer prefixes first where they overlap).
+fn handle(
+    fake: &FakeNode,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    body: &Bytes,
+) -> Response {
+    let json_body = || serde_json::from_slice::<Value>(body);
+    let rest = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .unwrap_or("")
+            .trim_matches('/')
+            .to_owned()
+    };
+    let mut node = fake.lock();
+    if method == Method::OPTIONS {
+        return StatusCode::OK.into_response();
+    }
+    match (method.as_str(), path) {
+        ("GET", p) if p.starts_with("/ob/profile") => match &node.profile {
+            Some(profile) => {
+                let mut profile = profile.clone();
+                profile["version"] = json!(if node.schema == Schema::V5 { 5 } else { 4 });
+                profile["peerID"] = json!(node.peer_id);
+                ok(profile)
+            }
+            None => error(StatusCode::NOT_FOUND, "Profile not found."),
+        },
+        ("GET", p) if p.starts_with("/ob/config") => ok(json!({
+            "peerID": node.peer_id, "testnet": false, "tor": false, "wallets": node.wallets,
+        })),
+        ("GET", p) if p.starts_with("/wallet/currencies") => match node.schema {
+            Schema::V5 => ok(json!(
+                node.wallets
+                    .iter()
+                    .map(|w| (w.clone(), json!({"code": w, "divisibility": 8})))
+                    .collect::<Map<_, _>>()
+            )),
+            Schema::V4 => (StatusCode::NOT_FOUND, "Not Found").into_response(),
+        },
+        ("POST", p) if p.starts_with("/ob/images") => {
+            let Ok(Value::Array(images)) = json_body() else {
+                return error(StatusCode::BAD_REQUEST, "unexpected end of JSON input");
+            };
+            let mut out = Vec::new();
+            for image in images {
+                let filename = image["filename"].as_str().unwrap_or("").to_owned();
+                let hash = node.next_id("Img");
+                node.images.push(filename.clone());
+                let hashes: Map<String, Value> = ["tiny", "small", "medium", "large", "original"]
+                    .iter()
+                    .map(|s| ((*s).to_owned(), json!(format!("{hash}{s}"))))
+                    .collect();
+                out.push(json!({"filename": filename, "hashes": hashes}));
+            }
+            ok(Value::Array(out))
+        }
+        ("GET", p) if p.starts_with("/ob/listings") => {
+            let entries: Vec<Value> = node
+                .listings
+                .values()
+                .map(|l| index_entry(l, node.schema))
+                .collect();
+            ok(Value::Array(entries))
+        }
+        ("POST", p) if p.starts_with("/ob/listing") => {
+            let Ok(mut listing) = json_body() else {
+                return error(StatusCode::BAD_REQUEST, "unexpected end of JSON input");
+            };
+            let explicit = listing["slug"].as_str().unwrap_or("").to_owned();
+            if !explicit.is_empty() && node.listings.contains_key(&explicit) {
+                return error(StatusCode::CONFLICT, "Listing already exists. Use PUT.");
+            }
+            if let Err(reason) = validate(&mut listing, &node) {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, &reason);
+            }
+            let slug = if explicit.is_empty() {
+                let base = slug_from_title(listing["item"]["title"].as_str().unwrap_or(""));
+                let mut slug = base.clone();
+                let mut n = 1;
+                while node.listings.contains_key(&slug) {
+                    slug = format!("{base}{n}");
+                    n += 1;
+                }
+                slug
+            } else if explicit.len() > 70 || explicit.contains([' ', '/']) {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Slug must not contain spaces or slashes and be 70 characters or fewer",
+                );
+            } else {
+                explicit
+            };
+            listing["slug"] = json!(slug);
+            node.listings.insert(slug.clone(), listing);
+            ok(json!({"slug": slug}))
+        }
+        ("PUT", p) if p.starts_with("/ob/listing") => {
+            let Ok(mut listing) = json_body() else {
+                return error(StatusCode::BAD_REQUEST, "unexpected end of JSON input");
+            };
+            let slug = listing["slug"].as_str().unwrap_or("").to_owned();
+            if !node.listings.contains_key(&slug) {
+                return error(StatusCode::NOT_FOUND, "Listing not found.");
+            }
+            if let Err(reason) = validate(&mut listing, &node) {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, &reason);
+            }
+            node.listings.insert(slug, listing);
+            ok(json!({}))
+        }
+        ("DELETE", p) if p.starts_with("/ob/listing") => {
+            match node.listings.remove(&rest("/ob/listing")) {
+                Some(_) => ok(json!({})),
+                None => error(StatusCode::NOT_FOUND, "Listing not found."),
+            }
+        }
+        ("GET", p) if p.starts_with("/ob/listing") => match node.listings.get(&rest("/ob/listing"))
+        {
+            Some(l) => ok(json!({"listing": l, "hash": "QmListingHash", "signature": "c2ln"})),
+            None => error(StatusCode::NOT_FOUND, "Listing not found."),
+        },
+        ("GET", p) if p.starts_with("/ob/notifications") => {
+            let params = query_params(query);
+            let filter: Vec<String> = params
+                .get("filter")
+                .map(|f| f.split(',').map(|t| t.trim().to_lowercase()).collect())
+                .unwrap_or_default();
+            let limit: i64 = params
+                .get("limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(-1);
+            let matching: Vec<&Stored> = node
+                .notifications
+                .iter()
+                .rev()
+                .filter(|n| filter.is_empty() || filter.contains(&n.kind.to_lowercase()))
+                .collect();
+            let unread = node.notifications.iter().filter(|n| !n.read).count();
+            let shown: Vec<Value> = matching
+                .iter()
+                .take(if limit < 0 { usize::MAX } else { limit as usize })
+                .map(|n| json!({"timestamp": n.timestamp, "read": n.read, "type": n.kind, "notification": n.payload}))
+                .collect();
+            ok(json!({"unread": unread, "total": node.notifications.len(), "notifications": shown}))
+        }
+        ("POST", p) if p.starts_with("/ob/marknotificationsasread") => {
+            node.notifications.iter_mut().for_each(|n| n.read = true);
+            ok(json!({}))
+        }
+        ("POST", p) if p.starts_with("/ob/marknotificationasread") => {
+            let id = rest("/ob/marknotificationasread");
+            match node.notifications.iter_mut().find(|n| n.id == id) {
+                Some(n) => {
+                    n.read = true;
+                    ok(json!({}))
+                }
+                None => error(StatusCode::NOT_FOUND, "Notification not found"),
+            }
+        }
+        ("GET", p) if p.starts_with("/ob/sales") => {
+            let params = query_params(query);
+            let states: Vec<u8> = params
+                .get("state")
+                .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
+                .unwrap_or_default();
+            let sales: Vec<Value> = node
+                .sales
+                .values()
+                .filter(|s| states.is_empty() || states.contains(&s.state))
+                .map(|s| sale_json(s, node.schema))
+                .collect();
+            ok(json!({"queryCount": sales.len(), "sales": sales}))
+        }
+        ("GET", p) if p.starts_with("/ob/order") => {
+            let id = rest("/ob/order");
+            let schema = node.schema;
+            match node.sales.get_mut(&id) {
+                Some(sale) => {
+                    sale.read = true;
+                    ok(
+                        json!({"contract": {"buyerOrder": {"buyerID": {"peerID": "QmBuyerPeer"}}}, "state": state_name(sale.state), "read": true, "funded": true, "sale": sale_json(sale, schema)}),
+                    )
+                }
+                None => error(StatusCode::NOT_FOUND, "order not found"),
+            }
+        }
+        ("POST", p) if p.starts_with("/ob/orderfulfillment") => {
+            let Ok(fulfillment) = json_body() else {
+                return error(StatusCode::BAD_REQUEST, "unexpected end of JSON input");
+            };
+            let id = fulfillment["orderId"].as_str().unwrap_or("").to_owned();
+            match node.sales.get_mut(&id) {
+                None => error(StatusCode::NOT_FOUND, "order not found"),
+                Some(sale) if !matches!(sale.state, 3 | 4) => error(
+                    StatusCode::BAD_REQUEST,
+                    "order must be in state AWAITING_FULFILLMENT or PARTIALLY_FULFILLED to fulfill",
+                ),
+                Some(sale) => {
+                    sale.state = FULFILLED;
+                    sale.fulfillment = Some(fulfillment);
+                    ok(json!({}))
+                }
+            }
+        }
+        _ => (StatusCode::NOT_FOUND, "404 page not found").into_response(),
+    }
+}
+
+fn query_params(query: Option<&str>) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn state_name(state: u8) -> &'static str {
+    [
+        "PENDING",
+        "AWAITING_PAYMENT",
+        "AWAITING_PICKUP",
+        "AWAITING_FULFILLMENT",
+        "PARTIALLY_FULFILLED",
+        "FULFILLED",
+        "COMPLETED",
+        "CANCELED",
+        "DECLINED",
+        "REFUNDED",
+        "DISPUTED",
+        "DECIDED",
+        "RESOLVED",
+        "PAYMENT_FINALIZED",
+        "PROCESSING_ERROR",
+    ]
+    .get(usize::from(state))
+    .copied()
+    .unwrap_or("PROCESSING_ERROR")
+}
+
+fn sale_json(sale: &Sale, schema: Schema) -> Value {
+    let total = match schema {
+        Schema::V5 => {
+            json!({"amount": sale.price_minor.to_string(), "currency": {"code": sale.currency, "divisibility": 2}})
+        }
+        Schema::V4 => json!({"amount": sale.price_minor, "currencyCode": sale.currency}),
+    };
+    json!({"orderId": sale.order_id, "slug": sale.slug, "state": state_name(sale.state), "read": sale.read,
+           "buyerId": "QmBuyerPeer", "total": total, "timestamp": "2026-01-01T00:00:00Z"})
+}
+
+fn index_entry(listing: &Value, schema: Schema) -> Value {
+    let (minor, currency) = price_of(listing);
+    let price = match schema {
+        Schema::V5 => {
+            json!({"amount": minor.to_string(), "currency": {"code": currency, "divisibility": 2}})
+        }
+        Schema::V4 => json!({"amount": minor, "currencyCode": currency}),
+    };
+    json!({"hash": "QmListingHash", "slug": listing["slug"], "title": listing["item"]["title"],
+           "contractType": listing["metadata"]["contractType"], "price": price,
+           "acceptedCurrencies": listing["metadata"]["acceptedCurrencies"]})
+}
+
+/// `gosimple/slug`-like: lower case, runs of other characters become one dash, cut to 65 characters.
+pub fn slug_from_title(title: &str) -> String {
+    let mut slug = String::new();
+    for c in title.to_lowercase().chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_matches('-');
+    slug.chars()
+        .take(65)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_owned()
+}
+
+/// The parts of `ValidateListing` that matter to us; the body is read leniently (unknown fields ignored),
+/// and the node's schema decides where the price is read from.
+fn validate(listing: &mut Value, node: &Node) -> Result<(), String> {
+    let version = if node.schema == Schema::V5 { 5 } else { 4 };
+    if listing["metadata"]["version"].is_null() {
+        listing["metadata"]["version"] = json!(version);
+    }
+    let title = listing["item"]["title"].as_str().unwrap_or("");
+    if title.is_empty() || title.chars().count() > 140 {
+        return Err("Title must be between 1 and 140 characters".into());
+    }
+    let expiry = listing["metadata"]["expiry"].as_str().unwrap_or("");
+    match chrono::DateTime::parse_from_rfc3339(expiry) {
+        Ok(t) if t > chrono::Utc::now() => {}
+        _ => return Err("Listing expiration must be in the future".into()),
+    }
+    let accepted: Vec<&str> = listing["metadata"]["acceptedCurrencies"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if accepted.is_empty() {
+        return Err("A listing must accept at least one currency".into());
+    }
+    if let Some(c) = accepted
+        .iter()
+        .find(|c| !node.wallets.iter().any(|w| w == *c))
+    {
+        return Err(format!(
+            "Listing accepts {c}, which this node's wallet does not support"
+        ));
+    }
+    let images = listing["item"]["images"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if images.is_empty() {
+        return Err("Listing must contain at least one image".into());
+    }
+    for image in &images {
+        for size in ["tiny", "small", "medium", "large", "original"] {
+            let hash = image[size].as_str().unwrap_or("");
+            if !hash.starts_with("Qm") {
+                if hash.starts_with('z') && !node.images.iter().any(|f| image["filename"] == *f) {
+                    return Err(format!(
+                        "ipfs add (root/images/{size}/{}): no such file",
+                        image["filename"].as_str().unwrap_or("")
+                    ));
+                }
+                return Err(format!("Image {size} hash is not a valid CID"));
+            }
+        }
+    }
+    match node.schema {
+        Schema::V5 => {
+            let big = listing["item"]["bigPrice"].as_str().unwrap_or("");
+            let currency = listing["item"]["priceCurrency"]["code"]
+                .as_str()
+                .unwrap_or("");
+            if big.is_empty() || currency.is_empty() {
+                return Err("validate sellable listing (ERR_CURRENCY_DEFINITION_UNDEFINED): currency definition is not defined".into());
+            }
+            if big.parse::<u64>().map_or(true, |p| p == 0) {
+                return Err("Zero price listings are not allowed".into());
+            }
+        }
+        Schema::V4 => {
+            if listing["item"]["price"].as_u64().unwrap_or(0) == 0 {
+                return Err("Zero price listings are not allowed".into());
+            }
+        }
+    }
+    Ok(())
+}
