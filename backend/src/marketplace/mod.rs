@@ -1,0 +1,79 @@
+//! Where devices are sold: a [`Marketplace`] lists devices for rent, reports paid orders, delivers the
+//! renter's access and is told when an order has been handled.
+//!
+//! - `openbazaar`: an OpenBazaar node's API (schema v4 and v5), over reqwest.
+//!
+//! Implementations are idempotent where the rental lifecycle needs it: listing an existing slug updates
+//! it, delisting a missing one succeeds, delivering to an already fulfilled order does nothing.
+
+pub mod openbazaar;
+
+use chrono::{DateTime, Utc};
+use p2pvps_shared::Money;
+
+/// What to list: one device for rent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListingSpec {
+    /// Our own stable name for the listing (`rent-<device id>`); never derived from the title.
+    pub slug: String,
+    pub title: String,
+    pub description: String,
+    /// Price of one rental period.
+    pub price: Money,
+    /// Until when the listing stays up (refreshed on every relisting).
+    pub expiry: DateTime<Utc>,
+}
+
+/// A paid order waiting for its access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    /// The marketplace's order id (our idempotency key, with the marketplace's name).
+    pub id: String,
+    /// The listing it bought.
+    pub slug: String,
+    /// The notification that announced it, to mark as read once handled (absent when found by the
+    /// sales safety net).
+    pub notification: Option<String>,
+    /// What the buyer paid, when the marketplace says.
+    pub paid: Option<Money>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MarketError {
+    #[error("the marketplace refused our credentials")]
+    Auth,
+    #[error("the marketplace answered {status}: {reason}")]
+    Refused { status: u16, reason: String },
+    #[error("the marketplace's answer could not be read: {0}")]
+    Decode(String),
+    #[error("the marketplace cannot be reached: {0}")]
+    Network(String),
+}
+
+impl MarketError {
+    /// Worth trying again later (the node is down, slow or failing), as opposed to a request it refuses.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            MarketError::Network(_) | MarketError::Decode(_) => true,
+            MarketError::Refused { status, .. } => *status >= 500,
+            MarketError::Auth => false,
+        }
+    }
+}
+
+/// A place that sells rentals.
+#[async_trait::async_trait]
+pub trait Marketplace: Send + Sync {
+    /// A short name, part of every order's idempotency key (`openbazaar`).
+    fn name(&self) -> &'static str;
+    /// Creates or updates the listing.
+    async fn list(&self, listing: &ListingSpec) -> Result<(), MarketError>;
+    /// Removes the listing; a listing that is already gone is fine.
+    async fn delist(&self, slug: &str) -> Result<(), MarketError>;
+    /// Paid orders not yet handled (each once per call; the same order may come again until handled).
+    async fn new_orders(&self) -> Result<Vec<Order>, MarketError>;
+    /// Delivers the access note to the buyer; an order already delivered is left as it is.
+    async fn deliver(&self, order: &Order, note: &str) -> Result<(), MarketError>;
+    /// Records that the order has been handled (it stops appearing in `new_orders`' notifications).
+    async fn mark_handled(&self, order: &Order) -> Result<(), MarketError>;
+}

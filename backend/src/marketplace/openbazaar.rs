@@ -1,0 +1,320 @@
+//! An OpenBazaar node (openbazaar-go v0.13 with listing schema v4, or v0.14 with schema v5), through its
+//! JSON API. The schema is read once from the profile's `version`; accepted currencies from the node's
+//! wallets (`/ob/config`); our image is uploaded once per node before the first listing (v0.13+ re-adds
+//! images it does not hold, and fails).
+//!
+//! Orders come from unread `order` notifications (each marked read once handled; other types are marked
+//! read at once, so none can block an order) and, as a safety net, from sales awaiting fulfillment.
+
+use super::{ListingSpec, MarketError, Marketplace, Order};
+use p2pvps_shared::Money;
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// How to authenticate to the node.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// The API user name and the password (the node stores its SHA-256).
+    Basic { user: String, password: String },
+    /// The value of `OpenBazaar_Auth_Cookie` (from the node's `.cookie` file).
+    Cookie(String),
+}
+
+/// Every request gives up after this long.
+const TIMEOUT: Duration = Duration::from_secs(15);
+/// Our listing picture (1x1 PNG): the node requires one image per listing.
+const IMAGE_PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+/// What a listing needs from the node, read once.
+#[derive(Debug, Clone)]
+struct NodeFacts {
+    schema: u32,
+    currencies: Vec<String>,
+    image: Value,
+}
+
+pub struct OpenBazaar {
+    base: String,
+    credentials: Credentials,
+    http: reqwest::Client,
+    facts: OnceCell<NodeFacts>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ErrorBody {
+    reason: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct NotificationList {
+    notifications: Vec<NotificationEnvelope>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NotificationEnvelope {
+    read: bool,
+    #[serde(rename = "type")]
+    kind: String,
+    notification: Value,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SalesList {
+    sales: Vec<Value>,
+}
+
+impl OpenBazaar {
+    pub fn new(url: &str, credentials: Credentials) -> Result<Self, MarketError> {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(|e| MarketError::Network(e.to_string()))?;
+        Ok(Self {
+            base: url.trim_end_matches('/').to_owned(),
+            credentials,
+            http,
+            facts: OnceCell::new(),
+        })
+    }
+
+    /// One API call: JSON in, JSON out, errors classified (403 with a plain-text body is an auth failure).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, MarketError> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        req = match &self.credentials {
+            Credentials::Basic { user, password } => req.basic_auth(user, Some(password)),
+            Credentials::Cookie(c) => req.header("cookie", format!("OpenBazaar_Auth_Cookie={c}")),
+        };
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| MarketError::Network(e.without_url().to_string()))?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| MarketError::Network(e.without_url().to_string()))?;
+        if status == StatusCode::FORBIDDEN {
+            return Err(MarketError::Auth);
+        }
+        if !status.is_success() {
+            let reason = serde_json::from_str::<ErrorBody>(&text)
+                .map(|e| e.reason)
+                .unwrap_or_else(|_| text.chars().take(200).collect());
+            return Err(MarketError::Refused {
+                status: status.as_u16(),
+                reason,
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| MarketError::Decode(e.to_string()))
+    }
+
+    async fn facts(&self) -> Result<&NodeFacts, MarketError> {
+        self.facts
+            .get_or_try_init(|| async {
+                let profile = self.call(Method::GET, "/ob/profile", None).await?;
+                let schema = profile["version"].as_u64().unwrap_or(4) as u32;
+                let config = self.call(Method::GET, "/ob/config", None).await?;
+                let currencies: Vec<String> = config["wallets"]
+                    .as_array()
+                    .map(|w| w.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                if currencies.is_empty() {
+                    return Err(MarketError::Decode("the node reports no wallet".into()));
+                }
+                let images = self
+                    .call(
+                        Method::POST,
+                        "/ob/images",
+                        Some(&json!([{"filename": "p2pvps.png", "image": IMAGE_PNG_BASE64}])),
+                    )
+                    .await?;
+                let hashes = &images[0]["hashes"];
+                let image = json!({
+                    "filename": "p2pvps.png", "tiny": hashes["tiny"], "small": hashes["small"],
+                    "medium": hashes["medium"], "large": hashes["large"], "original": hashes["original"],
+                });
+                Ok(NodeFacts {
+                    schema,
+                    currencies,
+                    image,
+                })
+            })
+            .await
+    }
+
+    /// The listing body in the node's schema (v4: integer `price`; v5: `bigPrice` and `priceCurrency`).
+    fn body(facts: &NodeFacts, spec: &ListingSpec) -> Value {
+        let currency = spec.price.currency.as_str();
+        let decimals = spec.price.currency.decimals();
+        let mut metadata = json!({
+            "version": facts.schema, "contractType": "SERVICE", "format": "FIXED_PRICE",
+            "expiry": spec.expiry.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "acceptedCurrencies": facts.currencies,
+        });
+        let mut item = json!({
+            "title": spec.title, "description": spec.description, "processingTime": "minutes",
+            "tags": ["vps"], "categories": [], "condition": "New", "nsfw": false, "options": [],
+            "images": [facts.image],
+        });
+        if facts.schema >= 5 {
+            item["bigPrice"] = json!(spec.price.minor.to_string());
+            item["priceCurrency"] = json!({"code": currency, "divisibility": decimals});
+            item["skus"] =
+                json!([{"productID": spec.slug, "bigSurcharge": "0", "bigQuantity": "1"}]);
+        } else {
+            metadata["pricingCurrency"] = json!(currency);
+            item["price"] = json!(spec.price.minor);
+            item["skus"] = json!([{"productID": spec.slug, "surcharge": 0, "quantity": 1}]);
+        }
+        json!({
+            "slug": spec.slug, "metadata": metadata, "item": item, "shippingOptions": [], "taxes": [],
+            "coupons": [], "moderators": [], "termsAndConditions": "", "refundPolicy": "",
+        })
+    }
+
+    /// The paid amount of a notification or sale (v0.14 `{amount: "<str>", currency: {code}}`, v0.13
+    /// `{amount: <int>, currencyCode}`).
+    fn money(price: &Value) -> Option<Money> {
+        let amount = match &price["amount"] {
+            Value::String(s) => s.parse().ok()?,
+            Value::Number(n) => n.as_i64()?,
+            _ => return None,
+        };
+        let code = price["currency"]["code"]
+            .as_str()
+            .or_else(|| price["currencyCode"].as_str())?;
+        Money::price(amount, code).ok()
+    }
+}
+
+#[async_trait::async_trait]
+impl Marketplace for OpenBazaar {
+    fn name(&self) -> &'static str {
+        "openbazaar"
+    }
+
+    async fn list(&self, spec: &ListingSpec) -> Result<(), MarketError> {
+        let body = Self::body(self.facts().await?, spec);
+        match self.call(Method::POST, "/ob/listing", Some(&body)).await {
+            Err(MarketError::Refused { status: 409, .. }) => {
+                self.call(Method::PUT, "/ob/listing", Some(&body)).await?;
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn delist(&self, slug: &str) -> Result<(), MarketError> {
+        match self
+            .call(Method::DELETE, &format!("/ob/listing/{slug}"), None)
+            .await
+        {
+            Ok(_) | Err(MarketError::Refused { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn new_orders(&self) -> Result<Vec<Order>, MarketError> {
+        let list: NotificationList = serde_json::from_value(
+            self.call(Method::GET, "/ob/notifications?limit=-1", None)
+                .await?,
+        )
+        .map_err(|e| MarketError::Decode(e.to_string()))?;
+        let mut orders: BTreeMap<String, Order> = BTreeMap::new();
+        for n in list.notifications.into_iter().filter(|n| !n.read) {
+            let id = n.notification["notificationId"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            if n.kind != "order" {
+                // Not ours to act on: read it now, so it never stands in front of an order.
+                if !id.is_empty() {
+                    self.call(
+                        Method::POST,
+                        &format!("/ob/marknotificationasread/{id}"),
+                        None,
+                    )
+                    .await?;
+                }
+                continue;
+            }
+            let (Some(order), Some(slug)) = (
+                n.notification["orderId"].as_str(),
+                n.notification["slug"].as_str(),
+            ) else {
+                continue;
+            };
+            orders.insert(
+                order.to_owned(),
+                Order {
+                    id: order.to_owned(),
+                    slug: slug.to_owned(),
+                    notification: Some(id).filter(|i| !i.is_empty()),
+                    paid: Self::money(&n.notification["price"]),
+                },
+            );
+        }
+        // The safety net: paid sales whose notification was lost or already read.
+        let sales: SalesList =
+            serde_json::from_value(self.call(Method::GET, "/ob/sales?state=0,3", None).await?)
+                .map_err(|e| MarketError::Decode(e.to_string()))?;
+        for sale in sales.sales {
+            let (Some(order), Some(slug)) = (sale["orderId"].as_str(), sale["slug"].as_str())
+            else {
+                continue;
+            };
+            orders.entry(order.to_owned()).or_insert_with(|| Order {
+                id: order.to_owned(),
+                slug: slug.to_owned(),
+                notification: None,
+                paid: Self::money(&sale["total"]),
+            });
+        }
+        Ok(orders.into_values().collect())
+    }
+
+    async fn deliver(&self, order: &Order, note: &str) -> Result<(), MarketError> {
+        let current = self
+            .call(Method::GET, &format!("/ob/order/{}", order.id), None)
+            .await?;
+        if !matches!(
+            current["state"].as_str(),
+            Some("AWAITING_FULFILLMENT" | "PARTIALLY_FULFILLED")
+        ) {
+            // Already fulfilled (a retry after a crash), or not ours to fulfil.
+            return Ok(());
+        }
+        let body = json!({"orderId": order.id, "slug": order.slug, "note": note});
+        self.call(Method::POST, "/ob/orderfulfillment", Some(&body))
+            .await
+            .map(|_| ())
+    }
+
+    async fn mark_handled(&self, order: &Order) -> Result<(), MarketError> {
+        if let Some(id) = &order.notification {
+            self.call(
+                Method::POST,
+                &format!("/ob/marknotificationasread/{id}"),
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
