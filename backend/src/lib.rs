@@ -12,6 +12,7 @@ pub mod events;
 pub mod gateway;
 pub mod graphql;
 pub mod http;
+pub mod ledger;
 pub mod marketplace;
 pub mod metrics;
 pub mod ratelimit;

@@ -64,6 +64,25 @@ text_enum! {
 }
 
 impl RentalState {
+    /// The lifecycle: ordered → paid → provisioning → active → ending → ended, with refunded and cancelled
+    /// as the other ends. Every change of a rental's state goes through this check.
+    pub fn may_become(self, next: Self) -> bool {
+        use RentalState::*;
+        matches!(
+            (self, next),
+            (Ordered, Paid | Cancelled)
+                | (Paid, Provisioning | Refunded | Cancelled)
+                | (Provisioning, Active | Refunded)
+                | (Active, Ending | Refunded)
+                | (Ending, Ended)
+        )
+    }
+
+    /// No change leaves these.
+    pub fn is_final(self) -> bool {
+        Self::ALL.iter().all(|next| !self.may_become(*next))
+    }
+
     /// States in which the device is taken: it cannot be deleted or rented to someone else.
     pub fn holds_device(self) -> bool {
         matches!(
@@ -86,5 +105,41 @@ mod tests {
             assert_eq!(RentalState::from_db(s.as_str()), Some(*s));
         }
         assert_eq!(DeviceStatus::from_db("bogus"), None);
+    }
+
+    #[test]
+    fn the_rental_lifecycle_moves_forward_only() {
+        use RentalState::*;
+        let happy = [Ordered, Paid, Provisioning, Active, Ending, Ended];
+        for pair in happy.windows(2) {
+            assert!(
+                pair[0].may_become(pair[1]),
+                "{:?} -> {:?}",
+                pair[0],
+                pair[1]
+            );
+            assert!(
+                !pair[1].may_become(pair[0]),
+                "{:?} -> {:?}",
+                pair[1],
+                pair[0]
+            );
+        }
+        for s in RentalState::ALL {
+            assert!(!s.may_become(*s), "{s:?} -> itself");
+        }
+        let finals: Vec<_> = RentalState::ALL.iter().filter(|s| s.is_final()).collect();
+        assert_eq!(finals, [&Ended, &Refunded, &Cancelled]);
+        assert!(
+            !Active.may_become(Cancelled),
+            "a started rental is refunded, not cancelled"
+        );
+        // Every state that holds the device can still be left.
+        assert!(
+            RentalState::ALL
+                .iter()
+                .filter(|s| s.holds_device())
+                .all(|s| !s.is_final())
+        );
     }
 }

@@ -18,6 +18,6 @@ pub use device_name::DeviceName;
 pub use email::Email;
 pub use enums::{DeviceStatus, RentalState, Role};
 pub use error::ValidationError;
-pub use money::{Currency, Money};
+pub use money::{Currency, Money, split_fee};
 pub use password::Password;
 pub use subdomain::SubdomainLabel;

@@ -179,3 +179,30 @@ mod tests {
         assert_eq!(Money::price(5, "U$D").unwrap_err().field, "currency");
     }
 }
+
+/// Splits a renter's payment into the platform's fee (`fee_bps` basis points, rounded down) and the owner's
+/// earning (the rest), in minor units: the two always add up to the payment.
+pub fn split_fee(paid_minor: i64, fee_bps: u32) -> (i64, i64) {
+    let fee = i64::try_from(i128::from(paid_minor) * i128::from(fee_bps.min(10_000)) / 10_000)
+        .unwrap_or(0);
+    (fee, paid_minor - fee)
+}
+
+#[cfg(test)]
+mod fee_tests {
+    use super::split_fee;
+
+    #[test]
+    fn fee_and_earning_add_up() {
+        assert_eq!(split_fee(300, 1000), (30, 270));
+        assert_eq!(split_fee(9, 1000), (0, 9));
+        assert_eq!(split_fee(19, 1000), (1, 18));
+        assert_eq!(split_fee(100, 0), (0, 100));
+        assert_eq!(split_fee(100, 20_000), (100, 0), "capped at 100 %");
+        for paid in [1_i64, 7, 99, 12_345, i64::MAX / 2] {
+            let (fee, owner) = split_fee(paid, 1234);
+            assert_eq!(fee + owner, paid);
+            assert!(fee >= 0 && owner >= 0);
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The ledger: payments and refunds balance per currency, owners see their earnings, and the database
+//! refuses an unbalanced transaction.
+
+use p2pvps_server::ledger::{self, DEFAULT_FEE_BPS, Payer};
+use p2pvps_shared::{Money, Role};
+use p2pvps_tests::{TestApp, add_device, rent};
+use sqlx::PgPool;
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_payment_is_split_between_platform_and_owner_and_a_refund_reverses_its_share(
+    pool: PgPool,
+) {
+    let app = TestApp::start(pool).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    app.user("r@example.com", Role::Renter).await;
+    let (device, _) = add_device(&owner, "pi").await;
+    let rental = rent(&app.pool, &app.secrets, &device, "r@example.com", "rled").await;
+    let owner_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM users WHERE email = 'o@example.com'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let payer = Payer::Marketplace("openbazaar");
+
+    let mut tx = app.pool.begin().await.unwrap();
+    let paid = Money::price(300, "USD").unwrap();
+    ledger::record_payment(&mut tx, rental, owner_id, &payer, &paid, DEFAULT_FEE_BPS)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let usd = |v: i64| vec![("USD".to_owned(), v)];
+    assert_eq!(
+        ledger::owner_earnings(&app.pool, owner_id).await.unwrap(),
+        usd(270)
+    );
+    assert_eq!(
+        ledger::balance(&app.pool, "platform").await.unwrap(),
+        usd(30)
+    );
+    assert_eq!(
+        ledger::balance(&app.pool, "marketplace:openbazaar")
+            .await
+            .unwrap(),
+        usd(-300)
+    );
+
+    // A pro-rata refund of a third.
+    let mut tx = app.pool.begin().await.unwrap();
+    let refund = Money::price(100, "USD").unwrap();
+    ledger::record_refund(
+        &mut tx,
+        rental,
+        owner_id,
+        &payer,
+        &refund,
+        DEFAULT_FEE_BPS,
+        "device offline",
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        ledger::owner_earnings(&app.pool, owner_id).await.unwrap(),
+        usd(180)
+    );
+    assert_eq!(
+        ledger::balance(&app.pool, "platform").await.unwrap(),
+        usd(20)
+    );
+    let total: i64 = sqlx::query_scalar("SELECT sum(amount_minor)::bigint FROM ledger_entries")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(total, 0, "balanced overall");
+
+    // The database refuses a transaction that does not balance, at commit.
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO ledger_entries (txn_id, account, amount_minor, currency) VALUES (gen_random_uuid(), 'platform', 5, 'USD')",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let err = tx.commit().await.unwrap_err();
+    assert!(err.to_string().contains("does not balance"), "{err}");
+    // And entries cannot be changed afterwards.
+    let err = sqlx::query("UPDATE ledger_entries SET amount_minor = 1")
+        .execute(&app.pool)
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().is_empty());
+    app.stop().await;
+}
