@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod graphql;
 pub mod http;
 pub mod ledger;
+pub mod listings;
 pub mod marketplace;
 pub mod metrics;
 pub mod ratelimit;

@@ -1,6 +1,6 @@
 //! Rentals (table `rentals`): who rents which device, in which state, until when, with which login.
-//! The marketplace issue adds the lifecycle; here they are read, with the renter's secret decrypted only for
-//! the renter.
+//! Read (the renter's secret decrypted only for the renter), granted by hand, ended, and taken from
+//! marketplace orders exactly once. The lifecycle's allowed moves are `RentalState::may_become`.
 
 use crate::crypto::{CryptoError, SecretBox};
 use crate::db::decode_enum;
@@ -115,6 +115,8 @@ pub enum RentalError {
     NotActive,
     #[error("hours must be between 1 and 8760")]
     BadHours,
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -362,4 +364,109 @@ impl ConnectionDetails {
             jump_command: format!("ssh -J {login}@{host}:{ssh_port} {login}@{subdomain}"),
         }
     }
+}
+
+/// What became of a marketplace order.
+#[derive(Debug, Clone)]
+pub enum Taken {
+    /// A new rental, paid and waiting for its access (the payment is in the ledger).
+    New(Rental),
+    /// The order was taken before (a retry, a restart, another instance): nothing was written.
+    Seen(Rental),
+    /// The device was already let: the order is recorded as refunded (payment and full refund in the
+    /// ledger), for the marketplace to pay back.
+    Oversold(Rental),
+    /// No listing of ours has that name.
+    UnknownListing,
+}
+
+/// Turns a paid marketplace order into a rental, exactly once however often it is seen: keyed on
+/// (marketplace, order id), in the caller's transaction, with its ledger entries.
+pub async fn take_order(
+    conn: &mut sqlx::PgConnection,
+    marketplace: &'static str,
+    order_ref: &str,
+    listing: &str,
+    paid: Option<&Money>,
+    fee_bps: u32,
+) -> Result<Taken, RentalError> {
+    if let Some(rental) = by_order(&mut *conn, marketplace, order_ref).await? {
+        return Ok(Taken::Seen(rental));
+    }
+    let Some(listed) = crate::listings::device_for(&mut *conn, marketplace, listing).await? else {
+        return Ok(Taken::UnknownListing);
+    };
+    // Serialises with other sales and grants of the device.
+    sqlx::query("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE")
+        .bind(listed.device)
+        .execute(&mut *conn)
+        .await?;
+    let let_now: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND state IN ('paid', 'provisioning', 'active', 'ending'))",
+    )
+    .bind(listed.device)
+    .fetch_one(&mut *conn)
+    .await?;
+    let price = paid.cloned().unwrap_or_else(|| listed.price.clone());
+    let state = if let_now { "refunded" } else { "paid" };
+    let inserted = sqlx::query_as::<_, Rental>(concat!(
+        "WITH r AS (INSERT INTO rentals (id, device_id, buyer_ref, marketplace, order_ref, state, price_minor, currency) \
+         VALUES ($1, $2, $3, $4, $3, $5, $6, $7) ON CONFLICT (marketplace, order_ref) DO NOTHING RETURNING *) SELECT ",
+        rental_columns!(),
+        " FROM r"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(listed.device)
+    .bind(order_ref)
+    .bind(marketplace)
+    .bind(state)
+    .bind(price.minor)
+    .bind(price.currency.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(rental) = inserted else {
+        // Taken meanwhile by another instance.
+        return by_order(&mut *conn, marketplace, order_ref)
+            .await?
+            .map(Taken::Seen)
+            .ok_or(RentalError::NotFound);
+    };
+    if price.minor > 0 {
+        let payer = crate::ledger::Payer::Marketplace(marketplace);
+        crate::ledger::record_payment(conn, rental.id, listed.owner, &payer, &price, fee_bps)
+            .await?;
+        if let_now {
+            crate::ledger::record_refund(
+                conn,
+                rental.id,
+                listed.owner,
+                &payer,
+                &price,
+                fee_bps,
+                "device already let",
+            )
+            .await?;
+        }
+    }
+    Ok(if let_now {
+        Taken::Oversold(rental)
+    } else {
+        Taken::New(rental)
+    })
+}
+
+async fn by_order(
+    conn: &mut sqlx::PgConnection,
+    marketplace: &str,
+    order_ref: &str,
+) -> Result<Option<Rental>, sqlx::Error> {
+    sqlx::query_as::<_, Rental>(concat!(
+        "SELECT ",
+        rental_columns!(),
+        " FROM rentals r WHERE r.marketplace = $1 AND r.order_ref = $2"
+    ))
+    .bind(marketplace)
+    .bind(order_ref)
+    .fetch_optional(conn)
+    .await
 }

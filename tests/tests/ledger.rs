@@ -91,3 +91,66 @@ async fn a_payment_is_split_between_platform_and_owner_and_a_refund_reverses_its
     assert!(!err.to_string().is_empty());
     app.stop().await;
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_marketplace_order_becomes_one_rental_however_often_it_is_seen(pool: PgPool) {
+    use p2pvps_server::rentals::{Taken, take_order};
+    let app = TestApp::start(pool).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let (device, _) = add_device(&owner, "pi").await;
+    let device: uuid::Uuid = device.parse().unwrap();
+    let price = Money::price(300, "USD").unwrap();
+    let mut tx = app.pool.begin().await.unwrap();
+    p2pvps_server::listings::mark_listed(&mut tx, "openbazaar", device, "rent-pi", &price)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let take = |order: &'static str, slug: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            let taken = take_order(&mut tx, "openbazaar", order, slug, None, DEFAULT_FEE_BPS)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            taken
+        }
+    };
+    let Taken::New(rental) = take("QmOrder1", "rent-pi").await else {
+        panic!("a new rental expected")
+    };
+    assert_eq!(rental.state, p2pvps_shared::RentalState::Paid);
+    assert_eq!(rental.device_id, device);
+    assert_eq!(rental.price, price);
+    // Seen again (a retry after a crash, or another instance): the same rental, nothing written twice.
+    let Taken::Seen(again) = take("QmOrder1", "rent-pi").await else {
+        panic!("the order was taken before")
+    };
+    assert_eq!(again.id, rental.id);
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_entries")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(entries, 3, "one payment: payer, platform, owner");
+
+    // A second buyer of the same device while it is let: recorded, and refunded in full.
+    let Taken::Oversold(second) = take("QmOrder2", "rent-pi").await else {
+        panic!("oversold expected")
+    };
+    assert_eq!(second.state, p2pvps_shared::RentalState::Refunded);
+    let owner_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM users WHERE email = 'o@example.com'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        ledger::owner_earnings(&app.pool, owner_id).await.unwrap(),
+        vec![("USD".to_owned(), 270)]
+    );
+    assert!(matches!(
+        take("QmOrder3", "rent-unknown").await,
+        Taken::UnknownListing
+    ));
+    app.stop().await;
+}

@@ -210,7 +210,8 @@ impl From<crate::rentals::RentalError> for ApiError {
                 "hours",
                 "must be between 1 and 8760",
             )]),
-            R::Db(d) => d.into(),
+            R::Db(d) | R::Ledger(crate::ledger::LedgerError::Db(d)) => d.into(),
+            R::Ledger(crate::ledger::LedgerError::Zero) => Self::conflict(None, e.to_string()),
         }
     }
 }

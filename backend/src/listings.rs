@@ -1,0 +1,65 @@
+//! Listings (table `listings`): which device is offered on which marketplace under which name. Our own
+//! slug → device map: a marketplace's order names the listing, and this says which device it bought.
+
+use p2pvps_shared::Money;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// The device a listing offers, with its owner and the price it was listed at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub device: Uuid,
+    pub owner: Uuid,
+    pub price: Money,
+}
+
+/// Records that `device` is listed on `marketplace` as `external_ref` at `price` (again, if it was before).
+pub async fn mark_listed(
+    conn: &mut PgConnection,
+    marketplace: &str,
+    device: Uuid,
+    external_ref: &str,
+    price: &Money,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO listings (id, device_id, marketplace, external_ref, state, price_minor, currency) \
+         VALUES ($1, $2, $3, $4, 'listed', $5, $6) \
+         ON CONFLICT (marketplace, device_id) DO UPDATE SET external_ref = EXCLUDED.external_ref, \
+         state = 'listed', price_minor = EXCLUDED.price_minor, currency = EXCLUDED.currency, updated_at = now()",
+    )
+    .bind(Uuid::new_v4())
+    .bind(device)
+    .bind(marketplace)
+    .bind(external_ref)
+    .bind(price.minor)
+    .bind(price.currency.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The device behind a listing name (listed now or withdrawn since: an order may arrive after delisting).
+pub async fn device_for(
+    conn: &mut PgConnection,
+    marketplace: &str,
+    external_ref: &str,
+) -> Result<Option<Listed>, sqlx::Error> {
+    let row: Option<(Uuid, Uuid, i64, String)> = sqlx::query_as(
+        "SELECT l.device_id, d.owner_id, l.price_minor, l.currency FROM listings l \
+         JOIN devices d ON d.id = l.device_id WHERE l.marketplace = $1 AND l.external_ref = $2",
+    )
+    .bind(marketplace)
+    .bind(external_ref)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|(device, owner, minor, currency)| {
+        Money::price(minor, &currency)
+            .map(|price| Listed {
+                device,
+                owner,
+                price,
+            })
+            .map_err(|e| sqlx::Error::Decode(e.to_string().into()))
+    })
+    .transpose()
+}
