@@ -18,6 +18,7 @@ pub mod marketplace;
 pub mod metrics;
 pub mod ratelimit;
 pub mod rentals;
+pub mod sales;
 pub mod sessions;
 pub mod shutdown;
 pub mod ssh;

@@ -63,3 +63,19 @@ pub async fn device_for(
     })
     .transpose()
 }
+
+/// Records that the listing was taken down (its device was let, or is no longer for rent).
+pub async fn mark_withdrawn(
+    conn: &mut PgConnection,
+    marketplace: &str,
+    external_ref: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE listings SET state = 'withdrawn', updated_at = now() WHERE marketplace = $1 AND external_ref = $2",
+    )
+    .bind(marketplace)
+    .bind(external_ref)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -118,6 +118,8 @@ pub enum RentalError {
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
     #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
@@ -469,4 +471,90 @@ async fn by_order(
     .bind(order_ref)
     .fetch_optional(conn)
     .await
+}
+
+/// A marketplace rental with its access: the rental, and the claim token its buyer gets (the same token
+/// every time until it is claimed, so a retried delivery sends the same link).
+#[derive(Debug, Clone)]
+pub struct Activated {
+    pub rental: Rental,
+    /// `None` once claimed.
+    pub claim_token: Option<String>,
+}
+
+/// Starts a paid marketplace rental: a login and its secret, a claim token, and its time from now for the
+/// device's rental period. An already active rental is returned as it is (with its unclaimed token).
+pub async fn activate(
+    conn: &mut sqlx::PgConnection,
+    secrets: &SecretBox,
+    rental: Uuid,
+) -> Result<Activated, RentalError> {
+    let current = sqlx::query_as::<_, Rental>(concat!(
+        "SELECT ",
+        rental_columns!(),
+        " FROM rentals r WHERE r.id = $1 FOR UPDATE"
+    ))
+    .bind(rental)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(RentalError::NotFound)?;
+    let rental = if matches!(current.state, RentalState::Paid | RentalState::Provisioning) {
+        let token = crate::crypto::new_token();
+        let secret = crate::crypto::new_token();
+        sqlx::query_as::<_, Rental>(concat!(
+            "WITH r AS (UPDATE rentals SET state = 'active', starts_at = now(), \
+             ends_at = now() + make_interval(hours => (SELECT rental_hours FROM devices WHERE id = rentals.device_id)), \
+             login_name = $2, login_secret_enc = $3, claim_hash = $4, claim_secret_enc = $5, updated_at = now() \
+             WHERE id = $1 RETURNING *) SELECT ",
+            rental_columns!(),
+            " FROM r"
+        ))
+        .bind(rental)
+        .bind(new_login_name())
+        .bind(secrets.seal(secret.as_bytes()))
+        .bind(crate::crypto::token_hash(&token))
+        .bind(secrets.seal(token.as_bytes()))
+        .fetch_one(&mut *conn)
+        .await?
+    } else if current.state == RentalState::Active {
+        current
+    } else {
+        return Err(RentalError::NotActive);
+    };
+    let sealed: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT claim_secret_enc FROM rentals WHERE id = $1")
+            .bind(rental.id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let claim_token = sealed
+        .map(|s| {
+            secrets
+                .open(&s)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        })
+        .transpose()?;
+    Ok(Activated {
+        rental,
+        claim_token,
+    })
+}
+
+/// A signed-in user claims a marketplace rental with the token from its delivery: it becomes theirs, and
+/// the token stops working.
+pub async fn claim(
+    conn: &mut sqlx::PgConnection,
+    token: &str,
+    renter: Uuid,
+) -> Result<Rental, RentalError> {
+    sqlx::query_as::<_, Rental>(concat!(
+        "WITH r AS (UPDATE rentals SET renter_id = $2, claim_hash = NULL, claim_secret_enc = NULL, updated_at = now() \
+         WHERE claim_hash = $1 AND renter_id IS NULL AND state = 'active' RETURNING *) SELECT ",
+        rental_columns!(),
+        " FROM r"
+    ))
+    .bind(crate::crypto::token_hash(token))
+    .bind(renter)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(RentalError::NotFound)
 }

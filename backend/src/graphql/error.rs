@@ -212,6 +212,7 @@ impl From<crate::rentals::RentalError> for ApiError {
             )]),
             R::Db(d) | R::Ledger(crate::ledger::LedgerError::Db(d)) => d.into(),
             R::Ledger(crate::ledger::LedgerError::Zero) => Self::conflict(None, e.to_string()),
+            R::Crypto(c) => c.into(),
         }
     }
 }

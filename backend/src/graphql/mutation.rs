@@ -512,6 +512,36 @@ impl MutationRoot {
         })
     }
 
+    /// Claims a rental bought on a marketplace, with the token from its delivery link: it becomes the
+    /// signed-in user's, who then sees its login and connection details. The token works once.
+    async fn claim_rental(&self, ctx: &Context<'_>, token: String) -> ApiResult<RentalObject> {
+        let user = ctx.viewer().user()?.id;
+        if token.is_empty() || token.len() > 200 {
+            return Err(ValidationError::new("token", "is not a claim token").into());
+        }
+        let mut tx = ctx.shared().pool.begin().await?;
+        let rental = rentals::claim(&mut tx, &token, user)
+            .await
+            .map_err(|e| match e {
+                rentals::RentalError::NotFound => ApiError::not_found("claimable rental"),
+                other => other.into(),
+            })?;
+        crate::audit::record(
+            &mut tx,
+            &ctx.viewer().actor()?,
+            "rental.claim",
+            "rental",
+            rental.id,
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(RentalObject {
+            rental,
+            access: RentalAccess::Renter,
+        })
+    }
+
     /// Changes a user's role. Admins only; not their own.
     async fn set_user_role(
         &self,

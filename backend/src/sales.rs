@@ -1,0 +1,150 @@
+//! Selling devices on marketplaces: each paid order becomes one rental with access, delivered once.
+//!
+//! For every order a marketplace reports: take it (one rental per marketplace order id, with its ledger
+//! entries), start the rental (login, claim token, its time), deliver a note with a claim link (never the
+//! password: fulfilment notes are visible to moderators), mark the order handled, and take the listing
+//! down. Each step is idempotent, so a crash anywhere is repaired by the next pass: a delivered order is
+//! not delivered again, a taken order is not taken again.
+
+use crate::crypto::SecretBox;
+use crate::marketplace::{MarketError, Marketplace, Order};
+use crate::rentals::{self, Activated, RentalError, Taken};
+use p2pvps_shared::RentalState;
+use sqlx::PgPool;
+
+/// What the deliveries need to say.
+#[derive(Debug, Clone)]
+pub struct SaleSettings {
+    /// The platform's fee, in basis points.
+    pub fee_bps: u32,
+    /// The dashboard's public base URL; claim links are `<base>/claim/<token>`.
+    pub dashboard: String,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub delivered: usize,
+    pub oversold: usize,
+    pub unknown: usize,
+    pub failed: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SaleError {
+    #[error(transparent)]
+    Market(#[from] MarketError),
+    #[error(transparent)]
+    Rental(#[from] RentalError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Handles every order the marketplace reports now. One failing order does not stop the others; it
+/// stays unhandled and is tried again on the next pass.
+pub async fn process_orders(
+    pool: &PgPool,
+    secrets: &SecretBox,
+    market: &dyn Marketplace,
+    settings: &SaleSettings,
+) -> Result<Report, MarketError> {
+    let mut report = Report::default();
+    for order in market.new_orders().await? {
+        match process(pool, secrets, market, settings, &order).await {
+            Ok(Outcome::Delivered) => report.delivered += 1,
+            Ok(Outcome::Oversold) => report.oversold += 1,
+            Ok(Outcome::Unknown) => report.unknown += 1,
+            Ok(Outcome::Done) => {}
+            Err(e) => {
+                tracing::warn!(marketplace = market.name(), order = %order.id, error = %e, "order not handled; will retry");
+                report.failed += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+enum Outcome {
+    Delivered,
+    Oversold,
+    Unknown,
+    Done,
+}
+
+async fn process(
+    pool: &PgPool,
+    secrets: &SecretBox,
+    market: &dyn Marketplace,
+    settings: &SaleSettings,
+    order: &Order,
+) -> Result<Outcome, SaleError> {
+    let name = market.name();
+    let mut tx = pool.begin().await?;
+    let taken = rentals::take_order(
+        &mut tx,
+        name,
+        &order.id,
+        &order.slug,
+        order.paid.as_ref(),
+        settings.fee_bps,
+    )
+    .await?;
+    let rental = match taken {
+        Taken::New(r) | Taken::Seen(r)
+            if matches!(
+                r.state,
+                RentalState::Paid | RentalState::Provisioning | RentalState::Active
+            ) =>
+        {
+            r
+        }
+        Taken::Oversold(r) => {
+            tx.commit().await?;
+            tracing::warn!(marketplace = name, order = %order.id, rental = %r.id, "device sold twice; order recorded as refunded (refund it on the marketplace)");
+            market.mark_handled(order).await?;
+            return Ok(Outcome::Oversold);
+        }
+        Taken::UnknownListing => {
+            tx.rollback().await?;
+            tracing::warn!(marketplace = name, order = %order.id, slug = %order.slug, "order for a listing that is not ours; marked handled");
+            market.mark_handled(order).await?;
+            return Ok(Outcome::Unknown);
+        }
+        // Ended, refunded or cancelled since: nothing to deliver any more.
+        Taken::Seen(_) | Taken::New(_) => {
+            tx.commit().await?;
+            market.mark_handled(order).await?;
+            return Ok(Outcome::Done);
+        }
+    };
+    let activated = rentals::activate(&mut tx, secrets, rental.id).await?;
+    tx.commit().await?;
+    market.deliver(order, &note(&activated, settings)).await?;
+    market.mark_handled(order).await?;
+    market.delist(&order.slug).await?;
+    let mut conn = pool.acquire().await?;
+    crate::listings::mark_withdrawn(&mut conn, name, &order.slug).await?;
+    tracing::info!(marketplace = name, order = %order.id, rental = %activated.rental.id, "order delivered");
+    Ok(Outcome::Delivered)
+}
+
+/// The delivery note: where to claim the rental. No password (notes are kept in both parties' contracts
+/// and shown to a moderator in a dispute); only letters, digits and URL characters (marketplaces escape
+/// the rest).
+fn note(activated: &Activated, settings: &SaleSettings) -> String {
+    let ends = activated
+        .rental
+        .ends_at
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    match &activated.claim_token {
+        Some(token) => format!(
+            "Your p2pvps rental is ready until {ends}. Claim it (sign in or create a free account): {}/claim/{token} . Your login and ready-to-paste SSH commands are then on your Rentals page.",
+            settings.dashboard.trim_end_matches('/')
+        ),
+        None => format!(
+            "Your p2pvps rental is ready until {ends}. It is on your Rentals page at {}/rentals .",
+            settings.dashboard.trim_end_matches('/')
+        ),
+    }
+}
