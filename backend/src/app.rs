@@ -35,6 +35,27 @@ pub struct Settings {
     pub ssh: Option<crate::ssh::SshSettings>,
     /// The web gateway for devices' sites; `None` runs none.
     pub gateway: Option<crate::gateway::GatewaySettings>,
+    /// A marketplace to sell devices on; `None` sells nowhere.
+    pub market: Option<MarketSettings>,
+}
+
+/// A marketplace and how to sell on it.
+#[derive(Clone)]
+pub struct MarketSettings {
+    pub market: Arc<dyn crate::marketplace::Marketplace>,
+    pub sale: crate::sales::SaleSettings,
+    /// How often listings and orders are checked without a hint from the marketplace.
+    pub poll: Duration,
+}
+
+impl std::fmt::Debug for MarketSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MarketSettings")
+            .field("market", &self.market.name())
+            .field("sale", &self.sale)
+            .field("poll", &self.poll)
+            .finish()
+    }
 }
 
 impl Settings {
@@ -50,6 +71,7 @@ impl Settings {
             cookie_secure: false,
             ssh: None,
             gateway: None,
+            market: None,
             public_host: "127.0.0.1".to_owned(),
         }
     }
@@ -155,6 +177,17 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
     });
     let schema = graphql::schema(Arc::clone(&shared), Arc::clone(&metrics));
     spawn_housekeeping(Arc::clone(&shared), stop.clone());
+    if let Some(m) = settings.market.clone() {
+        crate::sales::spawn(
+            pool.clone(),
+            settings.secrets.clone(),
+            m.market,
+            m.sale,
+            m.poll,
+            &shared.bus,
+            stop.clone(),
+        );
+    }
     let state = AppState {
         shared,
         schema,

@@ -65,6 +65,40 @@ pub fn gateway_settings(
     }))
 }
 
+/// The marketplace to sell on, from its flags: `None` without `--openbazaar-url`.
+pub fn market_settings(
+    args: &crate::config::MarketArgs,
+    dashboard: &str,
+) -> anyhow::Result<Option<crate::app::MarketSettings>> {
+    use crate::marketplace::openbazaar::{Credentials, OpenBazaar};
+    let Some(url) = &args.openbazaar_url else {
+        return Ok(None);
+    };
+    let credentials = match (
+        &args.openbazaar_user,
+        &args.openbazaar_password,
+        &args.openbazaar_cookie,
+    ) {
+        (Some(user), Some(password), _) => Credentials::Basic {
+            user: user.clone(),
+            password: password.clone(),
+        },
+        (_, _, Some(cookie)) => Credentials::Cookie(cookie.clone()),
+        _ => bail!(
+            "--openbazaar-url needs credentials: --openbazaar-user and --openbazaar-password, or --openbazaar-cookie"
+        ),
+    };
+    let market = OpenBazaar::new(url, credentials)?;
+    Ok(Some(crate::app::MarketSettings {
+        market: Arc::new(market),
+        sale: crate::sales::SaleSettings {
+            fee_bps: args.platform_fee,
+            dashboard: dashboard.to_owned(),
+        },
+        poll: std::time::Duration::from_secs(args.market_poll),
+    }))
+}
+
 pub async fn user_create(
     pool: &PgPool,
     email: &str,

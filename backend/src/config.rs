@@ -204,6 +204,62 @@ pub struct ServeArgs {
     pub bootstrap_admin: Option<String>,
     #[command(flatten)]
     pub gateway: GatewayArgs,
+    #[command(flatten)]
+    pub market: MarketArgs,
+}
+
+/// Selling devices on an OpenBazaar node.
+#[derive(Debug, Clone, Args)]
+pub struct MarketArgs {
+    /// URL of an OpenBazaar node's API (e.g. http://127.0.0.1:4002); devices offered for rent are listed
+    /// there and its paid orders become rentals.
+    #[arg(long, env = "P2PVPS_OPENBAZAAR_URL", value_name = "URL")]
+    pub openbazaar_url: Option<String>,
+    /// The node's API user name (with --openbazaar-password).
+    #[arg(
+        long,
+        env = "P2PVPS_OPENBAZAAR_USER",
+        value_name = "NAME",
+        requires = "openbazaar_password"
+    )]
+    pub openbazaar_user: Option<String>,
+    /// The node's API password (the node's config holds its SHA-256).
+    #[arg(
+        long,
+        env = "P2PVPS_OPENBAZAAR_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        requires = "openbazaar_user"
+    )]
+    pub openbazaar_password: Option<String>,
+    /// The node's auth cookie value (from its `.cookie` file), when it has no user name and password.
+    #[arg(
+        long,
+        env = "P2PVPS_OPENBAZAAR_COOKIE",
+        value_name = "VALUE",
+        hide_env_values = true,
+        conflicts_with = "openbazaar_user"
+    )]
+    pub openbazaar_cookie: Option<String>,
+    /// The platform's share of each payment, in percent (the owner earns the rest).
+    #[arg(long, env = "P2PVPS_PLATFORM_FEE", value_name = "PERCENT", default_value = "10", value_parser = parse_percent)]
+    pub platform_fee: u32,
+    /// Seconds between checks of listings and orders (an OpenBazaar websocket hint comes sooner).
+    #[arg(long, env = "P2PVPS_MARKET_POLL", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub market_poll: u64,
+}
+
+/// `7.5` → 750 basis points.
+fn parse_percent(text: &str) -> Result<u32, String> {
+    let p: f64 = text
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{text}` is not a percentage"))?;
+    if !(0.0..=100.0).contains(&p) {
+        return Err("must be between 0 and 100".to_owned());
+    }
+    Ok((p * 100.0).round() as u32)
 }
 
 /// The web gateway: devices' sites at SUBDOMAIN.DOMAIN.

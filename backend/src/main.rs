@@ -130,6 +130,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     auth_timeout: p2pvps_server::ssh::AUTH_TIMEOUT,
                 }),
                 gateway: cli::gateway_settings(global, &args.gateway, args.tunnel_bind)?,
+                market: cli::market_settings(
+                    &args.market,
+                    args.public_url
+                        .as_deref()
+                        .unwrap_or(&format!("http://{}", args.http)),
+                )?,
             };
             let running = app::start(settings, pool).await?;
             let base = format!("http://{}", running.addr);

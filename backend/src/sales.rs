@@ -148,3 +148,98 @@ fn note(activated: &Activated, settings: &SaleSettings) -> String {
         ),
     }
 }
+
+/// Runs the selling work for one marketplace until `stop`: on the instance holding leadership, every
+/// `poll`, and at once when the marketplace hints at an order or a device's status or rental changes
+/// (on any instance): reconcile listings, then handle orders.
+/// Failures back off (1 s doubling up to `poll`); other instances check every few seconds whether the
+/// leader is gone.
+pub fn spawn(
+    pool: PgPool,
+    secrets: SecretBox,
+    market: std::sync::Arc<dyn Marketplace>,
+    settings: SaleSettings,
+    poll: std::time::Duration,
+    bus: &crate::events::Bus,
+    stop: crate::shutdown::Shutdown,
+) {
+    use std::time::Duration;
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (mut statuses, mut ended) = (bus.subscribe(), bus.rental_ended());
+    let changes = {
+        let (wake, stop) = (std::sync::Arc::clone(&wake), stop.clone());
+        async move {
+            loop {
+                let closed = tokio::select! {
+                    s = statuses.recv() => matches!(s, Err(tokio::sync::broadcast::error::RecvError::Closed)),
+                    e = ended.recv() => matches!(e, Err(tokio::sync::broadcast::error::RecvError::Closed)),
+                    () = stop.wait() => return,
+                };
+                if closed {
+                    return;
+                }
+                wake.notify_one();
+            }
+        }
+    };
+    tokio::spawn(changes);
+    let watcher = {
+        let (market, wake, stop) = (
+            std::sync::Arc::clone(&market),
+            std::sync::Arc::clone(&wake),
+            stop.clone(),
+        );
+        async move {
+            tokio::select! {
+                () = market.watch(wake) => {}
+                () = stop.wait() => {}
+            }
+        }
+    };
+    tokio::spawn(watcher);
+    tokio::spawn(async move {
+        let mut leadership = crate::leader::Leadership::new(crate::leader::MARKETPLACE_KEY);
+        let follower_check = Duration::from_secs(3);
+        let mut backoff = Duration::from_secs(1);
+        let mut wait = Duration::ZERO;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = wake.notified() => {}
+                () = stop.wait() => return,
+            }
+            if !leadership.check(&pool).await {
+                wait = follower_check;
+                continue;
+            }
+            let name = market.name();
+            let listed = crate::reconcile::reconcile(&pool, market.as_ref()).await;
+            let sold = process_orders(&pool, &secrets, market.as_ref(), &settings).await;
+            match (&listed, &sold) {
+                (Ok(l), Ok(r)) if l.failed == 0 && r.failed == 0 => {
+                    if l.listed + l.delisted + r.delivered > 0 {
+                        tracing::info!(
+                            marketplace = name,
+                            listed = l.listed,
+                            delisted = l.delisted,
+                            delivered = r.delivered,
+                            "marketplace pass"
+                        );
+                    }
+                    backoff = Duration::from_secs(1);
+                    wait = poll;
+                }
+                _ => {
+                    if let Err(e) = &listed {
+                        tracing::warn!(marketplace = name, error = %e, "listing pass failed");
+                    }
+                    if let Err(e) = &sold {
+                        tracing::warn!(marketplace = name, error = %e, "order pass failed");
+                    }
+                    wait = backoff.min(poll);
+                    backoff = (backoff * 2).min(poll);
+                }
+            }
+        }
+    });
+}

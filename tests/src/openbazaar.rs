@@ -94,6 +94,10 @@ struct Node {
     calls: Vec<String>,
     faults: VecDeque<Fault>,
     counter: u64,
+    /// `listed <slug>`, `delisted <slug>`, `fulfilled <order id>`, as they happen.
+    events: broadcast::Sender<String>,
+    /// Answer `/ws` upgrades with 404 (a node whose websocket is unreachable).
+    no_websocket: bool,
 }
 
 impl Node {
@@ -129,6 +133,8 @@ impl FakeNode {
             calls: Vec::new(),
             faults: VecDeque::new(),
             counter: 0,
+            events: broadcast::channel(64).0,
+            no_websocket: false,
         }));
         let (frames, _) = broadcast::channel(256);
         let shared: Shared = (Arc::clone(&node), frames.clone());
@@ -157,6 +163,16 @@ impl FakeNode {
 
     pub fn listing(&self, slug: &str) -> Option<Value> {
         self.lock().listings.get(slug).cloned()
+    }
+
+    /// What happens from now on: `listed <slug>`, `delisted <slug>`, `fulfilled <order id>`.
+    pub fn events(&self) -> broadcast::Receiver<String> {
+        self.lock().events.subscribe()
+    }
+
+    /// Makes `/ws` unreachable, so clients rely on polling.
+    pub fn refuse_websockets(&self) {
+        self.lock().no_websocket = true;
     }
 
     pub fn sale(&self, order_id: &str) -> Option<Sale> {
@@ -317,7 +333,13 @@ async fn websocket(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let auth = node.lock().unwrap_or_else(|p| p.into_inner()).auth.clone();
+    let (auth, refused) = {
+        let n = node.lock().unwrap_or_else(|p| p.into_inner());
+        (n.auth.clone(), n.no_websocket)
+    };
+    if refused {
+        return (StatusCode::NOT_FOUND, "404 page not found").into_response();
+    }
     if !authorized(&auth, &headers) {
         return forbidden();
     }
@@ -476,6 +498,7 @@ fn handle(
             };
             listing["slug"] = json!(slug);
             node.listings.insert(slug.clone(), listing);
+            let _ = node.events.send(format!("listed {slug}"));
             ok(json!({"slug": slug}))
         }
         ("PUT", p) if p.starts_with("/ob/listing") => {
@@ -489,12 +512,17 @@ fn handle(
             if let Err(reason) = validate(&mut listing, &node) {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, &reason);
             }
+            let _ = node.events.send(format!("listed {slug}"));
             node.listings.insert(slug, listing);
             ok(json!({}))
         }
         ("DELETE", p) if p.starts_with("/ob/listing") => {
-            match node.listings.remove(&rest("/ob/listing")) {
-                Some(_) => ok(json!({})),
+            let slug = rest("/ob/listing");
+            match node.listings.remove(&slug) {
+                Some(_) => {
+                    let _ = node.events.send(format!("delisted {slug}"));
+                    ok(json!({}))
+                }
                 None => error(StatusCode::NOT_FOUND, "Listing not found."),
             }
         }
@@ -573,6 +601,7 @@ fn handle(
                 return error(StatusCode::BAD_REQUEST, "unexpected end of JSON input");
             };
             let id = fulfillment["orderId"].as_str().unwrap_or("").to_owned();
+            let events = node.events.clone();
             match node.sales.get_mut(&id) {
                 None => error(StatusCode::NOT_FOUND, "order not found"),
                 Some(sale) if !matches!(sale.state, 3 | 4) => error(
@@ -582,6 +611,7 @@ fn handle(
                 Some(sale) => {
                     sale.state = FULFILLED;
                     sale.fulfillment = Some(fulfillment);
+                    let _ = events.send(format!("fulfilled {id}"));
                     ok(json!({}))
                 }
             }
@@ -733,4 +763,23 @@ fn validate(listing: &mut Value, node: &Node) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Waits (up to `within`) for the event `wanted` on `events`; false if it did not come.
+pub async fn event(
+    events: &mut broadcast::Receiver<String>,
+    wanted: &str,
+    within: Duration,
+) -> bool {
+    tokio::time::timeout(within, async {
+        loop {
+            match events.recv().await {
+                Ok(e) if e == wanted => return true,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
 }

@@ -175,3 +175,136 @@ async fn a_pass_cut_off_after_delivering_does_not_deliver_again(pool: PgPool) {
     );
     app.stop().await;
 }
+
+/// A server selling on `node` (polling every `poll`), an owner's device offered for rent and online.
+async fn selling(pool: PgPool, node: &FakeNode, poll: std::time::Duration) -> (TestApp, String) {
+    let market = OpenBazaar::new(&node.url(), Credentials::Cookie("c".into())).unwrap();
+    let app = TestApp::start_with(pool, move |s| {
+        s.market = Some(p2pvps_server::app::MarketSettings {
+            market: std::sync::Arc::new(market),
+            sale: SaleSettings {
+                fee_bps: DEFAULT_FEE_BPS,
+                dashboard: "https://p2pvps.example".into(),
+            },
+            poll,
+        });
+    })
+    .await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let r = owner
+        .gql(
+            "mutation { createDevice(input: {name: \"pi\", price: {minor: 300, currency: \"USD\"}, forRent: true}) { device { id } } }",
+            json!({}),
+        )
+        .await;
+    let device = r
+        .ok()
+        .data("createDevice.device.id")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (app, device)
+}
+
+fn slug_of(device: &str) -> String {
+    p2pvps_server::reconcile::slug(device.parse().unwrap())
+}
+
+async fn go_online(app: &TestApp, device: &str) {
+    p2pvps_server::devices::record_status(
+        &app.pool,
+        device.parse().unwrap(),
+        p2pvps_shared::DeviceStatus::Online,
+    )
+    .await
+    .unwrap();
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn with_the_websocket_hint_an_order_is_delivered_within_two_seconds(pool: PgPool) {
+    use p2pvps_tests::openbazaar::event;
+    use std::time::Duration;
+    let node = FakeNode::start(Schema::V5, Auth::Cookie("c".into())).await;
+    let mut events = node.events();
+    // Polling only every 10 minutes: anything sooner comes from the hint (or the change of the device).
+    let (app, device) = selling(pool, &node, Duration::from_secs(600)).await;
+    let slug = slug_of(&device);
+    // Listed only once online (the first pass ran at start, before that).
+    go_online(&app, &device).await;
+    // The pass after the change: here the websocket's first connection wakes the worker too, so wait
+    // for the listing by its event.
+    node.notify("follow", json!({"peerId": "QmFan"}));
+    assert!(
+        event(
+            &mut events,
+            &format!("listed {slug}"),
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    let order = node.fund_order(&slug).unwrap();
+    assert!(
+        event(
+            &mut events,
+            &format!("fulfilled {order}"),
+            Duration::from_secs(2)
+        )
+        .await,
+        "delivered within 2 s of the order"
+    );
+    assert!(
+        event(
+            &mut events,
+            &format!("delisted {slug}"),
+            Duration::from_secs(2)
+        )
+        .await
+    );
+    let state: String = sqlx::query_scalar("SELECT state FROM rentals")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "active");
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn without_the_hint_polling_delivers_and_an_ended_rental_is_relisted(pool: PgPool) {
+    use p2pvps_tests::openbazaar::event;
+    use std::time::Duration;
+    let node = FakeNode::start(Schema::V4, Auth::Cookie("c".into())).await;
+    node.refuse_websockets();
+    let mut events = node.events();
+    let poll = Duration::from_secs(1);
+    let (app, device) = selling(pool, &node, poll).await;
+    let slug = slug_of(&device);
+    go_online(&app, &device).await;
+    assert!(event(&mut events, &format!("listed {slug}"), poll * 5).await);
+    let order = node.fund_order(&slug).unwrap();
+    assert!(
+        event(&mut events, &format!("fulfilled {order}"), poll * 3).await,
+        "delivered within a poll interval (with slack for the pass itself)"
+    );
+    assert!(event(&mut events, &format!("delisted {slug}"), poll * 3).await);
+    // The rental ends: the device is listed again, with a fresh expiry.
+    let rental: uuid::Uuid = sqlx::query_scalar("SELECT id FROM rentals")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let mut tx = app.pool.begin().await.unwrap();
+    p2pvps_server::rentals::end(&mut tx, &p2pvps_server::audit::Actor::system(), rental)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        event(&mut events, &format!("listed {slug}"), poll * 5).await,
+        "relisted"
+    );
+    let expiry = node.listing(&slug).unwrap()["metadata"]["expiry"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let expiry = chrono::DateTime::parse_from_rfc3339(&expiry).unwrap();
+    assert!(expiry > chrono::Utc::now() + chrono::Duration::days(20));
+    app.stop().await;
+}

@@ -76,4 +76,10 @@ pub trait Marketplace: Send + Sync {
     async fn deliver(&self, order: &Order, note: &str) -> Result<(), MarketError>;
     /// Records that the order has been handled (it stops appearing in `new_orders`' notifications).
     async fn mark_handled(&self, order: &Order) -> Result<(), MarketError>;
+    /// Watches the marketplace's push channel, if it has one, waking `wake` when an order may have
+    /// arrived (a hint only: orders are always read with `new_orders`). Runs until dropped.
+    async fn watch(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        let _ = wake;
+        std::future::pending::<()>().await
+    }
 }

@@ -7,6 +7,7 @@
 //! read at once, so none can block an order) and, as a safety net, from sales awaiting fulfillment.
 
 use super::{ListingSpec, MarketError, Marketplace, Order};
+use base64::Engine;
 use p2pvps_shared::Money;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -304,6 +305,51 @@ impl Marketplace for OpenBazaar {
         self.call(Method::POST, "/ob/orderfulfillment", Some(&body))
             .await
             .map(|_| ())
+    }
+
+    /// `/ws` frames `{"notification": {"type": "order", ...}}` wake the caller; the connection is kept up
+    /// with backoff (1 s doubling to 30 s). The node never replays missed frames, so they are only hints.
+    async fn watch(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}/ws", self.base.replacen("http", "ws", 1));
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let connected = async {
+                let mut request = url.as_str().into_client_request().ok()?;
+                let auth = match &self.credentials {
+                    Credentials::Basic { user, password } => format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD
+                            .encode(format!("{user}:{password}"))
+                    ),
+                    Credentials::Cookie(c) => format!("OpenBazaar_Auth_Cookie={c}"),
+                };
+                let header = match &self.credentials {
+                    Credentials::Basic { .. } => "authorization",
+                    Credentials::Cookie(_) => "cookie",
+                };
+                request.headers_mut().insert(header, auth.parse().ok()?);
+                tokio_tungstenite::connect_async(request).await.ok()
+            }
+            .await;
+            if let Some((mut ws, _)) = connected {
+                backoff = Duration::from_secs(1);
+                // A new connection may have missed frames: look now.
+                wake.notify_one();
+                while let Some(Ok(frame)) = ws.next().await {
+                    if let Ok(text) = frame.to_text()
+                        && let Ok(v) = serde_json::from_str::<Value>(text)
+                        && v["notification"]["type"] == "order"
+                    {
+                        wake.notify_one();
+                    }
+                }
+                tracing::info!("OpenBazaar websocket closed; reconnecting");
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
     }
 
     async fn mark_handled(&self, order: &Order) -> Result<(), MarketError> {
