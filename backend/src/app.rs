@@ -185,6 +185,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
             m.sale,
             m.poll,
             &shared.bus,
+            Arc::clone(&metrics),
             stop.clone(),
         );
     }

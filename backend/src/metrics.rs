@@ -120,8 +120,17 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MarketLabels {
+    pub marketplace: String,
+    /// An order's outcome (`delivered`, `oversold`, `unknown`, `order-failed`), a listing change
+    /// (`listed`, `delisted`, `listing-failed`) or a failed pass (`pass-failed`).
+    pub outcome: String,
+}
+
 pub struct Metrics {
     pub gateway: GatewayMetrics,
+    market: Family<MarketLabels, Counter>,
     registry: Registry,
     ssh_tunnels: Gauge,
     ssh_bytes: Family<DirectionLabels, Counter>,
@@ -200,6 +209,12 @@ impl Metrics {
             "Web requests answered by the gateway itself, by reason",
             gateway.refused.clone(),
         );
+        let market = Family::<MarketLabels, Counter>::default();
+        registry.register(
+            "marketplace_events",
+            "Marketplace orders handled, listing changes and failed passes, by outcome",
+            market.clone(),
+        );
         let db_pool_size = Gauge::default();
         let db_pool_idle = Gauge::default();
         registry.register(
@@ -234,6 +249,7 @@ impl Metrics {
         );
         Arc::new(Self {
             gateway,
+            market,
             registry,
             ssh_tunnels,
             ssh_bytes,
@@ -260,6 +276,18 @@ impl Metrics {
                     direction: direction.to_owned(),
                 })
                 .inc_by(n);
+        }
+    }
+
+    /// Counts `n` marketplace events of one outcome.
+    pub fn market(&self, marketplace: &str, outcome: &str, n: usize) {
+        if n > 0 {
+            self.market
+                .get_or_create(&MarketLabels {
+                    marketplace: marketplace.to_owned(),
+                    outcome: outcome.to_owned(),
+                })
+                .inc_by(n as u64);
         }
     }
 

@@ -161,6 +161,7 @@ pub fn spawn(
     settings: SaleSettings,
     poll: std::time::Duration,
     bus: &crate::events::Bus,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     stop: crate::shutdown::Shutdown,
 ) {
     use std::time::Duration;
@@ -215,6 +216,20 @@ pub fn spawn(
             let name = market.name();
             let listed = crate::reconcile::reconcile(&pool, market.as_ref()).await;
             let sold = process_orders(&pool, &secrets, market.as_ref(), &settings).await;
+            if let Ok(l) = &listed {
+                metrics.market(name, "listed", l.listed);
+                metrics.market(name, "delisted", l.delisted);
+                metrics.market(name, "listing-failed", l.failed);
+            }
+            if let Ok(r) = &sold {
+                metrics.market(name, "delivered", r.delivered);
+                metrics.market(name, "oversold", r.oversold);
+                metrics.market(name, "unknown", r.unknown);
+                metrics.market(name, "order-failed", r.failed);
+            }
+            if listed.is_err() || sold.is_err() {
+                metrics.market(name, "pass-failed", 1);
+            }
             match (&listed, &sold) {
                 (Ok(l), Ok(r)) if l.failed == 0 && r.failed == 0 => {
                     if l.listed + l.delisted + r.delivered > 0 {

@@ -306,5 +306,12 @@ async fn without_the_hint_polling_delivers_and_an_ended_rental_is_relisted(pool:
         .to_owned();
     let expiry = chrono::DateTime::parse_from_rfc3339(&expiry).unwrap();
     assert!(expiry > chrono::Utc::now() + chrono::Duration::days(20));
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(
+            "p2pvps_marketplace_events_total{marketplace=\"openbazaar\",outcome=\"delivered\"} 1"
+        ),
+        "{metrics}"
+    );
     app.stop().await;
 }

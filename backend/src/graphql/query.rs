@@ -103,6 +103,16 @@ impl QueryRoot {
         ctx.viewer().user.clone().map(UserObject)
     }
 
+    /// The platform's fees earned, per currency, net of refunds (from the ledger). Admins only.
+    async fn platform_earnings(&self, ctx: &Context<'_>) -> ApiResult<Vec<MoneyObject>> {
+        ctx.viewer().admin()?;
+        let rows = crate::ledger::balance(&ctx.shared().pool, "platform").await?;
+        Ok(rows
+            .into_iter()
+            .map(|(currency, minor)| MoneyObject { minor, currency })
+            .collect())
+    }
+
     /// Devices the viewer may see: an owner's own, a renter's rented ones, every device for an admin.
     async fn devices(
         &self,

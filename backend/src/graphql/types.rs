@@ -64,6 +64,19 @@ impl UserObject {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// What this user has earned as an owner, per currency: rental payments less the platform's fee,
+    /// less refunds (from the ledger). The user and admins only.
+    async fn earnings(&self, ctx: &Context<'_>) -> ApiResult<Vec<MoneyObject>> {
+        let viewer = ctx.viewer().user()?;
+        if viewer.id != self.0.id && viewer.role != p2pvps_shared::Role::Admin {
+            return Err(ApiError::forbidden("read another user's earnings"));
+        }
+        let rows = crate::ledger::owner_earnings(&ctx.shared().pool, self.0.id).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(currency, minor)| MoneyObject { minor, currency })
+            .collect())
+    }
 }
 
 /// An amount in the currency's smallest unit (cents, satoshis).
