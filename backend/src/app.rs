@@ -39,24 +39,7 @@ pub struct Settings {
     pub market: Option<MarketSettings>,
 }
 
-/// A marketplace and how to sell on it.
-#[derive(Clone)]
-pub struct MarketSettings {
-    pub market: Arc<dyn crate::marketplace::Marketplace>,
-    pub sale: crate::sales::SaleSettings,
-    /// How often listings and orders are checked without a hint from the marketplace.
-    pub poll: Duration,
-}
-
-impl std::fmt::Debug for MarketSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MarketSettings")
-            .field("market", &self.market.name())
-            .field("sale", &self.sale)
-            .field("poll", &self.poll)
-            .finish()
-    }
-}
+pub use crate::sales::MarketSettings;
 
 impl Settings {
     /// Defaults for a local instance: port 0, no dashboard, a fresh random key.
@@ -181,9 +164,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         crate::sales::spawn(
             pool.clone(),
             settings.secrets.clone(),
-            m.market,
-            m.sale,
-            m.poll,
+            m,
             &shared.bus,
             Arc::clone(&metrics),
             stop.clone(),

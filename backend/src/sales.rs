@@ -21,6 +21,25 @@ pub struct SaleSettings {
     pub dashboard: String,
 }
 
+/// A marketplace and how to sell on it.
+#[derive(Clone)]
+pub struct MarketSettings {
+    pub market: std::sync::Arc<dyn Marketplace>,
+    pub sale: SaleSettings,
+    /// How often listings and orders are checked without a hint from the marketplace.
+    pub poll: std::time::Duration,
+}
+
+impl std::fmt::Debug for MarketSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MarketSettings")
+            .field("market", &self.market.name())
+            .field("sale", &self.sale)
+            .field("poll", &self.poll)
+            .finish()
+    }
+}
+
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -157,14 +176,17 @@ fn note(activated: &Activated, settings: &SaleSettings) -> String {
 pub fn spawn(
     pool: PgPool,
     secrets: SecretBox,
-    market: std::sync::Arc<dyn Marketplace>,
-    settings: SaleSettings,
-    poll: std::time::Duration,
+    selling: MarketSettings,
     bus: &crate::events::Bus,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     stop: crate::shutdown::Shutdown,
 ) {
     use std::time::Duration;
+    let MarketSettings {
+        market,
+        sale: settings,
+        poll,
+    } = selling;
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let (mut statuses, mut ended) = (bus.subscribe(), bus.rental_ended());
     let changes = {
