@@ -2,16 +2,16 @@
 //! connection. If the leader dies (or loses its connection), PostgreSQL releases the lock and another
 //! instance takes it on its next try.
 
-use sqlx::PgPool;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::Postgres;
+use sqlx::{Connection, PgConnection, PgPool};
 
 /// Lock keys, one per kind of singleton work.
 pub const MARKETPLACE_KEY: i64 = 0x7032_7076_7073_0001;
 
 /// Held leadership; dropping it (or its connection failing) gives it up.
 pub struct Leadership {
-    conn: Option<PoolConnection<Postgres>>,
+    /// Detached from the pool: dropping it closes the connection, which releases the lock (a pooled
+    /// connection would go back to the pool still holding it).
+    conn: Option<PgConnection>,
     key: i64,
 }
 
@@ -24,7 +24,7 @@ impl Leadership {
     /// works, otherwise tries to take it.
     pub async fn check(&mut self, pool: &PgPool) -> bool {
         if let Some(conn) = &mut self.conn {
-            if sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok() {
+            if conn.ping().await.is_ok() {
                 return true;
             }
             tracing::warn!(key = self.key, "lost the connection holding leadership");
@@ -39,8 +39,7 @@ impl Leadership {
             .await;
         if taken.unwrap_or(false) {
             tracing::info!(key = self.key, "this instance now leads");
-            // Detached: the lock lives with this connection, which must not go back to the pool.
-            self.conn = Some(conn);
+            self.conn = Some(conn.detach());
             true
         } else {
             false

@@ -315,3 +315,56 @@ async fn without_the_hint_polling_delivers_and_an_ended_rental_is_relisted(pool:
     );
     app.stop().await;
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn another_instance_takes_over_when_the_leader_goes(pool: PgPool) {
+    use p2pvps_tests::openbazaar::event;
+    use std::time::Duration;
+    let node = FakeNode::start(Schema::V5, Auth::Cookie("c".into())).await;
+    node.refuse_websockets();
+    let mut events = node.events();
+    let poll = Duration::from_secs(1);
+    // The first instance leads: it lists the device once it comes online.
+    let options = (*pool.connect_options()).clone();
+    let (first, device) = selling(pool, &node, poll).await;
+    let slug = slug_of(&device);
+    go_online(&first, &device).await;
+    assert!(
+        event(
+            &mut events,
+            &format!("listed {slug}"),
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    // A second instance (its own connection pool) on the same database waits as a follower; the leader
+    // stops.
+    let own_pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_with(options)
+        .await
+        .unwrap();
+    let market = OpenBazaar::new(&node.url(), Credentials::Cookie("c".into())).unwrap();
+    let second = TestApp::start_with(own_pool, move |s| {
+        s.market = Some(p2pvps_server::app::MarketSettings {
+            market: std::sync::Arc::new(market),
+            sale: SaleSettings {
+                fee_bps: DEFAULT_FEE_BPS,
+                dashboard: "https://p2pvps.example".into(),
+            },
+            poll,
+        });
+    })
+    .await;
+    first.stop().await;
+    let order = node.fund_order(&slug).unwrap();
+    assert!(
+        event(
+            &mut events,
+            &format!("fulfilled {order}"),
+            Duration::from_secs(10)
+        )
+        .await,
+        "the follower took over and delivered"
+    );
+    second.stop().await;
+}
