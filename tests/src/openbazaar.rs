@@ -10,7 +10,7 @@
 //! fulfillment gate; `/ws` frames without replay, echoing what clients send.
 //!
 //! Test hooks are methods of [`FakeNode`], not HTTP paths (nothing can collide with OpenBazaar's API): a
-//! funded order for a listing, any other notification, faults (500, garbage, slow) for the next requests,
+//! funded order for a listing, any other notification, faults (500, garbage, a stall until released) for the next requests,
 //! and the call log.
 
 use axum::Router;
@@ -52,8 +52,8 @@ pub enum Fault {
     ServerError,
     /// 200 with a body that is not JSON.
     Garbage,
-    /// The answer comes after this long.
-    Slow(Duration),
+    /// No answer until the test calls [`FakeNode::release`] (a node that hangs).
+    Stall,
 }
 
 /// The order states of `pb/protos/orders.proto` the fake uses.
@@ -98,6 +98,8 @@ struct Node {
     events: broadcast::Sender<String>,
     /// Answer `/ws` upgrades with 404 (a node whose websocket is unreachable).
     no_websocket: bool,
+    /// Set by [`FakeNode::release`]: stalled requests answer.
+    released: tokio::sync::watch::Sender<bool>,
 }
 
 impl Node {
@@ -135,6 +137,7 @@ impl FakeNode {
             counter: 0,
             events: broadcast::channel(64).0,
             no_websocket: false,
+            released: tokio::sync::watch::channel(false).0,
         }));
         let (frames, _) = broadcast::channel(256);
         let shared: Shared = (Arc::clone(&node), frames.clone());
@@ -168,6 +171,11 @@ impl FakeNode {
     /// What happens from now on: `listed <slug>`, `delisted <slug>`, `fulfilled <order id>`.
     pub fn events(&self) -> broadcast::Receiver<String> {
         self.lock().events.subscribe()
+    }
+
+    /// Lets every stalled request (and any later one) answer.
+    pub fn release(&self) {
+        self.lock().released.send_replace(true);
     }
 
     /// Makes `/ws` unreachable, so clients rely on polling.
@@ -371,21 +379,23 @@ async fn api(State((node, frames)): State<Shared>, request: Request) -> Response
     let body = axum::body::to_bytes(body, 16 << 20)
         .await
         .unwrap_or_default();
-    let fault = {
+    let (fault, mut released) = {
         let mut n = node.lock().unwrap_or_else(|p| p.into_inner());
         n.calls
             .push(format!("{} {}", parts.method, parts.uri.path()));
         if !authorized(&n.auth, &parts.headers) {
             return forbidden();
         }
-        n.faults.pop_front()
+        (n.faults.pop_front(), n.released.subscribe())
     };
     match fault {
         Some(Fault::ServerError) => {
             return error(StatusCode::INTERNAL_SERVER_ERROR, "fault injected");
         }
         Some(Fault::Garbage) => return (StatusCode::OK, "<html>not json").into_response(),
-        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Stall) => {
+            let _ = released.wait_for(|r| *r).await;
+        }
         None => {}
     }
     let fake = FakeNode {

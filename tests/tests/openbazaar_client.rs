@@ -17,6 +17,18 @@ fn node_auth() -> Auth {
     }
 }
 
+/// Our adapter, logging in to `node` as `node_auth` expects.
+fn adapter(node: &FakeNode) -> OpenBazaar {
+    OpenBazaar::new(
+        &node.url(),
+        Credentials::Basic {
+            user: "ob".into(),
+            password: "secret-password".into(),
+        },
+    )
+    .unwrap()
+}
+
 fn spec() -> ListingSpec {
     ListingSpec {
         slug: "rent-0b7e5a52".into(),
@@ -29,14 +41,7 @@ fn spec() -> ListingSpec {
 
 async fn round_trip(schema: Schema) {
     let node = FakeNode::start(schema, node_auth()).await;
-    let ob = OpenBazaar::new(
-        &node.url(),
-        Credentials::Basic {
-            user: "ob".into(),
-            password: "secret-password".into(),
-        },
-    )
-    .unwrap();
+    let ob = adapter(&node);
     // Listed with a body the node accepts in its own schema; listing again updates it.
     ob.list(&spec()).await.unwrap();
     let listing = node.listing("rent-0b7e5a52").expect("listed");
@@ -150,14 +155,7 @@ async fn failures_are_classified() {
     assert!(matches!(err, MarketError::Auth), "{err}");
     assert!(!err.is_transient());
 
-    let ob = OpenBazaar::new(
-        &node.url(),
-        Credentials::Basic {
-            user: "ob".into(),
-            password: "secret-password".into(),
-        },
-    )
-    .unwrap();
+    let ob = adapter(&node);
     node.fail_next(1, Fault::ServerError);
     let err = ob.new_orders().await.unwrap_err();
     assert!(

@@ -315,6 +315,25 @@ async fn a_funded_order_is_notified_pushed_and_fulfilled_once() {
     let (status, body) = call(&node, reqwest::Method::GET, "/ob/config", None).await;
     assert_eq!(status, 200);
     assert!(serde_json::from_str::<Value>(&body).is_err());
+    // A stalled request answers only once released.
+    node.fail_next(1, Fault::Stall);
+    let stalled = tokio::spawn({
+        let node = node.clone();
+        async move {
+            call(&node, reqwest::Method::GET, "/ob/config", None)
+                .await
+                .0
+        }
+    });
+    let mut stalled = std::pin::pin!(stalled);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), &mut stalled)
+            .await
+            .is_err(),
+        "no answer while stalled"
+    );
+    node.release();
+    assert_eq!(stalled.await.unwrap(), 200);
     assert!(
         node.calls()
             .iter()

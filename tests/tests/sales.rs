@@ -46,10 +46,7 @@ async fn a_paid_order_is_delivered_once_and_claimed_by_its_buyer(pool: PgPool) {
     let node = FakeNode::start(Schema::V5, Auth::Cookie("c".into())).await;
     let ob = OpenBazaar::new(&node.url(), Credentials::Cookie("c".into())).unwrap();
     listed(&app, &ob, &device, "rent-pi").await;
-    let settings = SaleSettings {
-        fee_bps: DEFAULT_FEE_BPS,
-        dashboard: "https://p2pvps.example".into(),
-    };
+    let settings = settings();
 
     node.notify("follow", json!({"peerId": "QmFan"}));
     let order = node.fund_order("rent-pi").unwrap();
@@ -119,10 +116,7 @@ async fn a_pass_cut_off_after_delivering_does_not_deliver_again(pool: PgPool) {
     let node = FakeNode::start(Schema::V4, Auth::Cookie("c".into())).await;
     let ob = OpenBazaar::new(&node.url(), Credentials::Cookie("c".into())).unwrap();
     listed(&app, &ob, &device, "rent-pi").await;
-    let settings = SaleSettings {
-        fee_bps: DEFAULT_FEE_BPS,
-        dashboard: "https://p2pvps.example".into(),
-    };
+    let settings = settings();
     let order_id = node.fund_order("rent-pi").unwrap();
     // A pass that took the order and delivered it, then died before marking it handled.
     let orders = ob.new_orders().await.unwrap();
@@ -176,20 +170,30 @@ async fn a_pass_cut_off_after_delivering_does_not_deliver_again(pool: PgPool) {
     app.stop().await;
 }
 
-/// A server selling on `node` (polling every `poll`), an owner's device offered for rent and online.
-async fn selling(pool: PgPool, node: &FakeNode, poll: std::time::Duration) -> (TestApp, String) {
+/// Selling on `node` (cookie `c`), polling every `poll`.
+fn market_settings(
+    node: &FakeNode,
+    poll: std::time::Duration,
+) -> p2pvps_server::app::MarketSettings {
     let market = OpenBazaar::new(&node.url(), Credentials::Cookie("c".into())).unwrap();
-    let app = TestApp::start_with(pool, move |s| {
-        s.market = Some(p2pvps_server::app::MarketSettings {
-            market: std::sync::Arc::new(market),
-            sale: SaleSettings {
-                fee_bps: DEFAULT_FEE_BPS,
-                dashboard: "https://p2pvps.example".into(),
-            },
-            poll,
-        });
-    })
-    .await;
+    p2pvps_server::app::MarketSettings {
+        market: std::sync::Arc::new(market),
+        sale: settings(),
+        poll,
+    }
+}
+
+fn settings() -> SaleSettings {
+    SaleSettings {
+        fee_bps: DEFAULT_FEE_BPS,
+        dashboard: "https://p2pvps.example".into(),
+    }
+}
+
+/// A server selling on `node` (polling every `poll`), an owner's device offered for rent.
+async fn selling(pool: PgPool, node: &FakeNode, poll: std::time::Duration) -> (TestApp, String) {
+    let market = market_settings(node, poll);
+    let app = TestApp::start_with(pool, move |s| s.market = Some(market)).await;
     let owner = app.user("o@example.com", Role::Owner).await;
     let r = owner
         .gql(
@@ -343,18 +347,8 @@ async fn another_instance_takes_over_when_the_leader_goes(pool: PgPool) {
         .connect_with(options)
         .await
         .unwrap();
-    let market = OpenBazaar::new(&node.url(), Credentials::Cookie("c".into())).unwrap();
-    let second = TestApp::start_with(own_pool, move |s| {
-        s.market = Some(p2pvps_server::app::MarketSettings {
-            market: std::sync::Arc::new(market),
-            sale: SaleSettings {
-                fee_bps: DEFAULT_FEE_BPS,
-                dashboard: "https://p2pvps.example".into(),
-            },
-            poll,
-        });
-    })
-    .await;
+    let market = market_settings(&node, poll);
+    let second = TestApp::start_with(own_pool, move |s| s.market = Some(market)).await;
     first.stop().await;
     let order = node.fund_order(&slug).unwrap();
     assert!(
