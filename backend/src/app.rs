@@ -37,6 +37,10 @@ pub struct Settings {
     pub gateway: Option<crate::gateway::GatewaySettings>,
     /// A marketplace to sell devices on; `None` sells nowhere.
     pub market: Option<MarketSettings>,
+    /// The platform's share of each payment, in basis points (marketplace and storefront alike).
+    pub fee_bps: u32,
+    /// How storefront orders are paid.
+    pub payments: crate::payments::Providers,
 }
 
 pub use crate::sales::MarketSettings;
@@ -55,6 +59,8 @@ impl Settings {
             ssh: None,
             gateway: None,
             market: None,
+            fee_bps: crate::ledger::DEFAULT_FEE_BPS,
+            payments: crate::payments::Providers::default(),
             public_host: "127.0.0.1".to_owned(),
         }
     }
@@ -157,6 +163,8 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         ),
         bus,
         cookie_secure: settings.cookie_secure,
+        fee_bps: settings.fee_bps,
+        payments: settings.payments.clone(),
     });
     let schema = graphql::schema(Arc::clone(&shared), Arc::clone(&metrics));
     spawn_housekeeping(Arc::clone(&shared), stop.clone());
@@ -202,7 +210,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
     })
 }
 
-/// Periodic work every 30 s: end expired rentals, purge expired sessions, forget idle rate-limit keys.
+/// Periodic work every 30 s: end expired rentals, cancel orders left unpaid, purge expired sessions, forget idle rate-limit keys.
 /// (Every instance runs it; each step is idempotent and row-locked, so running it twice is harmless.)
 fn spawn_housekeeping(shared: Arc<Shared>, stop: Shutdown) {
     tokio::spawn(async move {
@@ -216,6 +224,13 @@ fn spawn_housekeeping(shared: Arc<Shared>, stop: Shutdown) {
                 Ok(n) if n > 0 => tracing::info!(ended = n, "ended expired rentals"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "ending expired rentals failed"),
+            }
+            match crate::storefront::expire(&shared.pool, crate::storefront::ORDER_HOLD).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(cancelled = n, "cancelled storefront orders left unpaid")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cancelling unpaid orders failed"),
             }
             shared.login_limiter.forget_idle();
             match sessions::purge_expired(&shared.pool).await {

@@ -296,6 +296,23 @@ pub async fn page(
     .await
 }
 
+/// The devices anyone may rent now, for the storefront: offered and priced by their owner, online, not
+/// let and not reserved by an open order. Cheapest first.
+pub async fn offered(pool: &PgPool, limit: i64) -> Result<Vec<Device>, sqlx::Error> {
+    sqlx::query_as::<_, Device>(concat!(
+        "SELECT ",
+        device_columns!(),
+        " FROM devices d WHERE deleted_at IS NULL \
+         AND for_rent AND price_minor IS NOT NULL AND status = 'online' \
+         AND NOT EXISTS (SELECT 1 FROM rentals r WHERE r.device_id = d.id \
+              AND r.state IN ('ordered', 'paid', 'provisioning', 'active', 'ending')) \
+         ORDER BY currency, price_minor, created_at, id LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 /// Whether `user` holds a live rental of the device (and so may see it).
 pub async fn is_rented_by(pool: &PgPool, device_id: Uuid, user: Uuid) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(

@@ -1,4 +1,4 @@
-//! Device status events and rental ends, fanned out to every server instance through Postgres `LISTEN`/`NOTIFY`.
+//! Device status events and rental changes, fanned out to every server instance through Postgres `LISTEN`/`NOTIFY`.
 //!
 //! A status change is written and notified in one transaction ([`crate::devices::record_status`]); each
 //! instance runs one listener that re-publishes notifications on an in-process broadcast channel, which the
@@ -31,10 +31,22 @@ pub struct RentalEnded {
     pub device: Uuid,
 }
 
+/// A rental changed state (ordered, paid, started, claimed, ended...): for the renter's, the owner's and
+/// admins' live views.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RentalChanged {
+    pub rental: Uuid,
+    pub device: Uuid,
+    pub renter: Option<Uuid>,
+    pub owner: Uuid,
+    pub state: p2pvps_shared::RentalState,
+}
+
 #[derive(Clone)]
 pub struct Bus {
     sender: broadcast::Sender<DeviceStatusEvent>,
     rental_ended: broadcast::Sender<RentalEnded>,
+    rental_changed: broadcast::Sender<RentalChanged>,
 }
 
 impl Bus {
@@ -44,15 +56,22 @@ impl Bus {
         let (sender, _) = broadcast::channel(1024);
         let mut listener = PgListener::connect_with(pool).await?;
         listener
-            .listen_all([DEVICE_STATUS_CHANNEL, crate::rentals::RENTAL_ENDED_CHANNEL])
+            .listen_all([
+                DEVICE_STATUS_CHANNEL,
+                crate::rentals::RENTAL_ENDED_CHANNEL,
+                crate::rentals::RENTAL_CHANGED_CHANNEL,
+            ])
             .await?;
         let (rental_ended, _) = broadcast::channel(1024);
+        let (rental_changed, _) = broadcast::channel(1024);
         let bus = Self {
             sender,
             rental_ended,
+            rental_changed,
         };
         let out = bus.sender.clone();
         let ended = bus.rental_ended.clone();
+        let changed = bus.rental_changed.clone();
         tokio::spawn(async move {
             loop {
                 let next = tokio::select! {
@@ -67,6 +86,18 @@ impl Bus {
                             serde_json::from_str::<RentalEnded>(notification.payload())
                         {
                             let _ = ended.send(event);
+                        }
+                    }
+                    Ok(Some(notification))
+                        if notification.channel() == crate::rentals::RENTAL_CHANGED_CHANNEL =>
+                    {
+                        match serde_json::from_str::<RentalChanged>(notification.payload()) {
+                            Ok(event) => {
+                                let _ = changed.send(event);
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "ignoring malformed rental_changed notification")
+                            }
                         }
                     }
                     Ok(Some(notification)) => {
@@ -96,6 +127,11 @@ impl Bus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<DeviceStatusEvent> {
         self.sender.subscribe()
+    }
+
+    /// Rentals that changed state (on any instance).
+    pub fn rental_changes(&self) -> broadcast::Receiver<RentalChanged> {
+        self.rental_changed.subscribe()
     }
 
     /// Rentals that ended (on any instance).

@@ -15,7 +15,7 @@ use axum::extract::{
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
+        .route("/payments/{provider}/callback", post(payment_callback))
         .route("/metrics", get(metrics));
     if let Some(dir) = &state.web_dir {
         let files = ServeDir::new(dir).append_index_html_on_directories(true);
@@ -250,6 +251,60 @@ async fn graphql_get(
 
 async fn viewer_for_ws(shared: &Shared, headers: &HeaderMap, ip: std::net::IpAddr) -> Viewer {
     viewer(shared, headers, SocketAddr::new(ip, 0)).await
+}
+
+/// A payment provider's callback (a BTCPay-style webhook). The provider checks its own signature; a
+/// settled payment starts its rental. Answers 2xx only when the callback is fully handled, so the provider
+/// retries otherwise (confirming is idempotent).
+async fn payment_callback(
+    State(state): State<AppState>,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use crate::payments::PaymentError as P;
+    use crate::storefront::StorefrontError as S;
+    let shared = &state.shared;
+    let result = crate::storefront::settle_callback(
+        &shared.pool,
+        &shared.secrets,
+        &shared.payments,
+        &provider,
+        &headers,
+        &body,
+        shared.fee_bps,
+    )
+    .await;
+    let (status, message) = match result {
+        Ok(Some(rental)) => {
+            tracing::info!(%provider, %rental, "payment settled by the provider");
+            (StatusCode::OK, "settled".to_owned())
+        }
+        Ok(None) => (StatusCode::OK, "nothing to settle".to_owned()),
+        Err(e @ S::Payment(P::UnknownProvider(_) | P::NoCallbacks(_))) => {
+            (StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e @ S::Payment(P::BadSignature)) => {
+            tracing::warn!(%provider, "payment callback with a bad signature");
+            (StatusCode::UNAUTHORIZED, e.to_string())
+        }
+        Err(e @ S::Payment(P::BadCallback(_))) => (StatusCode::BAD_REQUEST, e.to_string()),
+        Err(
+            e @ (S::Db(_) | S::Payment(P::Db(_)) | S::Rental(crate::rentals::RentalError::Db(_))),
+        ) => {
+            tracing::error!(%provider, error = %e, "payment callback failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "try again later".to_owned(),
+            )
+        }
+        Err(e) => {
+            // Paid for an order that is no longer open (cancelled, expired): an operator must refund.
+            tracing::error!(%provider, error = %e, "payment callback could not be applied; refund by hand");
+            (StatusCode::CONFLICT, e.to_string())
+        }
+    };
+    (status, Json(serde_json::json!({ "message": message }))).into_response()
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

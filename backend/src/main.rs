@@ -136,6 +136,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .as_deref()
                         .unwrap_or(&format!("http://{}", args.http)),
                 )?,
+                fee_bps: args.market.platform_fee,
+                payments: p2pvps_server::payments::Providers::default(),
             };
             let running = app::start(settings, pool).await?;
             let base = format!("http://{}", running.addr);

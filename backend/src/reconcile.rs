@@ -1,6 +1,6 @@
 //! Listing reconciliation: the devices that should be for rent on a marketplace (offered by their owner,
-//! priced, online, not let) against what is listed there, converged on every pass. Listings are also
-//! refreshed before their expiry.
+//! priced, online, not let nor reserved by a storefront order) against what is listed there, converged
+//! on every pass. Listings are also refreshed before their expiry.
 
 use crate::listings;
 use crate::marketplace::{ListingSpec, MarketError, Marketplace};
@@ -50,7 +50,7 @@ pub async fn reconcile(pool: &PgPool, market: &dyn Marketplace) -> Result<Change
          FROM devices d LEFT JOIN listings l ON l.device_id = d.id AND l.marketplace = $1 \
          WHERE d.deleted_at IS NULL AND d.for_rent AND d.status = 'online' AND d.price_minor IS NOT NULL \
          AND NOT EXISTS (SELECT 1 FROM rentals r WHERE r.device_id = d.id \
-                         AND r.state IN ('paid', 'provisioning', 'active', 'ending'))",
+                         AND r.state IN ('ordered', 'paid', 'provisioning', 'active', 'ending'))",
     )
     .bind(name)
     .bind(REFRESH_AFTER_DAYS as i32)

@@ -80,13 +80,20 @@ pub enum Scope {
     OfDevicesOwnedBy(Uuid),
 }
 
+impl Scope {
+    /// (renter, owner) to filter on; `None` for either means any.
+    fn ids(self) -> (Option<Uuid>, Option<Uuid>) {
+        match self {
+            Scope::All => (None, None),
+            Scope::RentedBy(id) => (Some(id), None),
+            Scope::OfDevicesOwnedBy(id) => (None, Some(id)),
+        }
+    }
+}
+
 /// Newest first, at most `limit`.
 pub async fn list(pool: &PgPool, scope: Scope, limit: i64) -> Result<Vec<Rental>, sqlx::Error> {
-    let (renter, owner) = match scope {
-        Scope::All => (None, None),
-        Scope::RentedBy(id) => (Some(id), None),
-        Scope::OfDevicesOwnedBy(id) => (None, Some(id)),
-    };
+    let (renter, owner) = scope.ids();
     sqlx::query_as::<_, Rental>(concat!(
         "SELECT ",
         rental_columns!(),
@@ -97,6 +104,22 @@ pub async fn list(pool: &PgPool, scope: Scope, limit: i64) -> Result<Vec<Rental>
     .bind(renter)
     .bind(owner)
     .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Storefront orders waiting for payment, oldest first (at most 100).
+pub async fn open_orders(pool: &PgPool, scope: Scope) -> Result<Vec<Rental>, sqlx::Error> {
+    let (renter, owner) = scope.ids();
+    sqlx::query_as::<_, Rental>(concat!(
+        "SELECT ",
+        rental_columns!(),
+        " FROM rentals r JOIN devices d ON d.id = r.device_id \
+         WHERE r.state = 'ordered' AND ($1::uuid IS NULL OR r.renter_id = $1) \
+         AND ($2::uuid IS NULL OR d.owner_id = $2) ORDER BY r.created_at, r.id LIMIT 100"
+    ))
+    .bind(renter)
+    .bind(owner)
     .fetch_all(pool)
     .await
 }
@@ -115,6 +138,16 @@ pub enum RentalError {
     NotActive,
     #[error("hours must be between 1 and 8760")]
     BadHours,
+    #[error("a rental cannot go from {from} to {to}")]
+    BadMove { from: RentalState, to: RentalState },
+    #[error("the device is not for rent")]
+    NotForRent,
+    #[error("the device is offline; it can be rented when it is back online")]
+    Offline,
+    #[error("you own this device")]
+    OwnDevice,
+    #[error("someone else has an order for this device waiting for payment")]
+    Reserved,
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
     #[error(transparent)]
@@ -126,6 +159,23 @@ pub enum RentalError {
 /// Channel on which rental ends are announced (`{"rental": id, "device": id}`), so every instance cuts
 /// the renter's live connections.
 pub const RENTAL_ENDED_CHANNEL: &str = "rental_ended";
+
+/// Channel on which every change of a rental's state is announced (see [`crate::events::RentalChanged`]).
+pub const RENTAL_CHANGED_CHANNEL: &str = "rental_changed";
+
+/// Announces a rental's change to every instance once the caller's transaction commits (subscriptions).
+pub async fn announce(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT pg_notify($1, json_build_object('rental', r.id, 'device', r.device_id, 'renter', r.renter_id, \
+         'owner', d.owner_id, 'state', r.state)::text) FROM rentals r JOIN devices d ON d.id = r.device_id \
+         WHERE r.id = $2",
+    )
+    .bind(RENTAL_CHANGED_CHANNEL)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
 
 /// A renter login name: `r` and nine random letters or digits (the `login_name` CHECK's shape).
 fn new_login_name() -> String {
@@ -189,6 +239,7 @@ pub async fn grant(
         Some("rentals_one_live_per_device") => RentalError::AlreadyRented,
         _ => RentalError::Db(e),
     })?;
+    announce(&mut *conn, id).await?;
     crate::audit::record(
         conn,
         actor,
@@ -212,10 +263,18 @@ pub async fn end(
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?;
-    match state.as_deref() {
-        None => return Err(RentalError::NotFound),
-        Some("active" | "paid" | "provisioning" | "ending") => {}
-        Some(_) => return Err(RentalError::NotActive),
+    let state = state.ok_or(RentalError::NotFound)?;
+    let state = RentalState::from_db(&state).ok_or(RentalError::NotActive)?;
+    // Active → ending → ended. (A paid rental not started yet is started or refunded by its sale.)
+    let through: &[RentalState] = match state {
+        RentalState::Active => &[RentalState::Ending, RentalState::Ended],
+        RentalState::Ending => &[RentalState::Ended],
+        _ => return Err(RentalError::NotActive),
+    };
+    let mut from = state;
+    for &to in through {
+        check_move(from, to)?;
+        from = to;
     }
     let rental = sqlx::query_as::<_, Rental>(concat!(
         "WITH r AS (UPDATE rentals SET state = 'ended', ends_at = LEAST(COALESCE(ends_at, now()), now()), \
@@ -231,6 +290,7 @@ pub async fn end(
         .bind(serde_json::json!({"rental": id, "device": rental.device_id}).to_string())
         .execute(&mut *conn)
         .await?;
+    announce(&mut *conn, id).await?;
     crate::audit::record(
         conn,
         actor,
@@ -241,6 +301,15 @@ pub async fn end(
     )
     .await?;
     Ok(rental)
+}
+
+/// Refuses a move the lifecycle does not allow.
+pub fn check_move(from: RentalState, to: RentalState) -> Result<(), RentalError> {
+    if from.may_become(to) {
+        Ok(())
+    } else {
+        Err(RentalError::BadMove { from, to })
+    }
 }
 
 /// Ends every active rental whose time is up. Returns how many.
@@ -450,6 +519,7 @@ pub async fn take_order(
             .await?;
         }
     }
+    announce(&mut *conn, rental.id).await?;
     Ok(if let_now {
         Taken::Oversold(rental)
     } else {
@@ -482,8 +552,8 @@ pub struct Activated {
     pub claim_token: Option<String>,
 }
 
-/// Starts a paid marketplace rental: a login and its secret, a claim token, and its time from now for the
-/// device's rental period. An already active rental is returned as it is (with its unclaimed token).
+/// Starts a paid rental: a login and its secret, its time from now for the device's rental period, and
+/// (for a marketplace buyer who has no account here yet) a claim token. An already active rental is returned as it is (with its unclaimed token).
 pub async fn activate(
     conn: &mut sqlx::PgConnection,
     secrets: &SecretBox,
@@ -499,12 +569,18 @@ pub async fn activate(
     .await?
     .ok_or(RentalError::NotFound)?;
     let rental = if matches!(current.state, RentalState::Paid | RentalState::Provisioning) {
+        if current.state == RentalState::Paid {
+            check_move(RentalState::Paid, RentalState::Provisioning)?;
+        }
+        check_move(RentalState::Provisioning, RentalState::Active)?;
         let token = crate::crypto::new_token();
         let secret = crate::crypto::new_token();
-        sqlx::query_as::<_, Rental>(concat!(
+        let started = sqlx::query_as::<_, Rental>(concat!(
             "WITH r AS (UPDATE rentals SET state = 'active', starts_at = now(), \
              ends_at = now() + make_interval(hours => (SELECT rental_hours FROM devices WHERE id = rentals.device_id)), \
-             login_name = $2, login_secret_enc = $3, claim_hash = $4, claim_secret_enc = $5, updated_at = now() \
+             login_name = $2, login_secret_enc = $3, \
+             claim_hash = CASE WHEN renter_id IS NULL THEN $4 END, \
+             claim_secret_enc = CASE WHEN renter_id IS NULL THEN $5 END, updated_at = now() \
              WHERE id = $1 RETURNING *) SELECT ",
             rental_columns!(),
             " FROM r"
@@ -515,7 +591,9 @@ pub async fn activate(
         .bind(crate::crypto::token_hash(&token))
         .bind(secrets.seal(token.as_bytes()))
         .fetch_one(&mut *conn)
-        .await?
+        .await?;
+        announce(&mut *conn, rental).await?;
+        started
     } else if current.state == RentalState::Active {
         current
     } else {
@@ -546,7 +624,7 @@ pub async fn claim(
     token: &str,
     renter: Uuid,
 ) -> Result<Rental, RentalError> {
-    sqlx::query_as::<_, Rental>(concat!(
+    let claimed = sqlx::query_as::<_, Rental>(concat!(
         "WITH r AS (UPDATE rentals SET renter_id = $2, claim_hash = NULL, claim_secret_enc = NULL, updated_at = now() \
          WHERE claim_hash = $1 AND renter_id IS NULL AND state = 'active' RETURNING *) SELECT ",
         rental_columns!(),
@@ -556,5 +634,117 @@ pub async fn claim(
     .bind(renter)
     .fetch_optional(&mut *conn)
     .await?
+    .ok_or(RentalError::NotFound)?;
+    announce(conn, claimed.id).await?;
+    Ok(claimed)
+}
+
+/// Opens a storefront order: the renter's rental of the device, waiting for payment, at the device's
+/// price for one rental period. The device must be for rent, priced, online, not let and not reserved
+/// by another open order; the order reserves it.
+pub async fn open_order(
+    conn: &mut sqlx::PgConnection,
+    device: Uuid,
+    renter: Uuid,
+) -> Result<Rental, RentalError> {
+    type DeviceRow = (Uuid, bool, Option<i64>, Option<String>, String);
+    let row: Option<DeviceRow> = sqlx::query_as(
+        "SELECT owner_id, for_rent, price_minor, currency, status FROM devices \
+         WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+    )
+    .bind(device)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (owner, for_rent, price_minor, currency, status) = row.ok_or(RentalError::NoDevice)?;
+    let (Some(price_minor), Some(currency), true) = (price_minor, currency, for_rent) else {
+        return Err(RentalError::NotForRent);
+    };
+    if owner == renter {
+        return Err(RentalError::OwnDevice);
+    }
+    if status != "online" {
+        return Err(RentalError::Offline);
+    }
+    let let_now: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND state IN ('paid', 'provisioning', 'active', 'ending'))",
+    )
+    .bind(device)
+    .fetch_one(&mut *conn)
+    .await?;
+    if let_now {
+        return Err(RentalError::AlreadyRented);
+    }
+    let id = Uuid::new_v4();
+    let order = sqlx::query_as::<_, Rental>(concat!(
+        "WITH r AS (INSERT INTO rentals (id, device_id, renter_id, marketplace, order_ref, state, price_minor, currency) \
+         VALUES ($1, $2, $3, 'direct', $1::text, 'ordered', $4, $5) RETURNING *) SELECT ",
+        rental_columns!(),
+        " FROM r"
+    ))
+    .bind(id)
+    .bind(device)
+    .bind(renter)
+    .bind(price_minor)
+    .bind(currency)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| match crate::db::violated_constraint(&e) {
+        Some("rentals_one_open_order_per_device") => RentalError::Reserved,
+        _ => RentalError::Db(e),
+    })?;
+    announce(conn, id).await?;
+    Ok(order)
+}
+
+/// A rental locked for the caller's transaction.
+pub async fn lock(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Rental, RentalError> {
+    sqlx::query_as::<_, Rental>(concat!(
+        "SELECT ",
+        rental_columns!(),
+        " FROM rentals r WHERE r.id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
     .ok_or(RentalError::NotFound)
+}
+
+/// Moves a locked rental to its next state, if the lifecycle allows it.
+pub async fn advance(
+    conn: &mut sqlx::PgConnection,
+    rental: &Rental,
+    to: RentalState,
+) -> Result<Rental, RentalError> {
+    check_move(rental.state, to)?;
+    let moved = sqlx::query_as::<_, Rental>(concat!(
+        "WITH r AS (UPDATE rentals SET state = $2, updated_at = now() WHERE id = $1 AND state = $3 RETURNING *) SELECT ",
+        rental_columns!(),
+        " FROM r"
+    ))
+    .bind(rental.id)
+    .bind(to.as_str())
+    .bind(rental.state.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| match crate::db::violated_constraint(&e) {
+        Some("rentals_one_live_per_device") => RentalError::AlreadyRented,
+        _ => RentalError::Db(e),
+    })?
+    .ok_or(RentalError::NotFound)?;
+    announce(conn, rental.id).await?;
+    Ok(moved)
+}
+
+/// Storefront orders left unpaid for longer than `hold`, oldest first (at most 100).
+pub async fn stale_orders(
+    pool: &PgPool,
+    hold: std::time::Duration,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM rentals WHERE state = 'ordered' AND created_at < now() - make_interval(secs => $1) \
+         ORDER BY created_at LIMIT 100",
+    )
+    .bind(hold.as_secs_f64())
+    .fetch_all(pool)
+    .await
 }

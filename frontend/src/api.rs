@@ -43,6 +43,12 @@ operation!(SetUserRole, "queries/set_user_role.graphql");
 operation!(DisableUser, "queries/disable_user.graphql");
 operation!(AuditLog, "queries/audit_log.graphql");
 operation!(DeviceStatusChanged, "queries/device_status_changed.graphql");
+operation!(RentalChanged, "queries/rental_changed.graphql");
+operation!(Offers, "queries/offers.graphql");
+operation!(OrderRental, "queries/order_rental.graphql");
+operation!(ConfirmPayment, "queries/confirm_payment.graphql");
+operation!(CancelOrder, "queries/cancel_order.graphql");
+operation!(ClaimRental, "queries/claim_rental.graphql");
 
 /// What went wrong with a request, in terms the page can show.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +102,14 @@ pub async fn run<Q: GraphQLQuery>(variables: Q::Variables) -> Result<Q::Response
         .map_err(|e| ApiError::Network(e.to_string()))?;
     let data = post(body).await?;
     serde_json::from_value(data).map_err(|e| ApiError::Network(format!("unexpected answer: {e}")))
+}
+
+/// Runs an operation whose answer the page does not read (it reloads instead): only errors matter, so no
+/// decoder is generated for its answer (smaller wasm).
+pub async fn send<Q: GraphQLQuery>(variables: Q::Variables) -> Result<(), ApiError> {
+    let body = serde_json::to_string(&Q::build_query(variables))
+        .map_err(|e| ApiError::Network(e.to_string()))?;
+    post(body).await.map(|_| ())
 }
 
 /// POSTs a GraphQL request body; returns its `data`, or its first error.

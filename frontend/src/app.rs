@@ -83,6 +83,8 @@ fn switch(route: Route) -> Html {
             html! { <pages::device::DevicePage {id} /> },
         ),
         Route::Rentals => guarded(None, html! { <pages::rentals::RentalsPage /> }),
+        Route::Store => html! { <pages::store::StorePage /> },
+        Route::Claim { token } => guarded(None, html! { <pages::store::ClaimPage {token} /> }),
         Route::AdminUsers => guarded(Some(Role::Admin), html! { <pages::admin::UsersPage /> }),
         Route::AdminDevices => guarded(
             Some(Role::Admin),
@@ -108,8 +110,12 @@ struct GuardProps {
 #[function_component(Guard)]
 fn guard(props: &GuardProps) -> Html {
     let session = crate::session::use_session();
+    let here = use_route::<Route>();
     match (session.role(), props.role) {
-        (None, _) => html! { <Redirect<Route> to={Route::LogIn} /> },
+        (None, _) => {
+            crate::route::remember(here);
+            html! { <Redirect<Route> to={Route::LogIn} /> }
+        }
         (Some(have), Some(need)) if have != need && have != Role::Admin => html! {
             <section class="empty">
                 <h1>{ "Not for this account" }</h1>
@@ -134,7 +140,7 @@ fn home() -> Html {
         return html! { <Redirect<Route> to={Route::Account} /> };
     }
     match session.role() {
-        None => html! { <Redirect<Route> to={Route::LogIn} /> },
+        None => html! { <Redirect<Route> to={Route::Store} /> },
         Some(Role::Owner) => html! { <Redirect<Route> to={Route::Devices} /> },
         Some(Role::Renter) => html! { <Redirect<Route> to={Route::Rentals} /> },
         Some(Role::Admin) => html! { <Redirect<Route> to={Route::AdminUsers} /> },
@@ -170,7 +176,7 @@ fn header() -> Html {
             let (set, navigator) = (set.clone(), navigator.clone());
             wasm_bindgen_futures::spawn_local(async move {
                 // Signed out locally whatever the answer: the cookie is the server's to drop.
-                let _ = api::run::<LogOut>(log_out::Variables {}).await;
+                let _ = api::send::<LogOut>(log_out::Variables {}).await;
                 set.emit(None);
                 if let Some(n) = navigator {
                     n.push(&Route::LogIn);
@@ -180,7 +186,7 @@ fn header() -> Html {
     };
     let nav = match session.role() {
         None => html! {
-            <ul>{ link(Route::LogIn, "Log in") }{ link(Route::SignUp, "Sign up") }</ul>
+            <ul>{ link(Route::Store, "Rent a server") }{ link(Route::LogIn, "Log in") }{ link(Route::SignUp, "Sign up") }</ul>
         },
         Some(role) => html! {
             <ul>
@@ -190,6 +196,7 @@ fn header() -> Html {
                     { link(Route::Rentals, "Rentals & earnings") }
                 }
                 if role == Role::Renter { { link(Route::Rentals, "My rentals") } }
+                { link(Route::Store, "Rent a server") }
                 if role == Role::Admin {
                     { link(Route::AdminUsers, "Users") }
                     { link(Route::AdminDevices, "Devices") }

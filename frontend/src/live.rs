@@ -2,7 +2,7 @@
 //! reconnecting with capped exponential backoff. Pages overlay these statuses on what they fetched, and
 //! refetch when `epoch` moves (events may have been missed while disconnected).
 
-use crate::api::{DeviceStatusChanged, device_status_changed};
+use crate::api::{DeviceStatusChanged, RentalChanged, device_status_changed, rental_changed};
 use futures::future::{AbortHandle, Abortable};
 use futures::{SinkExt, StreamExt};
 use gloo_net::websocket::{Message, futures::WebSocket};
@@ -28,6 +28,8 @@ pub struct Live {
     pub tried: bool,
     /// Increases on every (re)connection.
     pub epoch: u32,
+    /// Counts rental changes seen (the viewer's rentals and orders): pages that show rentals refetch on it.
+    pub rentals: u32,
     pub statuses: Rc<HashMap<String, LiveStatus>>,
 }
 
@@ -48,6 +50,7 @@ pub enum LiveAction {
     Connected,
     Disconnected,
     Status { device: String, status: LiveStatus },
+    RentalChanged,
 }
 
 impl Reducible for Live {
@@ -67,6 +70,7 @@ impl Reducible for Live {
             LiveAction::Status { device, status } => {
                 Rc::make_mut(&mut next.statuses).insert(device, status);
             }
+            LiveAction::RentalChanged => next.rentals += 1,
         }
         Rc::new(next)
     }
@@ -147,11 +151,20 @@ async fn subscribe_once(dispatcher: &UseReducerDispatcher<Live>, delay: &mut u32
         json!({"id": "status", "type": "subscribe", "payload": {"query": query, "variables": {}}}),
     )
     .await?;
+    let query = RentalChanged::build_query(rental_changed::Variables {}).query;
+    send(
+        &mut ws,
+        json!({"id": "rentals", "type": "subscribe", "payload": {"query": query, "variables": {}}}),
+    )
+    .await?;
     *delay = FIRST_RETRY_MS;
     dispatcher.dispatch(LiveAction::Connected);
     loop {
         let message = next_json(&mut ws).await?;
         match message["type"].as_str() {
+            Some("next") if message["id"] == "rentals" => {
+                dispatcher.dispatch(LiveAction::RentalChanged);
+            }
             Some("next") => {
                 let event = &message["payload"]["data"]["deviceStatusChanged"];
                 if let (Some(device), Some(status)) =

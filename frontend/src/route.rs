@@ -20,6 +20,10 @@ pub enum Route {
     Device { id: String },
     #[at("/rentals")]
     Rentals,
+    #[at("/store")]
+    Store,
+    #[at("/claim/:token")]
+    Claim { token: String },
     #[at("/admin/users")]
     AdminUsers,
     #[at("/admin/devices")]
@@ -31,4 +35,19 @@ pub enum Route {
     #[not_found]
     #[at("/not-found")]
     NotFound,
+}
+
+thread_local! {
+    /// Where a signed-out visitor was going when sent to log in (the app stays loaded meanwhile).
+    static NEXT: std::cell::RefCell<Option<Route>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Remembers where to go once signed in.
+pub fn remember(route: Option<Route>) {
+    NEXT.with(|n| *n.borrow_mut() = route);
+}
+
+/// Where to go after signing in: the remembered page, or the start page.
+pub fn after_sign_in() -> Route {
+    NEXT.with(|n| n.borrow_mut().take()).unwrap_or(Route::Home)
 }

@@ -406,6 +406,7 @@ pub mod ws {
 pub mod browser;
 pub mod openbazaar;
 pub mod openssh;
+pub mod server;
 pub mod web;
 
 /// Waits for `device` to reach `status` as seen through Postgres `NOTIFY device_status` (subscribe with

@@ -94,12 +94,15 @@ struct Node {
     calls: Vec<String>,
     faults: VecDeque<Fault>,
     counter: u64,
-    /// `listed <slug>`, `delisted <slug>`, `fulfilled <order id>`, as they happen.
+    /// `listed <slug>`, `delisted <slug>`, `fulfilled <order id>`, `read <order id>` (its notification),
+    /// `stalled <prefix>`, as they happen.
     events: broadcast::Sender<String>,
     /// Answer `/ws` upgrades with 404 (a node whose websocket is unreachable).
     no_websocket: bool,
     /// Set by [`FakeNode::release`]: stalled requests answer.
     released: tokio::sync::watch::Sender<bool>,
+    /// Requests whose path starts with this stall (until released), announced as `stalled <prefix>`.
+    stall_on: Option<String>,
 }
 
 impl Node {
@@ -138,6 +141,7 @@ impl FakeNode {
             events: broadcast::channel(64).0,
             no_websocket: false,
             released: tokio::sync::watch::channel(false).0,
+            stall_on: None,
         }));
         let (frames, _) = broadcast::channel(256);
         let shared: Shared = (Arc::clone(&node), frames.clone());
@@ -168,14 +172,23 @@ impl FakeNode {
         self.lock().listings.get(slug).cloned()
     }
 
-    /// What happens from now on: `listed <slug>`, `delisted <slug>`, `fulfilled <order id>`.
+    /// What happens from now on: `listed <slug>`, `delisted <slug>`, `fulfilled <order id>`, `read <order id>`
+    /// (its notification marked read), `stalled <prefix>`.
     pub fn events(&self) -> broadcast::Receiver<String> {
         self.lock().events.subscribe()
     }
 
     /// Lets every stalled request (and any later one) answer.
     pub fn release(&self) {
-        self.lock().released.send_replace(true);
+        let mut node = self.lock();
+        node.stall_on = None;
+        node.released.send_replace(true);
+    }
+
+    /// From now on, requests whose path starts with `prefix` get no answer until [`FakeNode::release`];
+    /// each is announced on [`FakeNode::events`] as `stalled <prefix>` when it arrives.
+    pub fn stall_on(&self, prefix: &str) {
+        self.lock().stall_on = Some(prefix.to_owned());
     }
 
     /// Makes `/ws` unreachable, so clients rely on polling.
@@ -386,7 +399,22 @@ async fn api(State((node, frames)): State<Shared>, request: Request) -> Response
         if !authorized(&n.auth, &parts.headers) {
             return forbidden();
         }
-        (n.faults.pop_front(), n.released.subscribe())
+        let targeted = n
+            .stall_on
+            .as_deref()
+            .is_some_and(|p| parts.uri.path().starts_with(p));
+        if targeted {
+            let _ = n.events.send(format!(
+                "stalled {}",
+                n.stall_on.as_deref().unwrap_or_default()
+            ));
+        }
+        let fault = if targeted {
+            Some(Fault::Stall)
+        } else {
+            n.faults.pop_front()
+        };
+        (fault, n.released.subscribe())
     };
     match fault {
         Some(Fault::ServerError) => {
@@ -574,6 +602,10 @@ fn handle(
             match node.notifications.iter_mut().find(|n| n.id == id) {
                 Some(n) => {
                     n.read = true;
+                    let order = n.payload["orderId"].as_str().map(str::to_owned);
+                    if let Some(order) = order {
+                        let _ = node.events.send(format!("read {order}"));
+                    }
                     ok(json!({}))
                 }
                 None => error(StatusCode::NOT_FOUND, "Notification not found"),

@@ -34,6 +34,10 @@ pub struct Shared {
     pub web: Option<crate::gateway::WebAddress>,
     /// The gateway's subdomain lookups, told when a device's publishing changes.
     pub sites: Option<Arc<crate::gateway::upstream::Sites>>,
+    /// The platform's share of each payment, in basis points.
+    pub fee_bps: u32,
+    /// How storefront orders are paid.
+    pub payments: crate::payments::Providers,
 }
 
 /// How the request proved who it is.

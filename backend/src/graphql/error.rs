@@ -204,7 +204,13 @@ impl From<crate::rentals::RentalError> for ApiError {
                 "renterEmail",
                 "no user has this e-mail",
             )]),
-            R::AlreadyRented | R::NotActive => Self::conflict(None, e.to_string()),
+            R::AlreadyRented
+            | R::NotActive
+            | R::BadMove { .. }
+            | R::NotForRent
+            | R::Offline
+            | R::Reserved => Self::conflict(None, e.to_string()),
+            R::OwnDevice => Self::new(Code::Forbidden, "you cannot rent your own device"),
             R::NotFound => Self::not_found("rental"),
             R::BadHours => Self::invalid(vec![ValidationError::new(
                 "hours",
@@ -213,6 +219,21 @@ impl From<crate::rentals::RentalError> for ApiError {
             R::Db(d) | R::Ledger(crate::ledger::LedgerError::Db(d)) => d.into(),
             R::Ledger(crate::ledger::LedgerError::Zero) => Self::conflict(None, e.to_string()),
             R::Crypto(c) => c.into(),
+        }
+    }
+}
+
+impl From<crate::storefront::StorefrontError> for ApiError {
+    fn from(e: crate::storefront::StorefrontError) -> Self {
+        use crate::payments::PaymentError as P;
+        use crate::storefront::StorefrontError as S;
+        match e {
+            S::Rental(r) => r.into(),
+            S::NotOpen(_) | S::NotAnOrder | S::NotByHand(_) | S::WrongAmount { .. } => {
+                Self::conflict(None, e.to_string())
+            }
+            S::Payment(P::Db(d)) | S::Db(d) => d.into(),
+            S::Payment(p) => Self::internal("payment provider", &p),
         }
     }
 }

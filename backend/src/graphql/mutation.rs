@@ -542,6 +542,77 @@ impl MutationRoot {
         })
     }
 
+    /// Orders a device from the storefront for one rental period at its price, and opens its payment. The
+    /// order reserves the device until it is paid, cancelled or left unpaid for a day; the rental starts
+    /// when the payment is confirmed. Any signed-in user, for a device they do not own.
+    async fn order_rental(&self, ctx: &Context<'_>, device: ID) -> ApiResult<RentalObject> {
+        let user = ctx.viewer().user()?.id;
+        let device = parse_id(&device, "device")?;
+        let shared = ctx.shared();
+        let mut tx = shared.pool.begin().await?;
+        let placed = crate::storefront::place(
+            &mut tx,
+            &ctx.viewer().actor()?,
+            &shared.payments,
+            device,
+            user,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(RentalObject {
+            rental: placed.rental,
+            access: RentalAccess::Renter,
+        })
+    }
+
+    /// Confirms by hand that an order was paid (for providers confirmed by hand, such as `manual`): the
+    /// rental starts and its renter sees the login. The device's owner or an admin. Confirming twice is
+    /// harmless.
+    async fn confirm_payment(&self, ctx: &Context<'_>, rental: ID) -> ApiResult<RentalObject> {
+        let user = ctx.viewer().user()?.clone();
+        let id = parse_id(&rental, "rental")?;
+        let access = order_access(ctx, id).await?;
+        if access == RentalAccess::Renter {
+            return Err(ApiError::forbidden(
+                "confirm your own payment (the device's owner or an admin does)",
+            ));
+        }
+        let shared = ctx.shared();
+        let mut tx = shared.pool.begin().await?;
+        let activated = crate::storefront::confirm(
+            &mut tx,
+            &ctx.viewer().actor()?,
+            &shared.secrets,
+            &shared.payments,
+            id,
+            crate::storefront::Confirmer::ByHand(user.id),
+            shared.fee_bps,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(RentalObject {
+            rental: activated.rental,
+            access,
+        })
+    }
+
+    /// Cancels an order waiting for payment: the device is free again. Its renter, the device's owner or
+    /// an admin.
+    async fn cancel_order(&self, ctx: &Context<'_>, rental: ID) -> ApiResult<RentalObject> {
+        let id = parse_id(&rental, "rental")?;
+        let access = order_access(ctx, id).await?;
+        let shared = ctx.shared();
+        let mut tx = shared.pool.begin().await?;
+        let reason = match access {
+            RentalAccess::Renter => "cancelled by the renter",
+            RentalAccess::Owner => "cancelled by the owner",
+            RentalAccess::Admin => "cancelled by an admin",
+        };
+        let rental = crate::storefront::cancel(&mut tx, &ctx.viewer().actor()?, id, reason).await?;
+        tx.commit().await?;
+        Ok(RentalObject { rental, access })
+    }
+
     /// Changes a user's role. Admins only; not their own.
     async fn set_user_role(
         &self,
@@ -571,6 +642,25 @@ impl MutationRoot {
         let user = users::update(&mut tx, &ctx.viewer().actor()?, id, None, Some(disabled)).await?;
         tx.commit().await?;
         Ok(UserObject(user))
+    }
+}
+
+/// How the viewer relates to a rental: its renter, the device's owner, or an admin; NOT_FOUND otherwise.
+async fn order_access(ctx: &Context<'_>, rental: uuid::Uuid) -> ApiResult<RentalAccess> {
+    let user = ctx.viewer().user()?;
+    let pool = &ctx.shared().pool;
+    let rental = rentals::get(pool, rental)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    if rental.renter_id == Some(user.id) {
+        return Ok(RentalAccess::Renter);
+    }
+    if user.role == p2pvps_shared::Role::Admin {
+        return Ok(RentalAccess::Admin);
+    }
+    match devices::get(pool, rental.device_id).await? {
+        Some(d) if d.owner_id == user.id => Ok(RentalAccess::Owner),
+        _ => Err(ApiError::not_found("order")),
     }
 }
 

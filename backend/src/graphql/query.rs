@@ -96,6 +96,28 @@ pub async fn device_access(
     }
 }
 
+/// Whose side of rentals to read.
+#[derive(async_graphql::Enum, Copy, Clone, Eq, PartialEq)]
+pub enum RentalView {
+    /// The viewer's own rentals, as renter.
+    Renter,
+    /// Rentals of the viewer's devices (every rental, for an admin).
+    Owner,
+}
+
+fn rental_scope(user: &users::User, view: Option<RentalView>) -> (rentals::Scope, RentalAccess) {
+    match (view, user.role) {
+        (Some(RentalView::Renter), _) | (None, Role::Renter) => {
+            (rentals::Scope::RentedBy(user.id), RentalAccess::Renter)
+        }
+        (_, Role::Admin) => (rentals::Scope::All, RentalAccess::Admin),
+        (_, _) => (
+            rentals::Scope::OfDevicesOwnedBy(user.id),
+            RentalAccess::Owner,
+        ),
+    }
+}
+
 #[Object]
 impl QueryRoot {
     /// The signed-in user, or null.
@@ -185,24 +207,44 @@ impl QueryRoot {
         }))
     }
 
-    /// Rentals the viewer takes part in (as renter or as the device's owner); all of them for an admin.
-    /// Newest first.
-    async fn rentals(&self, ctx: &Context<'_>, first: Option<i32>) -> ApiResult<Vec<RentalObject>> {
+    /// Rentals the viewer takes part in, newest first: by default, a renter's own, an owner's devices',
+    /// every rental for an admin; `view: RENTER` asks for the viewer's own rentals whatever their role.
+    async fn rentals(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        view: Option<RentalView>,
+    ) -> ApiResult<Vec<RentalObject>> {
         let user = ctx.viewer().user()?;
         let limit = page_size(first)?;
-        let (scope, access) = match user.role {
-            Role::Admin => (rentals::Scope::All, RentalAccess::Admin),
-            Role::Owner => (
-                rentals::Scope::OfDevicesOwnedBy(user.id),
-                RentalAccess::Owner,
-            ),
-            Role::Renter => (rentals::Scope::RentedBy(user.id), RentalAccess::Renter),
-        };
+        let (scope, access) = rental_scope(user, view);
         let rows = rentals::list(&ctx.shared().pool, scope, limit).await?;
         Ok(rows
             .into_iter()
             .map(|rental| RentalObject { rental, access })
             .collect())
+    }
+
+    /// Storefront orders waiting for payment that the viewer takes part in (as in `rentals`), oldest first.
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        view: Option<RentalView>,
+    ) -> ApiResult<Vec<RentalObject>> {
+        let user = ctx.viewer().user()?;
+        let (scope, access) = rental_scope(user, view);
+        let rows = rentals::open_orders(&ctx.shared().pool, scope).await?;
+        Ok(rows
+            .into_iter()
+            .map(|rental| RentalObject { rental, access })
+            .collect())
+    }
+
+    /// The devices anyone may rent now (online, priced, not let), cheapest first. No sign-in needed.
+    async fn offers(&self, ctx: &Context<'_>, first: Option<i32>) -> ApiResult<Vec<OfferObject>> {
+        let limit = page_size(first)?;
+        let rows = devices::offered(&ctx.shared().pool, limit).await?;
+        Ok(rows.into_iter().map(OfferObject).collect())
     }
 
     /// Every account. Admins only.

@@ -3,13 +3,13 @@
 use super::context::ContextExt;
 use super::error::ApiError;
 use super::query::{device_access, parse_id};
-use super::types::DeviceStatusEventObject;
+use super::types::{DeviceStatusEventObject, RentalChangeObject};
 use crate::devices;
 use async_graphql::{Context, ID, Subscription};
 use futures::{Stream, StreamExt};
 use p2pvps_shared::Role;
 use std::sync::Arc;
-use tokio_stream_shim::BroadcastStream;
+use tokio::sync::broadcast::{Receiver, error::RecvError};
 
 pub struct SubscriptionRoot;
 
@@ -34,7 +34,7 @@ impl SubscriptionRoot {
             }
             None => None,
         };
-        let events = BroadcastStream::new(shared.bus.subscribe());
+        let events = broadcast_stream(shared.bus.subscribe());
         Ok(events.filter_map(move |event| {
             let shared = Arc::clone(&shared);
             let user = user.clone();
@@ -57,30 +57,38 @@ impl SubscriptionRoot {
             }
         }))
     }
+
+    /// State changes of the rentals the viewer takes part in: as renter, as the device's owner, or (for
+    /// admins) all. Refetch the rental for its details.
+    async fn rental_changed(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<impl Stream<Item = RentalChangeObject> + use<>, ApiError> {
+        let user = ctx.viewer().user()?.clone();
+        let events = broadcast_stream(ctx.shared().bus.rental_changes());
+        Ok(events.filter_map(move |event| {
+            let visible =
+                user.role == Role::Admin || event.renter == Some(user.id) || event.owner == user.id;
+            futures::future::ready(visible.then(|| RentalChangeObject {
+                rental_id: ID(event.rental.to_string()),
+                device_id: ID(event.device.to_string()),
+                state: event.state.into(),
+            }))
+        }))
+    }
 }
 
 /// A `Stream` over a broadcast receiver that skips what a slow subscriber missed.
-mod tokio_stream_shim {
-    use crate::events::DeviceStatusEvent;
-    use futures::Stream;
-    use tokio::sync::broadcast::{Receiver, error::RecvError};
-
-    pub struct BroadcastStream;
-
-    impl BroadcastStream {
-        #[allow(clippy::new_ret_no_self)] // A constructor-like name for a stream adaptor.
-        pub fn new(receiver: Receiver<DeviceStatusEvent>) -> impl Stream<Item = DeviceStatusEvent> {
-            futures::stream::unfold(receiver, |mut rx| async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(event) => return Some((event, rx)),
-                        Err(RecvError::Lagged(n)) => {
-                            tracing::warn!(skipped = n, "slow subscriber missed events")
-                        }
-                        Err(RecvError::Closed) => return None,
-                    }
+fn broadcast_stream<T: Clone + Send + 'static>(receiver: Receiver<T>) -> impl Stream<Item = T> {
+    futures::stream::unfold(receiver, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => return Some((event, rx)),
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "slow subscriber missed events")
                 }
-            })
+                Err(RecvError::Closed) => return None,
+            }
         }
-    }
+    })
 }

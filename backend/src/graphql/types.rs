@@ -238,36 +238,119 @@ impl DeviceObject {
     /// The connection status over the last `hours` (1 to 720), from the status history (from the device's
     /// creation on, if that is later).
     async fn uptime(&self, ctx: &Context<'_>, hours: i32) -> ApiResult<Uptime> {
-        if !(1..=720).contains(&hours) {
-            return Err(ValidationError::new("hours", "must be between 1 and 720").into());
+        uptime_of(&ctx.shared().pool, self.device.id, hours).await
+    }
+}
+
+/// A device's connection status over the last `hours` (1 to 720), from its status history.
+async fn uptime_of(pool: &sqlx::PgPool, device: uuid::Uuid, hours: i32) -> ApiResult<Uptime> {
+    if !(1..=720).contains(&hours) {
+        return Err(ValidationError::new("hours", "must be between 1 and 720").into());
+    }
+    let since = Utc::now() - chrono::Duration::hours(i64::from(hours));
+    let spans = crate::devices::status_spans(pool, device, since).await?;
+    let total: i64 = spans
+        .iter()
+        .map(|s| (s.to - s.from).num_milliseconds())
+        .sum();
+    let online: i64 = spans
+        .iter()
+        .filter(|s| s.status == p2pvps_shared::DeviceStatus::Online)
+        .map(|s| (s.to - s.from).num_milliseconds())
+        .sum();
+    Ok(Uptime {
+        since,
+        online_fraction: if total > 0 {
+            online as f64 / total as f64
+        } else {
+            0.0
+        },
+        spans: spans
+            .into_iter()
+            .map(|s| StatusSpanObject {
+                status: s.status.into(),
+                from: s.from,
+                to: s.to,
+            })
+            .collect(),
+    })
+}
+
+/// A device anyone may rent now, as the storefront shows it: what it is, its price and its record, never
+/// who owns it or how to reach it.
+pub struct OfferObject(pub Device);
+
+#[Object(name = "Offer")]
+impl OfferObject {
+    /// The device's id (what `orderRental` takes).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    async fn hardware(&self) -> HardwareObject {
+        (&self.0.hardware).into()
+    }
+    /// The price of one rental period.
+    async fn price(&self) -> Option<MoneyObject> {
+        self.0.price.as_ref().map(Into::into)
+    }
+    /// How long one rental lasts.
+    async fn rental_hours(&self) -> i32 {
+        self.0.rental_hours
+    }
+    /// Its connection record over the last `hours` (1 to 720).
+    async fn uptime(&self, ctx: &Context<'_>, hours: i32) -> ApiResult<Uptime> {
+        uptime_of(&ctx.shared().pool, self.0.id, hours).await
+    }
+}
+
+/// A rental changed state.
+#[derive(SimpleObject)]
+#[graphql(name = "RentalChange")]
+pub struct RentalChangeObject {
+    pub rental_id: ID,
+    pub device_id: ID,
+    pub state: RentalStateGql,
+}
+
+/// How a storefront order is paid.
+pub struct PaymentObject(pub crate::payments::Payment);
+
+#[Object(name = "Payment")]
+impl PaymentObject {
+    /// The payment provider (`manual`: confirmed by an admin or the device's owner).
+    async fn provider(&self) -> &str {
+        &self.0.provider
+    }
+    /// `pending`, `confirmed`, `failed` or `refunded`.
+    async fn state(&self) -> &str {
+        &self.0.state
+    }
+    async fn amount(&self) -> MoneyObject {
+        MoneyObject {
+            minor: self.0.amount_minor,
+            currency: self.0.currency.clone(),
         }
-        let since = Utc::now() - chrono::Duration::hours(i64::from(hours));
-        let spans = crate::devices::status_spans(&ctx.shared().pool, self.device.id, since).await?;
-        let total: i64 = spans
-            .iter()
-            .map(|s| (s.to - s.from).num_milliseconds())
-            .sum();
-        let online: i64 = spans
-            .iter()
-            .filter(|s| s.status == p2pvps_shared::DeviceStatus::Online)
-            .map(|s| (s.to - s.from).num_milliseconds())
-            .sum();
-        Ok(Uptime {
-            since,
-            online_fraction: if total > 0 {
-                online as f64 / total as f64
-            } else {
-                0.0
-            },
-            spans: spans
-                .into_iter()
-                .map(|s| StatusSpanObject {
-                    status: s.status.into(),
-                    from: s.from,
-                    to: s.to,
-                })
-                .collect(),
-        })
+    }
+    /// What the renter is asked to do to pay.
+    async fn instructions(&self) -> &str {
+        &self.0.instructions
+    }
+    /// The provider's checkout page, when it has one.
+    async fn checkout_url(&self) -> Option<&str> {
+        self.0.checkout_url.as_deref()
+    }
+    /// Whether an admin or the device's owner confirms this payment by hand (`confirmPayment`).
+    async fn confirmed_by_hand(&self, ctx: &Context<'_>) -> bool {
+        ctx.shared()
+            .payments
+            .get(&self.0.provider)
+            .is_ok_and(|p| p.confirmed_by_hand())
     }
 }
 
@@ -377,6 +460,22 @@ impl RentalObject {
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.rental.created_at
+    }
+    /// The rented device's name (also while an order waits for payment, when `device` is not shown yet).
+    async fn device_name(&self, ctx: &Context<'_>) -> ApiResult<String> {
+        let device = crate::devices::get(&ctx.shared().pool, self.rental.device_id).await?;
+        Ok(device.map(|d| d.name).unwrap_or_default())
+    }
+    /// The payment of a storefront order (null for other rentals).
+    async fn payment(&self, ctx: &Context<'_>) -> ApiResult<Option<PaymentObject>> {
+        if self.rental.marketplace != "direct" {
+            return Ok(None);
+        }
+        Ok(
+            crate::payments::for_rental(&ctx.shared().pool, self.rental.id)
+                .await?
+                .map(PaymentObject),
+        )
     }
     async fn device(&self, ctx: &Context<'_>) -> ApiResult<Option<DeviceObject>> {
         let access = match self.access {

@@ -2,8 +2,9 @@
 //! with `all`.
 
 use crate::api::{
-    self, AllRentals, ApiError, AuditLog, DisableUser, SetUserRole, Users, all_rentals, audit_log,
-    disable_user, set_user_role, users,
+    self, AllRentals, ApiError, AuditLog, CancelOrder, ConfirmPayment, DisableUser, SetUserRole,
+    Users, all_rentals, audit_log, cancel_order, confirm_payment, disable_user, set_user_role,
+    users,
 };
 use crate::load::{Load, failed, use_load};
 use crate::route::Route;
@@ -39,7 +40,7 @@ pub fn users_page() -> Html {
             };
             let (reload, error, id) = (reload.clone(), error.clone(), id.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                match api::run::<SetUserRole>(set_user_role::Variables { id, role }).await {
+                match api::send::<SetUserRole>(set_user_role::Variables { id, role }).await {
                     Ok(_) => error.set(None),
                     Err(e) => error.set(Some(e)),
                 }
@@ -52,7 +53,7 @@ pub fn users_page() -> Html {
         Callback::from(move |_| {
             let (reload, error, id) = (reload.clone(), error.clone(), id.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                match api::run::<DisableUser>(disable_user::Variables {
+                match api::send::<DisableUser>(disable_user::Variables {
                     id,
                     disabled: !disabled,
                 })
@@ -133,12 +134,69 @@ pub fn rentals_table(props: &RentalsTableProps) -> Html {
     }
 }
 
+#[derive(Properties, PartialEq)]
+pub struct OrdersProps {
+    pub orders: Vec<all_rentals::AllRentalsOrders>,
+    pub reload: Callback<()>,
+}
+
+/// Storefront orders waiting for payment, for the device's owner or an admin to confirm or cancel.
+#[function_component(OrdersWaiting)]
+pub fn orders_waiting(props: &OrdersProps) -> Html {
+    let error = use_state(|| None::<ApiError>);
+    if props.orders.is_empty() {
+        return html! {};
+    }
+    let act = |rental: String, confirm: bool| {
+        let (error, reload) = (error.clone(), props.reload.clone());
+        Callback::from(move |_| {
+            let (error, reload, rental) = (error.clone(), reload.clone(), rental.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let done = if confirm {
+                    api::send::<ConfirmPayment>(confirm_payment::Variables { rental }).await
+                } else {
+                    api::send::<CancelOrder>(cancel_order::Variables { rental }).await
+                };
+                match done {
+                    Ok(()) => reload.emit(()),
+                    Err(e) => error.set(Some(e)),
+                }
+            });
+        })
+    };
+    html! {
+        <>
+            <h2>{ "Orders waiting for payment" }</h2>
+            <p class="hint">{ "Confirm an order once its payment has reached you: the rental starts and the renter gets the login. Orders left unpaid for a day are cancelled." }</p>
+            if let Some(e) = &*error { <ErrorBox error={e.clone()} /> }
+            <table class="list" id="orders">
+                <thead><tr><th scope="col">{ "Device" }</th><th scope="col">{ "Ordered" }</th>
+                    <th scope="col">{ "Price" }</th><th scope="col">{ "" }</th></tr></thead>
+                <tbody>{ for props.orders.iter().map(|o| html! {
+                    <tr data-order={o.id.clone()}>
+                        <td data-label="Device">{ &o.device_name }</td>
+                        <td data-label="Ordered">{ fmt_time(&o.created_at) }</td>
+                        <td data-label="Price">{ fmt_money(o.price.minor, &o.price.currency) }</td>
+                        <td>
+                            if o.payment.as_ref().is_some_and(|p| p.confirmed_by_hand) {
+                                <button type="button" class="confirm-payment" onclick={act(o.id.clone(), true)}>{ "Payment received" }</button>
+                                { " " }
+                            }
+                            <button type="button" class="secondary" onclick={act(o.id.clone(), false)}>{ "Cancel" }</button>
+                        </td>
+                    </tr>
+                }) }</tbody>
+            </table>
+            <h2>{ "Rentals" }</h2>
+        </>
+    }
+}
+
 #[function_component(RentalsPage)]
 pub fn rentals_page() -> Html {
-    let (load, reload) = use_load((), |()| async {
-        api::run::<AllRentals>(all_rentals::Variables {})
-            .await
-            .map(|d| d.rentals)
+    let live = use_context::<crate::live::Live>().unwrap_or_default();
+    let (load, reload) = use_load((live.epoch, live.rentals), |_| async {
+        api::run::<AllRentals>(all_rentals::Variables {}).await
     });
     html! {
         <section>
@@ -147,13 +205,18 @@ pub fn rentals_page() -> Html {
                 match &*load {
                     Load::Loading => html! { <Loading /> },
                     Load::Failed(e) => failed(e, &reload),
-                    Load::Ready(r) if r.is_empty() => html! {
-                        <Empty title="No rentals yet">
-                            <p>{ "Grant one by hand with the grantRental mutation (GraphiQL) or " }
-                               <code>{ "p2pvps rental grant" }</code>{ "." }</p>
-                        </Empty>
+                    Load::Ready(d) => html! {
+                        <>
+                            <OrdersWaiting orders={d.orders.clone()} reload={reload.clone()} />
+                            if d.rentals.is_empty() {
+                                <Empty title="No rentals yet">
+                                    <p>{ "Renters order from the storefront; an admin can also grant one by hand with the grantRental mutation (GraphiQL)." }</p>
+                                </Empty>
+                            } else {
+                                <RentalsTable rentals={d.rentals.clone()} />
+                            }
+                        </>
                     },
-                    Load::Ready(r) => html! { <RentalsTable rentals={r.clone()} /> },
                 }
             }
         </section>

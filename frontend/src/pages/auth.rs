@@ -47,7 +47,7 @@ fn sign_in(
             Ok(user) => {
                 set.emit(Some(user));
                 if let Some(n) = navigator {
-                    n.push(&Route::Home);
+                    n.push(&crate::route::after_sign_in());
                 }
             }
             Err(e) => {

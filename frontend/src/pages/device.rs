@@ -96,7 +96,7 @@ pub fn device_page(props: &DeviceProps) -> Html {
             let (id, action_error, navigator) =
                 (id.clone(), action_error.clone(), navigator.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                match api::run::<DeleteDevice>(delete_device::Variables { id }).await {
+                match api::send::<DeleteDevice>(delete_device::Variables { id }).await {
                     Ok(_) => {
                         if let Some(n) = navigator {
                             n.push(&Route::Devices);
@@ -118,7 +118,7 @@ pub fn device_page(props: &DeviceProps) -> Html {
             let (id, action_error, reload) = (id.clone(), action_error.clone(), reload.clone());
             wasm_bindgen_futures::spawn_local(async move {
                 let vars = set_web_publishing::Variables { id, on };
-                match api::run::<SetWebPublishing>(vars).await {
+                match api::send::<SetWebPublishing>(vars).await {
                     Ok(_) => reload.emit(()),
                     Err(e) => action_error.set(Some(e)),
                 }

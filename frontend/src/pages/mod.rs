@@ -8,3 +8,4 @@ pub mod device;
 pub mod devices;
 pub mod rentals;
 pub mod ssh_keys;
+pub mod store;

@@ -1,26 +1,36 @@
-//! Rentals. A renter sees the login, the ready-to-paste commands and the time left; an owner sees the
-//! rentals of their devices and what they earned.
+//! Rentals. A renter sees orders waiting for payment, the login, the ready-to-paste commands and the time
+//! left; an owner sees orders to confirm, the rentals of their devices and what they earned (and, below,
+//! any server they rent themselves).
 
-use super::admin::RentalsTable;
-use crate::api::{self, AllRentals, MyRentals, all_rentals, my_rentals};
+use super::admin::{OrdersWaiting, RentalsTable};
+use crate::api::{self, AllRentals, CancelOrder, MyRentals, all_rentals, cancel_order, my_rentals};
+use crate::live::Live;
 use crate::load::{Load, failed, use_load};
+use crate::route::Route;
 use crate::session::{enum_str, use_session};
-use crate::ui::{Code, CopyButton, Countdown, Empty, Loading, fmt_money, fmt_time};
+use crate::ui::{Code, CopyButton, Countdown, Empty, ErrorBox, Loading, fmt_money, fmt_time};
 use p2pvps_shared::Role;
-use std::collections::BTreeMap;
 use yew::prelude::*;
+use yew_router::prelude::*;
 
 #[function_component(RentalsPage)]
 pub fn rentals_page() -> Html {
     match use_session().role() {
-        Some(Role::Renter) => html! { <RenterRentals /> },
-        _ => html! { <OwnerRentals /> },
+        Some(Role::Renter) => html! { <RenterRentals compact={false} /> },
+        _ => html! { <><OwnerRentals /><RenterRentals compact={true} /></> },
     }
 }
 
+#[derive(Properties, PartialEq)]
+struct RenterProps {
+    /// Under an owner's page: nothing when empty, a smaller heading.
+    compact: bool,
+}
+
 #[function_component(RenterRentals)]
-fn renter_rentals() -> Html {
-    let (load, reload) = use_load((), |()| async {
+fn renter_rentals(props: &RenterProps) -> Html {
+    let live = use_context::<Live>().unwrap_or_default();
+    let (load, reload) = use_load((live.epoch, live.rentals), |_| async {
         api::run::<MyRentals>(my_rentals::Variables {})
             .await
             .map(|d| d.rentals)
@@ -30,16 +40,24 @@ fn renter_rentals() -> Html {
         Load::Failed(e) => return failed(e, &reload),
         Load::Ready(r) => r,
     };
-    let (live, past): (Vec<_>, Vec<_>) = rentals.iter().partition(|r| r.connection.is_some());
+    if props.compact && rentals.is_empty() {
+        return html! {};
+    }
+    let (waiting, rest): (Vec<_>, Vec<_>) = rentals
+        .iter()
+        .partition(|r| enum_str(&r.state) == "ORDERED");
+    let (current, past): (Vec<_>, Vec<_>) = rest.into_iter().partition(|r| r.connection.is_some());
     html! {
         <section>
-            <h1>{ "My rentals" }</h1>
+            if props.compact { <h2>{ "Servers I rent" }</h2> } else { <h1>{ "My rentals" }</h1> }
             if rentals.is_empty() {
                 <Empty title="No rentals yet">
-                    <p>{ "When you rent a device, its login and the commands to reach it appear here." }</p>
+                    <p>{ "When you rent a device, its login and the commands to reach it appear here. " }
+                       <Link<Route> to={Route::Store}>{ "See what is for rent" }</Link<Route>></p>
                 </Empty>
             }
-            { for live.iter().map(|r| active_rental(r)) }
+            { for waiting.iter().map(|r| html! { <WaitingOrder rental={(*r).clone()} reload={reload.clone()} /> }) }
+            { for current.iter().map(|r| active_rental(r)) }
             if !past.is_empty() {
                 <h2>{ "Earlier rentals" }</h2>
                 <table class="list">
@@ -47,7 +65,7 @@ fn renter_rentals() -> Html {
                         <th scope="col">{ "Ended" }</th><th scope="col">{ "Price" }</th></tr></thead>
                     <tbody>{ for past.iter().map(|r| html! {
                         <tr>
-                            <td data-label="Device">{ r.device.as_ref().map(|d| d.name.clone()).unwrap_or_default() }</td>
+                            <td data-label="Device">{ &r.device_name }</td>
                             <td data-label="State">{ enum_str(&r.state).to_ascii_lowercase() }</td>
                             <td data-label="Ended">{ r.ends_at.as_deref().map(fmt_time).unwrap_or_default() }</td>
                             <td data-label="Price">{ fmt_money(r.price.minor, &r.price.currency) }</td>
@@ -63,11 +81,7 @@ fn active_rental(r: &my_rentals::MyRentalsRentals) -> Html {
     let Some(c) = &r.connection else {
         return html! {};
     };
-    let name = r
-        .device
-        .as_ref()
-        .map(|d| d.name.clone())
-        .unwrap_or_default();
+    let name = r.device_name.clone();
     html! {
         <article class="rental" data-rental={r.id.clone()}>
             <div class="heading">
@@ -92,34 +106,80 @@ fn active_rental(r: &my_rentals::MyRentalsRentals) -> Html {
     }
 }
 
+#[derive(Properties, PartialEq)]
+struct WaitingProps {
+    rental: my_rentals::MyRentalsRentals,
+    reload: Callback<()>,
+}
+
+/// An order of the renter's waiting for payment: what to pay, how, and a way to cancel.
+#[function_component(WaitingOrder)]
+fn waiting_order(props: &WaitingProps) -> Html {
+    let error = use_state(|| None::<api::ApiError>);
+    let r = &props.rental;
+    let cancel = {
+        let (error, reload, rental) = (error.clone(), props.reload.clone(), r.id.clone());
+        Callback::from(move |_| {
+            let (error, reload, rental) = (error.clone(), reload.clone(), rental.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match api::send::<CancelOrder>(cancel_order::Variables { rental }).await {
+                    Ok(_) => reload.emit(()),
+                    Err(e) => error.set(Some(e)),
+                }
+            });
+        })
+    };
+    html! {
+        <article class="rental order" data-order={r.id.clone()}>
+            <div class="heading">
+                <h2>{ &r.device_name }</h2>
+                <span class="badge">{ "waiting for payment" }</span>
+            </div>
+            <p><strong>{ fmt_money(r.price.minor, &r.price.currency) }</strong></p>
+            if let Some(p) = &r.payment {
+                <p class="instructions">{ &p.instructions }</p>
+                if let Some(url) = &p.checkout_url { <p><a href={url.clone()}>{ "Pay now" }</a></p> }
+            }
+            if let Some(e) = &*error { <ErrorBox error={e.clone()} /> }
+            <button type="button" class="secondary cancel-order" onclick={cancel}>{ "Cancel order" }</button>
+        </article>
+    }
+}
+
 #[function_component(OwnerRentals)]
 fn owner_rentals() -> Html {
-    let (load, reload) = use_load((), |()| async {
-        api::run::<AllRentals>(all_rentals::Variables {})
-            .await
-            .map(|d| d.rentals)
+    let live = use_context::<Live>().unwrap_or_default();
+    let (load, reload) = use_load((live.epoch, live.rentals), |_| async {
+        api::run::<AllRentals>(all_rentals::Variables {}).await
     });
-    let rentals = match &*load {
+    let data = match &*load {
         Load::Loading => return html! { <Loading /> },
         Load::Failed(e) => return failed(e, &reload),
-        Load::Ready(r) => r.clone(),
+        Load::Ready(d) => d.clone(),
     };
-    let mut earned: BTreeMap<String, i64> = BTreeMap::new();
-    for r in &rentals {
-        if matches!(enum_str(&r.state).as_str(), "ACTIVE" | "ENDING" | "ENDED") {
-            *earned.entry(r.price.currency.clone()).or_default() += r.price.minor;
-        }
-    }
+    let earned = data
+        .me
+        .as_ref()
+        .map(|me| {
+            me.earnings
+                .iter()
+                .map(|m| fmt_money(m.minor, &m.currency))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "nothing yet".to_owned());
     html! {
         <section>
             <h1>{ "Rentals & earnings" }</h1>
-            if rentals.is_empty() {
+            <p id="earnings">{ "Earned (after the platform's fee and refunds): " }{ earned }</p>
+            <OrdersWaiting orders={data.orders.clone()} reload={reload.clone()} />
+            if data.rentals.is_empty() {
                 <Empty title="No rentals yet">
                     <p>{ "Offer a device for rent (set a price on it) and keep it online: rentals of your devices appear here." }</p>
                 </Empty>
             } else {
-                <p id="earnings">{ "Earned: " }{ earned.iter().map(|(c, m)| fmt_money(*m, c)).collect::<Vec<_>>().join(", ") }</p>
-                <RentalsTable rentals={rentals} />
+                <RentalsTable rentals={data.rentals} />
             }
         </section>
     }

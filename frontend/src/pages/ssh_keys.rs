@@ -47,7 +47,7 @@ pub fn ssh_keys(props: &KeysProps) -> Html {
             };
             let (draft, error, changed) = (draft.clone(), error.clone(), changed.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                match api::run::<AddSshKey>(vars).await {
+                match api::send::<AddSshKey>(vars).await {
                     Ok(_) => {
                         draft.set(String::new());
                         error.set(None);
@@ -71,7 +71,7 @@ pub fn ssh_keys(props: &KeysProps) -> Html {
             };
             let (error, changed) = (error.clone(), changed.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                match api::run::<RemoveSshKey>(vars).await {
+                match api::send::<RemoveSshKey>(vars).await {
                     Ok(_) => changed.emit(()),
                     Err(e) => error.set(Some(e)),
                 }

@@ -1,0 +1,254 @@
+//! Payments for storefront orders (table `payments`), through a [`PaymentProvider`].
+//!
+//! A provider opens a payment for an order (what the renter is told, or a checkout address) and says how
+//! it is confirmed: by hand (an admin or the device's owner saw the money arrive) or by its own callback
+//! (a BTCPay-style webhook, signed by the provider, read by [`PaymentProvider::webhook`]). Either way the
+//! confirmation goes through `storefront::confirm`, which is idempotent, so a provider retrying its
+//! webhook cannot start a rental twice.
+
+use p2pvps_shared::Money;
+use sqlx::PgConnection;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error("no payment provider is called {0:?}")]
+    UnknownProvider(String),
+    #[error("the payment provider {0} takes no callbacks")]
+    NoCallbacks(&'static str),
+    #[error("the callback's signature does not match")]
+    BadSignature,
+    #[error("the callback is not one the provider sends: {0}")]
+    BadCallback(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// What an order asks to be paid.
+#[derive(Debug, Clone)]
+pub struct PaymentRequest<'a> {
+    pub rental: Uuid,
+    pub amount: &'a Money,
+    /// A line naming what is bought (the device and the rental period).
+    pub description: &'a str,
+}
+
+/// A payment the provider opened: its reference, and what the renter is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub external_ref: String,
+    pub instructions: String,
+    pub checkout_url: Option<String>,
+}
+
+/// A payment a provider's callback says has been settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub external_ref: String,
+    pub paid: Money,
+}
+
+/// A way to take a renter's money.
+#[async_trait::async_trait]
+pub trait PaymentProvider: Send + Sync {
+    /// The provider's name as stored with its payments (`manual`, `btcpay`...).
+    fn name(&self) -> &'static str;
+
+    /// Opens a payment for an order. Called inside the order's transaction: a provider that calls out
+    /// (an invoice API) must be quick and must not mind an invoice whose order was then rolled back.
+    async fn open(&self, request: &PaymentRequest<'_>) -> Result<Opened, PaymentError>;
+
+    /// Whether an admin or the device's owner may confirm its payments by hand.
+    fn confirmed_by_hand(&self) -> bool {
+        false
+    }
+
+    /// Reads one of the provider's callbacks: checks that the provider signed it and returns the
+    /// payment it settles, or `None` for events that settle nothing (invoice created, expired...).
+    fn webhook(
+        &self,
+        _headers: &axum::http::HeaderMap,
+        _body: &[u8],
+    ) -> Result<Option<Settled>, PaymentError> {
+        Err(PaymentError::NoCallbacks(self.name()))
+    }
+}
+
+/// The first provider: the renter pays the owner or the operator as they agree (bank transfer, cash,
+/// crypto), and an admin or the device's owner confirms it in the dashboard.
+#[derive(Debug, Default, Clone)]
+pub struct ManualConfirmation;
+
+#[async_trait::async_trait]
+impl PaymentProvider for ManualConfirmation {
+    fn name(&self) -> &'static str {
+        "manual"
+    }
+
+    async fn open(&self, request: &PaymentRequest<'_>) -> Result<Opened, PaymentError> {
+        Ok(Opened {
+            external_ref: request.rental.to_string(),
+            instructions: format!(
+                "Pay {} for {} as agreed with the device's owner or the operator, quoting order {}. \
+                 Your rental starts as soon as they confirm the payment.",
+                request.amount.to_decimal_string(),
+                request.description,
+                request.rental
+            ),
+            checkout_url: None,
+        })
+    }
+
+    fn confirmed_by_hand(&self) -> bool {
+        true
+    }
+}
+
+/// The providers this server takes payments with, by name; the first is the one new orders use.
+#[derive(Clone)]
+pub struct Providers {
+    default: Arc<dyn PaymentProvider>,
+    by_name: BTreeMap<&'static str, Arc<dyn PaymentProvider>>,
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_name.keys()).finish()
+    }
+}
+
+impl Default for Providers {
+    fn default() -> Self {
+        Self::new(Arc::new(ManualConfirmation))
+    }
+}
+
+impl Providers {
+    pub fn new(default: Arc<dyn PaymentProvider>) -> Self {
+        let mut by_name = BTreeMap::new();
+        by_name.insert(default.name(), Arc::clone(&default));
+        Self { default, by_name }
+    }
+
+    /// Adds another provider (its payments can be confirmed; new orders still use the default).
+    pub fn with(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
+        self.by_name.insert(provider.name(), provider);
+        self
+    }
+
+    pub fn default_provider(&self) -> &Arc<dyn PaymentProvider> {
+        &self.default
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Arc<dyn PaymentProvider>, PaymentError> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| PaymentError::UnknownProvider(name.to_owned()))
+    }
+}
+
+/// A payment as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Payment {
+    pub id: Uuid,
+    pub rental_id: Uuid,
+    pub provider: String,
+    pub external_ref: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub state: String,
+    pub instructions: String,
+    pub checkout_url: Option<String>,
+}
+
+/// The columns every query of this table reads.
+macro_rules! payment_columns {
+    () => {
+        "id, rental_id, provider, external_ref, amount_minor, currency, state, instructions, checkout_url"
+    };
+}
+
+/// Records an opened payment, pending.
+pub async fn insert(
+    conn: &mut PgConnection,
+    rental: Uuid,
+    provider: &str,
+    amount: &Money,
+    opened: &Opened,
+) -> Result<Payment, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "INSERT INTO payments (id, rental_id, provider, external_ref, amount_minor, currency, state, \
+         instructions, checkout_url) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8) RETURNING ",
+        payment_columns!()
+    ))
+    .bind(Uuid::new_v4())
+    .bind(rental)
+    .bind(provider)
+    .bind(&opened.external_ref)
+    .bind(amount.minor)
+    .bind(amount.currency.as_str())
+    .bind(&opened.instructions)
+    .bind(&opened.checkout_url)
+    .fetch_one(conn)
+    .await
+}
+
+/// A rental's payment, locked for the caller's transaction.
+pub async fn for_rental_locked(
+    conn: &mut PgConnection,
+    rental: Uuid,
+) -> Result<Option<Payment>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        payment_columns!(),
+        " FROM payments WHERE rental_id = $1 FOR UPDATE"
+    ))
+    .bind(rental)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A rental's payment.
+pub async fn for_rental(pool: &sqlx::PgPool, rental: Uuid) -> Result<Option<Payment>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        payment_columns!(),
+        " FROM payments WHERE rental_id = $1"
+    ))
+    .bind(rental)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The rental a provider's payment reference belongs to.
+pub async fn rental_of(
+    conn: &mut PgConnection,
+    provider: &str,
+    external_ref: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT rental_id FROM payments WHERE provider = $1 AND external_ref = $2")
+        .bind(provider)
+        .bind(external_ref)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Moves a pending payment to `state` (`confirmed` or `failed`), recording who confirmed it by hand.
+pub async fn settle(
+    conn: &mut PgConnection,
+    id: Uuid,
+    state: &str,
+    by: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE payments SET state = $2, confirmed_by = $3, updated_at = now() WHERE id = $1 AND state = 'pending'",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(by)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

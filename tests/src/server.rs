@@ -1,0 +1,89 @@
+//! The real `p2pvps` binary as a child process, for tests that kill it (SIGKILL) and start it again on the
+//! same database and data directory.
+
+use sqlx::PgPool;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The server binary of this workspace, built first if a test runs on its own (`cargo test -p ...`).
+pub fn binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/p2pvps");
+    if !bin.is_file() {
+        let ok = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-j", "2", "-p", "p2pvps-server", "--bin", "p2pvps"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "building the p2pvps binary failed");
+    }
+    bin
+}
+
+/// The URL of the test's own database (the one `#[sqlx::test]` made for `pool`).
+pub fn database_url(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let mut url = url::Url::parse(&base).expect("DATABASE_URL is a URL");
+    let db = pool
+        .connect_options()
+        .get_database()
+        .expect("the test pool names its database")
+        .to_owned();
+    url.set_path(&format!("/{db}"));
+    url.to_string()
+}
+
+/// A running `p2pvps serve`. Killed (SIGKILL) when dropped.
+pub struct Server {
+    child: Child,
+}
+
+impl Server {
+    /// Starts `p2pvps serve` on free ports with `args` added, and waits until it says it is serving.
+    pub async fn start(pool: &PgPool, data_dir: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(binary())
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--ssh",
+                "127.0.0.1:0",
+                "--web-dir",
+            ])
+            .arg(crate::web_dir())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env("DATABASE_URL", database_url(pool))
+            .env("P2PVPS_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("p2pvps starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let serving = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("p2pvps is serving") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        assert!(serving, "p2pvps did not say it was serving");
+        // Keep reading, so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child }
+    }
+
+    /// SIGKILL: no shutdown, no flushing, as a crash or an OOM kill.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("SIGKILL");
+    }
+}

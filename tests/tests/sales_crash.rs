@@ -1,0 +1,167 @@
+//! The real server binary, killed with SIGKILL in the middle of handling an OpenBazaar order and started
+//! again: the order is delivered exactly once and marked read, one rental, a balanced ledger (asserted on
+//! the fake node's call log and the database).
+
+use p2pvps_server::marketplace::openbazaar::{Credentials, OpenBazaar};
+use p2pvps_server::marketplace::{ListingSpec, Marketplace};
+use p2pvps_shared::{Money, Role};
+use p2pvps_tests::openbazaar::{Auth, FULFILLED, FakeNode, Schema, event};
+use p2pvps_tests::server::Server;
+use p2pvps_tests::{TestApp, add_device};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use std::time::Duration;
+
+const USER: &str = "ob";
+const PASSWORD: &str = "secret-password";
+
+/// An owner's device, priced and listed on the node under our slug; the in-process app that created it
+/// is stopped again. Returns the slug.
+async fn listed_device(pool: &PgPool, node: &FakeNode) -> String {
+    let app = TestApp::start(pool.clone()).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let (device, _) = add_device(&owner, "pi").await;
+    let device: uuid::Uuid = device.parse().unwrap();
+    sqlx::query(
+        "UPDATE devices SET price_minor = 300, currency = 'USD', for_rent = true WHERE id = $1",
+    )
+    .bind(device)
+    .execute(pool)
+    .await
+    .unwrap();
+    let slug = p2pvps_server::reconcile::slug(device);
+    let price = Money::price(300, "USD").unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    p2pvps_server::listings::mark_listed(&mut tx, "openbazaar", device, &slug, &price)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let ob = OpenBazaar::new(
+        &node.url(),
+        Credentials::Basic {
+            user: USER.into(),
+            password: PASSWORD.into(),
+        },
+    )
+    .unwrap();
+    ob.list(&ListingSpec {
+        slug: slug.clone(),
+        title: "VPS rental: pi (24 h)".into(),
+        description: "24 hours".into(),
+        price,
+        expiry: chrono::Utc::now() + chrono::Duration::days(30),
+    })
+    .await
+    .unwrap();
+    app.stop().await;
+    slug
+}
+
+/// Kills the server when its request to `stall` reaches the node, starts it again, and checks that the
+/// order ends delivered once and read.
+async fn killed_at(pool: PgPool, schema: Schema, stall: &str) {
+    let node = FakeNode::start(
+        schema,
+        Auth::Basic {
+            user: USER.into(),
+            password: Sha256::digest(PASSWORD.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        },
+    )
+    .await;
+    let slug = listed_device(&pool, &node).await;
+    let order = node.fund_order(&slug).unwrap();
+    let data = std::env::temp_dir().join(format!("p2pvps-crash-{}", uuid::Uuid::new_v4()));
+    let url = node.url();
+    let args = [
+        "--openbazaar-url",
+        &url,
+        "--openbazaar-user",
+        USER,
+        "--openbazaar-password",
+        PASSWORD,
+        "--market-poll",
+        "1",
+        "--public-url",
+        "https://p2pvps.example",
+    ];
+    let (mut events, mut all) = (node.events(), node.events());
+    node.stall_on(stall);
+    let first = Server::start(&pool, &data, &args).await;
+    assert!(
+        event(
+            &mut events,
+            &format!("stalled {stall}"),
+            Duration::from_secs(30)
+        )
+        .await,
+        "the server reached {stall}"
+    );
+    first.kill().await;
+
+    node.release();
+    let second = Server::start(&pool, &data, &args).await;
+    assert!(
+        event(
+            &mut events,
+            &format!("read {order}"),
+            Duration::from_secs(30)
+        )
+        .await,
+        "the order's notification is marked read after the restart"
+    );
+    let sale = node.sale(&order).unwrap();
+    assert_eq!(sale.state, FULFILLED);
+    // Exactly one fulfilment applied by the node (it refuses a second), however many were sent.
+    let mut applied = 0;
+    while let Ok(e) = all.try_recv() {
+        applied += usize::from(e == format!("fulfilled {order}"));
+    }
+    assert_eq!(applied, 1);
+    let calls = node.calls();
+    let sent = calls
+        .iter()
+        .filter(|c| *c == "POST /ob/orderfulfillment")
+        .count();
+    if stall == "/ob/marknotificationasread" {
+        // Delivered before the kill: the restarted server sees the order fulfilled and sends nothing.
+        assert_eq!(sent, 1, "{calls:#?}");
+    } else {
+        assert!((1..=2).contains(&sent), "{calls:#?}");
+    }
+    let rentals: Vec<(String, String)> =
+        sqlx::query_as("SELECT order_ref, state FROM rentals WHERE marketplace = 'openbazaar'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rentals, [(order.clone(), "active".to_owned())]);
+    let unbalanced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT rental_id, currency FROM ledger_entries GROUP BY rental_id, currency \
+         HAVING sum(amount_minor) <> 0) x",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(unbalanced, 0);
+    let payments: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ledger_entries WHERE account = 'marketplace:openbazaar'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(payments, 1, "one payment recorded");
+    second.kill().await;
+    let _ = std::fs::remove_dir_all(data);
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn killed_between_delivering_and_marking_read_it_delivers_once(pool: PgPool) {
+    killed_at(pool, Schema::V5, "/ob/marknotificationasread").await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn killed_while_delivering_it_delivers_once_after_the_restart(pool: PgPool) {
+    killed_at(pool, Schema::V4, "/ob/orderfulfillment").await;
+}
