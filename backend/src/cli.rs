@@ -88,7 +88,11 @@ pub fn market_settings(
             "--openbazaar-url needs credentials: --openbazaar-user and --openbazaar-password, or --openbazaar-cookie"
         ),
     };
-    let market = OpenBazaar::new(url, credentials)?;
+    let market = OpenBazaar::with_timeout(
+        url,
+        credentials,
+        std::time::Duration::from_secs(args.openbazaar_timeout),
+    )?;
     Ok(Some(crate::app::MarketSettings {
         market: Arc::new(market),
         sale: crate::sales::SaleSettings {

@@ -241,6 +241,9 @@ pub struct MarketArgs {
         conflicts_with = "openbazaar_user"
     )]
     pub openbazaar_cookie: Option<String>,
+    /// Seconds one call to the OpenBazaar node may take before it counts as failed (and is retried later).
+    #[arg(long, env = "P2PVPS_OPENBAZAAR_TIMEOUT", value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub openbazaar_timeout: u64,
     /// The platform's share of each payment, in percent (the owner earns the rest).
     #[arg(long, env = "P2PVPS_PLATFORM_FEE", value_name = "PERCENT", default_value = "10", value_parser = parse_percent)]
     pub platform_fee: u32,

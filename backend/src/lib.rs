@@ -15,6 +15,7 @@ pub mod http;
 pub mod leader;
 pub mod ledger;
 pub mod listings;
+pub mod market_status;
 pub mod marketplace;
 pub mod metrics;
 pub mod payments;

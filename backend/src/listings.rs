@@ -79,3 +79,29 @@ pub async fn mark_withdrawn(
     .await?;
     Ok(())
 }
+
+/// A listing as admins and owners read it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Listing {
+    pub device_id: Uuid,
+    pub device_name: String,
+    pub marketplace: String,
+    pub external_ref: String,
+    pub state: String,
+    pub price_minor: i64,
+    pub currency: String,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Every listing, or those of one owner's devices; most recently changed first (at most 200).
+pub async fn list(pool: &sqlx::PgPool, owner: Option<Uuid>) -> Result<Vec<Listing>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT l.device_id, d.name AS device_name, l.marketplace, l.external_ref, l.state, l.price_minor, \
+         l.currency, l.updated_at FROM listings l JOIN devices d ON d.id = l.device_id \
+         WHERE d.deleted_at IS NULL AND ($1::uuid IS NULL OR d.owner_id = $1) \
+         ORDER BY l.updated_at DESC, l.id LIMIT 200",
+    )
+    .bind(owner)
+    .fetch_all(pool)
+    .await
+}

@@ -252,6 +252,27 @@ pub fn spawn(
             if listed.is_err() || sold.is_err() {
                 metrics.market(name, "pass-failed", 1);
             }
+            if listed.is_err() {
+                metrics.market(name, "error-database", 1);
+            }
+            if let Err(e) = &sold {
+                metrics.market(name, &format!("error-{}", e.kind()), 1);
+            }
+            let failure = match (&listed, &sold) {
+                (_, Err(e)) => Some(format!("order pass: {e}")),
+                (Err(e), _) => Some(format!("listing pass: {e}")),
+                (Ok(l), Ok(r)) if l.failed + r.failed > 0 => Some(format!(
+                    "{} listing change(s) and {} order(s) failed; see the server's log",
+                    l.failed, r.failed
+                )),
+                _ => None,
+            };
+            if let Err(e) =
+                crate::market_status::record(&pool, name, failure.as_deref().map_or(Ok(()), Err))
+                    .await
+            {
+                tracing::warn!(marketplace = name, error = %e, "could not record the marketplace's status");
+            }
             match (&listed, &sold) {
                 (Ok(l), Ok(r)) if l.failed == 0 && r.failed == 0 => {
                     if l.listed + l.delisted + r.delivered > 0 {

@@ -95,7 +95,7 @@ struct Node {
     faults: VecDeque<Fault>,
     counter: u64,
     /// `listed <slug>`, `delisted <slug>`, `fulfilled <order id>`, `read <order id>` (its notification),
-    /// `stalled <prefix>`, as they happen.
+    /// `stalled <prefix>`, `forbidden` (a request with wrong credentials), as they happen.
     events: broadcast::Sender<String>,
     /// Answer `/ws` upgrades with 404 (a node whose websocket is unreachable).
     no_websocket: bool,
@@ -173,7 +173,7 @@ impl FakeNode {
     }
 
     /// What happens from now on: `listed <slug>`, `delisted <slug>`, `fulfilled <order id>`, `read <order id>`
-    /// (its notification marked read), `stalled <prefix>`.
+    /// (its notification marked read), `stalled <prefix>`, `forbidden` (wrong credentials).
     pub fn events(&self) -> broadcast::Receiver<String> {
         self.lock().events.subscribe()
     }
@@ -397,6 +397,7 @@ async fn api(State((node, frames)): State<Shared>, request: Request) -> Response
         n.calls
             .push(format!("{} {}", parts.method, parts.uri.path()));
         if !authorized(&n.auth, &parts.headers) {
+            let _ = n.events.send("forbidden".to_owned());
             return forbidden();
         }
         let targeted = n

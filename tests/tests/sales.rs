@@ -8,7 +8,7 @@ use p2pvps_server::marketplace::{ListingSpec, Marketplace};
 use p2pvps_server::sales::{Report, SaleSettings, process_orders};
 use p2pvps_shared::{Money, Role};
 use p2pvps_tests::openbazaar::{Auth, FULFILLED, FakeNode, Schema};
-use p2pvps_tests::{TestApp, add_device};
+use p2pvps_tests::{Client, TestApp, add_device};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -175,7 +175,23 @@ fn market_settings(
     node: &FakeNode,
     poll: std::time::Duration,
 ) -> p2pvps_server::app::MarketSettings {
-    let market = OpenBazaar::new(&node.url(), Credentials::Cookie("c".into())).unwrap();
+    market_with(
+        node,
+        "c",
+        p2pvps_server::marketplace::openbazaar::TIMEOUT,
+        poll,
+    )
+}
+
+/// Selling on `node` with `cookie`, each call timing out after `timeout`, polling every `poll`.
+fn market_with(
+    node: &FakeNode,
+    cookie: &str,
+    timeout: std::time::Duration,
+    poll: std::time::Duration,
+) -> p2pvps_server::app::MarketSettings {
+    let market =
+        OpenBazaar::with_timeout(&node.url(), Credentials::Cookie(cookie.into()), timeout).unwrap();
     p2pvps_server::app::MarketSettings {
         market: std::sync::Arc::new(market),
         sale: settings(),
@@ -192,7 +208,14 @@ fn settings() -> SaleSettings {
 
 /// A server selling on `node` (polling every `poll`), an owner's device offered for rent.
 async fn selling(pool: PgPool, node: &FakeNode, poll: std::time::Duration) -> (TestApp, String) {
-    let market = market_settings(node, poll);
+    selling_with(pool, market_settings(node, poll)).await
+}
+
+/// A server selling with `market`, an owner's device offered for rent.
+async fn selling_with(
+    pool: PgPool,
+    market: p2pvps_server::app::MarketSettings,
+) -> (TestApp, String) {
     let app = TestApp::start_with(pool, move |s| s.market = Some(market)).await;
     let owner = app.user("o@example.com", Role::Owner).await;
     let r = owner
@@ -361,4 +384,179 @@ async fn another_instance_takes_over_when_the_leader_goes(pool: PgPool) {
         "the follower took over and delivered"
     );
     second.stop().await;
+}
+
+/// The admin's view of the marketplace's passes.
+async fn market_status(admin: &Client) -> serde_json::Value {
+    let r = admin
+        .gql(
+            "{ marketplaces { name lastPassAt lastSuccessAt lastError lastErrorAt consecutiveFailures } }",
+            json!({}),
+        )
+        .await;
+    r.ok().data("marketplaces.0").clone()
+}
+
+/// The marketplace's status once a failed pass is recorded: checked after each `wanted` event of the
+/// node's (a retry comes only after the failure was recorded), at most ten times.
+async fn reported(
+    admin: &Client,
+    events: &mut tokio::sync::broadcast::Receiver<String>,
+    wanted: &str,
+) -> serde_json::Value {
+    for _ in 0..10 {
+        assert!(
+            p2pvps_tests::openbazaar::event(events, wanted, std::time::Duration::from_secs(10))
+                .await,
+            "no `{wanted}` from the node"
+        );
+        let status = market_status(admin).await;
+        if !status.is_null() && !status["lastError"].is_null() {
+            return status;
+        }
+    }
+    panic!("no failure was reported");
+}
+
+fn counted(metrics: &str, outcome: &str) -> bool {
+    metrics.lines().any(|l| {
+        l.starts_with("p2pvps_marketplace_events_total")
+            && l.contains(&format!("outcome=\"{outcome}\""))
+            && !l.ends_with(" 0")
+    })
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn node_failures_are_retried_with_backoff_counted_and_reported_and_nothing_is_half_applied(
+    pool: PgPool,
+) {
+    use p2pvps_tests::openbazaar::{Fault, event};
+    use std::time::Duration;
+    let node = FakeNode::start(Schema::V5, Auth::Cookie("c".into())).await;
+    let mut events = node.events();
+    let (app, device) = selling(pool, &node, Duration::from_secs(600)).await;
+    let slug = slug_of(&device);
+    go_online(&app, &device).await;
+    assert!(
+        event(
+            &mut events,
+            &format!("listed {slug}"),
+            Duration::from_secs(10)
+        )
+        .await
+    );
+
+    // The next two calls fail: a 500, then a body that is not JSON. The passes fail, back off (1 s, 2 s)
+    // and the third delivers.
+    node.fail_next(1, Fault::ServerError);
+    node.fail_next(1, Fault::Garbage);
+    let order = node.fund_order(&slug).unwrap();
+    assert!(
+        event(
+            &mut events,
+            &format!("fulfilled {order}"),
+            Duration::from_secs(15)
+        )
+        .await,
+        "delivered after the failures"
+    );
+    assert!(
+        event(
+            &mut events,
+            &format!("read {order}"),
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    assert_eq!(fulfilments(&node), 1);
+    let rentals: i64 = sqlx::query_scalar("SELECT count(*) FROM rentals")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rentals, 1);
+    let metrics = app.metrics().await;
+    assert!(counted(&metrics, "error-server"), "{metrics}");
+    assert!(counted(&metrics, "error-decode"), "{metrics}");
+    let admin = app.user("admin@example.com", Role::Admin).await;
+    let status = market_status(&admin).await;
+    assert_eq!(status["name"], "openbazaar");
+    assert_eq!(status["consecutiveFailures"], 0);
+    let last_error = status["lastError"].as_str().unwrap();
+    assert!(last_error.contains("could not be read"), "{last_error}");
+    assert!(status["lastSuccessAt"].as_str() > status["lastErrorAt"].as_str());
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn refused_credentials_are_reported_to_admins(pool: PgPool) {
+    use std::time::Duration;
+    let node = FakeNode::start(Schema::V5, Auth::Cookie("right".into())).await;
+    let mut events = node.events();
+    let market = market_with(
+        &node,
+        "wrong",
+        Duration::from_secs(15),
+        Duration::from_secs(600),
+    );
+    let (app, _device) = selling_with(pool, market).await;
+    // Each refused call is an event of the node's; after one, the pass that made it is recorded.
+    let admin = app.user("admin@example.com", Role::Admin).await;
+    let status = reported(&admin, &mut events, "forbidden").await;
+    assert_eq!(
+        status["lastError"],
+        "order pass: the marketplace refused our credentials"
+    );
+    assert!(status["consecutiveFailures"].as_i64().unwrap() >= 1);
+    assert!(status["lastSuccessAt"].is_null());
+    assert!(counted(&app.metrics().await, "error-auth"));
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_node_that_hangs_times_out_and_selling_resumes_when_it_answers(pool: PgPool) {
+    use p2pvps_tests::openbazaar::event;
+    use std::time::Duration;
+    let node = FakeNode::start(Schema::V4, Auth::Cookie("c".into())).await;
+    let mut events = node.events();
+    let market = market_with(&node, "c", Duration::from_secs(1), Duration::from_secs(600));
+    let (app, device) = selling_with(pool, market).await;
+    let slug = slug_of(&device);
+    go_online(&app, &device).await;
+    assert!(
+        event(
+            &mut events,
+            &format!("listed {slug}"),
+            Duration::from_secs(10)
+        )
+        .await
+    );
+
+    node.stall_on("/ob/notifications");
+    let order = node.fund_order(&slug).unwrap();
+    // The hinted pass hangs, times out after 1 s and is recorded; the retry hangs again.
+    let admin = app.user("admin@example.com", Role::Admin).await;
+    let status = reported(&admin, &mut events, "stalled /ob/notifications").await;
+    assert_eq!(
+        status["lastError"],
+        "order pass: the marketplace did not answer within 1 s"
+    );
+    assert!(counted(&app.metrics().await, "error-timeout"));
+    let rentals: i64 = sqlx::query_scalar("SELECT count(*) FROM rentals")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rentals, 0, "nothing taken while the node hangs");
+
+    node.release();
+    assert!(
+        event(
+            &mut events,
+            &format!("fulfilled {order}"),
+            Duration::from_secs(15)
+        )
+        .await,
+        "delivered once the node answers"
+    );
+    assert_eq!(fulfilments(&node), 1);
+    app.stop().await;
 }

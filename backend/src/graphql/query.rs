@@ -240,6 +240,27 @@ impl QueryRoot {
             .collect())
     }
 
+    /// How selling on each configured marketplace is going. Admins only.
+    async fn marketplaces(&self, ctx: &Context<'_>) -> ApiResult<Vec<MarketplaceStatusObject>> {
+        ctx.viewer().admin()?;
+        let rows = crate::market_status::list(&ctx.shared().pool).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Marketplace listings: of the viewer's devices, or all of them for an admin. Owners and admins.
+    async fn listings(&self, ctx: &Context<'_>) -> ApiResult<Vec<ListingObject>> {
+        let user = ctx.viewer().user()?;
+        let owner = match user.role {
+            Role::Admin => None,
+            Role::Owner => Some(user.id),
+            Role::Renter => {
+                return Err(ApiError::forbidden("read listings (owners and admins may)"));
+            }
+        };
+        let rows = crate::listings::list(&ctx.shared().pool, owner).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
     /// The devices anyone may rent now (online, priced, not let), cheapest first. No sign-in needed.
     async fn offers(&self, ctx: &Context<'_>, first: Option<i32>) -> ApiResult<Vec<OfferObject>> {
         let limit = page_size(first)?;

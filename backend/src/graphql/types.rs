@@ -309,6 +309,65 @@ impl OfferObject {
     }
 }
 
+/// How the selling work on one marketplace is going (recorded by the instance that runs it).
+#[derive(SimpleObject)]
+#[graphql(name = "MarketplaceStatus")]
+pub struct MarketplaceStatusObject {
+    pub name: String,
+    pub last_pass_at: DateTime<Utc>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// The last failure's message (kept after a later success; see `lastErrorAt`).
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// Passes failed in a row (0 when the last one succeeded).
+    pub consecutive_failures: i32,
+}
+
+impl From<crate::market_status::MarketStatus> for MarketplaceStatusObject {
+    fn from(s: crate::market_status::MarketStatus) -> Self {
+        Self {
+            name: s.marketplace,
+            last_pass_at: s.last_pass_at,
+            last_success_at: s.last_success_at,
+            last_error: s.last_error,
+            last_error_at: s.last_error_at,
+            consecutive_failures: s.consecutive_failures,
+        }
+    }
+}
+
+/// A device's listing on a marketplace.
+#[derive(SimpleObject)]
+#[graphql(name = "Listing")]
+pub struct ListingObject {
+    pub device_id: ID,
+    pub device_name: String,
+    pub marketplace: String,
+    /// The listing's name there (an OpenBazaar slug).
+    pub external_ref: String,
+    /// `listed` or `withdrawn`.
+    pub state: String,
+    pub price: MoneyObject,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<crate::listings::Listing> for ListingObject {
+    fn from(l: crate::listings::Listing) -> Self {
+        Self {
+            device_id: ID(l.device_id.to_string()),
+            device_name: l.device_name,
+            marketplace: l.marketplace,
+            external_ref: l.external_ref,
+            state: l.state,
+            price: MoneyObject {
+                minor: l.price_minor,
+                currency: l.currency,
+            },
+            updated_at: l.updated_at,
+        }
+    }
+}
+
 /// A rental changed state.
 #[derive(SimpleObject)]
 #[graphql(name = "RentalChange")]

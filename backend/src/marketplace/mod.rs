@@ -48,15 +48,30 @@ pub enum MarketError {
     Decode(String),
     #[error("the marketplace cannot be reached: {0}")]
     Network(String),
+    #[error("the marketplace did not answer within {0} s")]
+    Timeout(u64),
 }
 
 impl MarketError {
     /// Worth trying again later (the node is down, slow or failing), as opposed to a request it refuses.
     pub fn is_transient(&self) -> bool {
         match self {
-            MarketError::Network(_) | MarketError::Decode(_) => true,
+            MarketError::Network(_) | MarketError::Decode(_) | MarketError::Timeout(_) => true,
             MarketError::Refused { status, .. } => *status >= 500,
             MarketError::Auth => false,
+        }
+    }
+
+    /// A one-word class, for metrics: `auth`, `server` (5xx), `refused` (4xx), `decode`, `network`,
+    /// `timeout`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MarketError::Auth => "auth",
+            MarketError::Refused { status, .. } if *status >= 500 => "server",
+            MarketError::Refused { .. } => "refused",
+            MarketError::Decode(_) => "decode",
+            MarketError::Network(_) => "network",
+            MarketError::Timeout(_) => "timeout",
         }
     }
 }

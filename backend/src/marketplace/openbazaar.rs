@@ -26,7 +26,8 @@ pub enum Credentials {
 }
 
 /// Every request gives up after this long.
-const TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one API call may take by default.
+pub const TIMEOUT: Duration = Duration::from_secs(15);
 /// Our listing picture (1x1 PNG): the node requires one image per listing.
 const IMAGE_PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
 
@@ -42,6 +43,7 @@ pub struct OpenBazaar {
     base: String,
     credentials: Credentials,
     http: reqwest::Client,
+    timeout: Duration,
     facts: OnceCell<NodeFacts>,
 }
 
@@ -74,14 +76,24 @@ struct SalesList {
 
 impl OpenBazaar {
     pub fn new(url: &str, credentials: Credentials) -> Result<Self, MarketError> {
+        Self::with_timeout(url, credentials, TIMEOUT)
+    }
+
+    /// A client whose every call gives up after `timeout` (a node that hangs must not hold a pass).
+    pub fn with_timeout(
+        url: &str,
+        credentials: Credentials,
+        timeout: Duration,
+    ) -> Result<Self, MarketError> {
         let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
+            .timeout(timeout)
             .build()
             .map_err(|e| MarketError::Network(e.to_string()))?;
         Ok(Self {
             base: url.trim_end_matches('/').to_owned(),
             credentials,
             http,
+            timeout,
             facts: OnceCell::new(),
         })
     }
@@ -101,15 +113,16 @@ impl OpenBazaar {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| MarketError::Network(e.without_url().to_string()))?;
+        let failed = |e: reqwest::Error| {
+            if e.is_timeout() {
+                MarketError::Timeout(self.timeout.as_secs().max(1))
+            } else {
+                MarketError::Network(e.without_url().to_string())
+            }
+        };
+        let resp = req.send().await.map_err(failed)?;
         let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| MarketError::Network(e.without_url().to_string()))?;
+        let text = resp.text().await.map_err(failed)?;
         if status == StatusCode::FORBIDDEN {
             return Err(MarketError::Auth);
         }
