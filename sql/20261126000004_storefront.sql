@@ -9,4 +9,7 @@ ALTER TABLE payments ADD COLUMN instructions text NOT NULL DEFAULT '' CHECK (cha
 ALTER TABLE payments ADD COLUMN checkout_url text CHECK (char_length(checkout_url) <= 2000);
 -- Who confirmed a manual payment, for the record (the audit log has the details).
 ALTER TABLE payments ADD COLUMN confirmed_by uuid REFERENCES users (id) ON DELETE SET NULL;
-CREATE UNIQUE INDEX payments_one_per_rental ON payments (rental_id);
+-- An order's payment, or a renewal's (an active rental extended by one more period once it is paid).
+ALTER TABLE payments ADD COLUMN purpose text NOT NULL DEFAULT 'order' CHECK (purpose IN ('order', 'renewal'));
+-- One payment waiting at a time per rental.
+CREATE UNIQUE INDEX payments_one_pending_per_rental ON payments (rental_id) WHERE state = 'pending';

@@ -296,6 +296,64 @@ pub async fn page(
     .await
 }
 
+/// What renting a device means now: its name, owner, period and price, and whether it is offered.
+#[derive(Debug, Clone)]
+pub struct Terms {
+    pub name: String,
+    pub owner: Uuid,
+    pub rental_hours: i32,
+    pub price: Option<Money>,
+    pub for_rent: bool,
+}
+
+/// A device's rental terms (`None` once it is deleted), read in the caller's transaction.
+pub async fn terms(conn: &mut PgConnection, id: Uuid) -> Result<Option<Terms>, sqlx::Error> {
+    let device = sqlx::query_as::<_, Device>(concat!(
+        "SELECT ",
+        device_columns!(),
+        " FROM devices WHERE id = $1 AND deleted_at IS NULL"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(device.map(|d| Terms {
+        name: d.name,
+        owner: d.owner_id,
+        rental_hours: d.rental_hours,
+        price: d.price,
+        for_rent: d.for_rent,
+    }))
+}
+
+/// How long the device was not online between `from` and `to`, from its status history (time before its
+/// first recorded status is not counted).
+pub async fn offline_during(
+    conn: &mut sqlx::PgConnection,
+    device: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<chrono::Duration, sqlx::Error> {
+    let ms: i64 = sqlx::query_scalar(
+        "WITH changes AS ( \
+           (SELECT status, at FROM device_status_history WHERE device_id = $1 AND at <= $2 \
+            ORDER BY at DESC, id DESC LIMIT 1) \
+           UNION ALL \
+           (SELECT status, at FROM device_status_history WHERE device_id = $1 AND at > $2 AND at < $3) \
+         ), spans AS ( \
+           SELECT status, GREATEST(at, $2) AS f, LEAST(COALESCE(lead(at) OVER (ORDER BY at), $3), $3) AS t \
+           FROM changes \
+         ) \
+         SELECT COALESCE(sum(EXTRACT(EPOCH FROM (t - f)) * 1000) FILTER (WHERE status <> 'online' AND t > f), 0)::bigint \
+         FROM spans",
+    )
+    .bind(device)
+    .bind(from)
+    .bind(to)
+    .fetch_one(conn)
+    .await?;
+    Ok(chrono::Duration::milliseconds(ms))
+}
+
 /// The devices anyone may rent now, for the storefront: offered and priced by their owner, online, not
 /// let and not reserved by an open order. Cheapest first.
 pub async fn offered(pool: &PgPool, limit: i64) -> Result<Vec<Device>, sqlx::Error> {

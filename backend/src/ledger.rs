@@ -118,6 +118,61 @@ pub async fn record_refund(
     Ok(txn)
 }
 
+/// Refunds the share `part / whole` of what was paid for a rental (net of earlier refunds), per
+/// currency: the payer gets it back, taken from the platform and the owner in the proportion they
+/// received it. Nothing is written when the share comes to zero. Returns how much was refunded.
+pub async fn refund_share(
+    conn: &mut PgConnection,
+    rental: Uuid,
+    part: i64,
+    whole: i64,
+    memo: &str,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT account, currency, sum(amount_minor)::bigint FROM ledger_entries WHERE rental_id = $1 \
+         GROUP BY account, currency ORDER BY currency, account",
+    )
+    .bind(rental)
+    .fetch_all(&mut *conn)
+    .await?;
+    let share = |amount: i64| -> i64 {
+        i64::try_from(i128::from(amount) * i128::from(part) / i128::from(whole.max(1))).unwrap_or(0)
+    };
+    let mut refunded = Vec::new();
+    let currencies: std::collections::BTreeSet<&String> = rows.iter().map(|r| &r.1).collect();
+    for currency in currencies {
+        let of = |pred: &dyn Fn(&str) -> bool| -> Vec<(String, i64)> {
+            rows.iter()
+                .filter(|r| &r.1 == currency && pred(&r.0))
+                .map(|r| (r.0.clone(), r.2))
+                .collect()
+        };
+        // The payer is the account that paid in (negative); platform and owner received.
+        let payers = of(&|a| a.starts_with("renter:") || a.starts_with("marketplace:"));
+        let Some((payer, paid)) = payers.into_iter().find(|(_, n)| *n < 0) else {
+            continue;
+        };
+        let refund = share(-paid);
+        if refund <= 0 {
+            continue;
+        }
+        let platform: i64 = of(&|a| a == "platform").iter().map(|r| r.1).sum();
+        let from_platform = share(platform).clamp(0, refund);
+        let owner = of(&|a| a.starts_with("owner:"));
+        let Some((owner, _)) = owner.into_iter().next() else {
+            continue;
+        };
+        let entries = [
+            (payer, refund),
+            ("platform".to_owned(), -from_platform),
+            (owner, -(refund - from_platform)),
+        ];
+        insert(conn, Uuid::new_v4(), &entries, currency, rental, memo).await?;
+        refunded.push((currency.clone(), refund));
+    }
+    Ok(refunded)
+}
+
 /// An account's balance per currency (e.g. an owner's earnings), in minor units.
 pub async fn balance(pool: &PgPool, account: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as(

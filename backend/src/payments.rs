@@ -29,6 +29,8 @@ pub enum PaymentError {
 /// What an order asks to be paid.
 #[derive(Debug, Clone)]
 pub struct PaymentRequest<'a> {
+    /// The payment's own id (stored with it).
+    pub payment: Uuid,
     pub rental: Uuid,
     pub amount: &'a Money,
     /// A line naming what is bought (the device and the rental period).
@@ -89,7 +91,7 @@ impl PaymentProvider for ManualConfirmation {
 
     async fn open(&self, request: &PaymentRequest<'_>) -> Result<Opened, PaymentError> {
         Ok(Opened {
-            external_ref: request.rental.to_string(),
+            external_ref: request.payment.to_string(),
             instructions: format!(
                 "Pay {} for {} as agreed with the device's owner or the operator, quoting order {}. \
                  Your rental starts as soon as they confirm the payment.",
@@ -161,29 +163,35 @@ pub struct Payment {
     pub state: String,
     pub instructions: String,
     pub checkout_url: Option<String>,
+    /// `order` (starts the rental) or `renewal` (extends it).
+    pub purpose: String,
 }
 
 /// The columns every query of this table reads.
 macro_rules! payment_columns {
     () => {
-        "id, rental_id, provider, external_ref, amount_minor, currency, state, instructions, checkout_url"
+        "id, rental_id, provider, external_ref, amount_minor, currency, state, instructions, checkout_url, purpose"
     };
 }
 
-/// Records an opened payment, pending.
+/// Records an opened payment, pending, for `purpose` (`order` or `renewal`). A rental has one pending
+/// payment at most: `Ok(None)` when another is already waiting.
 pub async fn insert(
     conn: &mut PgConnection,
+    id: Uuid,
     rental: Uuid,
+    purpose: &str,
     provider: &str,
     amount: &Money,
     opened: &Opened,
-) -> Result<Payment, sqlx::Error> {
+) -> Result<Option<Payment>, sqlx::Error> {
     sqlx::query_as(concat!(
         "INSERT INTO payments (id, rental_id, provider, external_ref, amount_minor, currency, state, \
-         instructions, checkout_url) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8) RETURNING ",
+         instructions, checkout_url, purpose) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9) \
+         ON CONFLICT (rental_id) WHERE state = 'pending' DO NOTHING RETURNING ",
         payment_columns!()
     ))
-    .bind(Uuid::new_v4())
+    .bind(id)
     .bind(rental)
     .bind(provider)
     .bind(&opened.external_ref)
@@ -191,48 +199,51 @@ pub async fn insert(
     .bind(amount.currency.as_str())
     .bind(&opened.instructions)
     .bind(&opened.checkout_url)
-    .fetch_one(conn)
+    .bind(purpose)
+    .fetch_optional(conn)
     .await
 }
 
-/// A rental's payment, locked for the caller's transaction.
-pub async fn for_rental_locked(
+/// A rental's payment waiting to be settled, locked for the caller's transaction.
+pub async fn pending_locked(
     conn: &mut PgConnection,
     rental: Uuid,
 ) -> Result<Option<Payment>, sqlx::Error> {
     sqlx::query_as(concat!(
         "SELECT ",
         payment_columns!(),
-        " FROM payments WHERE rental_id = $1 FOR UPDATE"
+        " FROM payments WHERE rental_id = $1 AND state = 'pending' FOR UPDATE"
     ))
     .bind(rental)
     .fetch_optional(conn)
     .await
 }
 
-/// A rental's payment.
+/// A rental's latest payment (the one waiting, if any).
 pub async fn for_rental(pool: &sqlx::PgPool, rental: Uuid) -> Result<Option<Payment>, sqlx::Error> {
     sqlx::query_as(concat!(
         "SELECT ",
         payment_columns!(),
-        " FROM payments WHERE rental_id = $1"
+        " FROM payments WHERE rental_id = $1 ORDER BY state = 'pending' DESC, created_at DESC, id LIMIT 1"
     ))
     .bind(rental)
     .fetch_optional(pool)
     .await
 }
 
-/// The rental a provider's payment reference belongs to.
+/// A provider's payment by its reference: (payment id, rental id, state).
 pub async fn rental_of(
     conn: &mut PgConnection,
     provider: &str,
     external_ref: &str,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT rental_id FROM payments WHERE provider = $1 AND external_ref = $2")
-        .bind(provider)
-        .bind(external_ref)
-        .fetch_optional(conn)
-        .await
+) -> Result<Option<(Uuid, Uuid, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, rental_id, state FROM payments WHERE provider = $1 AND external_ref = $2",
+    )
+    .bind(provider)
+    .bind(external_ref)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Moves a pending payment to `state` (`confirmed` or `failed`), recording who confirmed it by hand.
@@ -248,6 +259,17 @@ pub async fn settle(
     .bind(id)
     .bind(state)
     .bind(by)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives up whatever still waits for payment on a rental (it ended: a renewal can no longer apply).
+pub async fn fail_pending(conn: &mut PgConnection, rental: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE payments SET state = 'failed', updated_at = now() WHERE rental_id = $1 AND state = 'pending'",
+    )
+    .bind(rental)
     .execute(conn)
     .await?;
     Ok(())

@@ -285,6 +285,8 @@ pub async fn end(
     .bind(id)
     .fetch_one(&mut *conn)
     .await?;
+    crate::payments::fail_pending(&mut *conn, id).await?;
+    refund_offline_time(&mut *conn, &rental).await?;
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(RENTAL_ENDED_CHANNEL)
         .bind(serde_json::json!({"rental": id, "device": rental.device_id}).to_string())
@@ -301,6 +303,57 @@ pub async fn end(
     )
     .await?;
     Ok(rental)
+}
+
+/// How long a rented device may be offline in all before the renter is refunded for the rest.
+pub const OFFLINE_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
+
+/// At a rental's end: if its device was offline for longer than [`OFFLINE_GRACE`] during it, the
+/// renter is refunded that time beyond the grace, pro rata of what they paid.
+async fn refund_offline_time(
+    conn: &mut sqlx::PgConnection,
+    rental: &Rental,
+) -> Result<(), sqlx::Error> {
+    let (Some(from), Some(to)) = (rental.starts_at, rental.ends_at) else {
+        return Ok(());
+    };
+    let offline = crate::devices::offline_during(&mut *conn, rental.device_id, from, to).await?;
+    let beyond = offline - OFFLINE_GRACE;
+    if beyond <= chrono::TimeDelta::zero() {
+        return Ok(());
+    }
+    let refunded = crate::ledger::refund_share(
+        conn,
+        rental.id,
+        beyond.num_seconds(),
+        (to - from).num_seconds(),
+        &format!(
+            "device offline {} min during the rental",
+            offline.num_minutes()
+        ),
+    )
+    .await?;
+    if !refunded.is_empty() {
+        tracing::info!(rental = %rental.id, offline_min = offline.num_minutes(), ?refunded, "refunded offline time");
+    }
+    Ok(())
+}
+
+/// Extends a running rental by its device's rental period (a paid renewal).
+pub async fn extend(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Rental, RentalError> {
+    let extended = sqlx::query_as::<_, Rental>(concat!(
+        "WITH r AS (UPDATE rentals SET ends_at = ends_at + make_interval(hours => \
+         (SELECT rental_hours FROM devices WHERE id = rentals.device_id)), updated_at = now() \
+         WHERE id = $1 AND state = 'active' RETURNING *) SELECT ",
+        rental_columns!(),
+        " FROM r"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(RentalError::NotActive)?;
+    announce(conn, id).await?;
+    Ok(extended)
 }
 
 /// Refuses a move the lifecycle does not allow.

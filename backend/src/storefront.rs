@@ -28,6 +28,10 @@ pub enum StorefrontError {
     NotOpen(RentalState),
     #[error("this is not a storefront order")]
     NotAnOrder,
+    #[error("a payment for this rental is already waiting; pay or cancel it first")]
+    PaymentWaiting,
+    #[error("only a running rental can be renewed")]
+    NotRenewable,
     #[error("payments through {0} are confirmed by the provider, not by hand")]
     NotByHand(String),
     #[error("the payment is {paid}, the order asks {asked}")]
@@ -53,15 +57,15 @@ pub async fn place(
     renter: Uuid,
 ) -> Result<Placed, StorefrontError> {
     let rental = rentals::open_order(&mut *conn, device, renter).await?;
-    let (name, hours): (String, i32) =
-        sqlx::query_as("SELECT name, rental_hours FROM devices WHERE id = $1")
-            .bind(device)
-            .fetch_one(&mut *conn)
-            .await?;
+    let terms = crate::devices::terms(&mut *conn, device)
+        .await?
+        .ok_or(RentalError::NoDevice)?;
     let provider = providers.default_provider();
-    let description = format!("{hours} h on {name}");
+    let description = format!("{} h on {}", terms.rental_hours, terms.name);
+    let payment_id = Uuid::new_v4();
     let opened = provider
         .open(&PaymentRequest {
+            payment: payment_id,
             rental: rental.id,
             amount: &rental.price,
             description: &description,
@@ -69,12 +73,15 @@ pub async fn place(
         .await?;
     let payment = payments::insert(
         &mut *conn,
+        payment_id,
         rental.id,
+        "order",
         provider.name(),
         &rental.price,
         &opened,
     )
-    .await?;
+    .await?
+    .ok_or(StorefrontError::PaymentWaiting)?;
     crate::audit::record(
         conn,
         actor,
@@ -95,68 +102,87 @@ pub enum Confirmer {
     Provider(Money),
 }
 
-/// Confirms an order's payment and starts the rental: payment confirmed, rental paid, the payment and its
-/// split in the ledger, then the rental's login and time. An order already confirmed is returned as it is.
+/// Confirms the payment waiting on a rental: an order's starts the rental (payment confirmed, rental
+/// paid, the payment and its split in the ledger, then its login and time); a renewal's extends a running
+/// rental by one period. With nothing waiting (confirmed before: a double click, a retried webhook), the
+/// rental is returned as it is. `only` restricts it to one payment (a provider's callback names its own).
+#[allow(clippy::too_many_arguments)]
 pub async fn confirm(
     conn: &mut PgConnection,
     actor: &Actor,
     secrets: &SecretBox,
     providers: &Providers,
     rental: Uuid,
+    only: Option<Uuid>,
     by: Confirmer,
     fee_bps: u32,
 ) -> Result<Activated, StorefrontError> {
     let current = rentals::lock(&mut *conn, rental).await?;
-    if current.marketplace != "direct" {
-        return Err(StorefrontError::NotAnOrder);
-    }
-    let payment = payments::for_rental_locked(&mut *conn, rental)
+    let pending = payments::pending_locked(&mut *conn, rental)
         .await?
-        .ok_or(StorefrontError::NotAnOrder)?;
-    match current.state {
-        RentalState::Ordered => {}
-        // Confirmed before (a double click, a retried webhook): nothing more to do.
-        RentalState::Paid | RentalState::Provisioning | RentalState::Active => {
-            return Ok(rentals::activate(conn, secrets, rental).await?);
-        }
-        other => return Err(StorefrontError::NotOpen(other)),
-    }
+        .filter(|p| only.is_none_or(|id| id == p.id));
+    let Some(payment) = pending else {
+        return match current.state {
+            RentalState::Paid | RentalState::Provisioning | RentalState::Active => {
+                Ok(rentals::activate(conn, secrets, rental).await?)
+            }
+            other => Err(StorefrontError::NotOpen(other)),
+        };
+    };
     let provider = providers.get(&payment.provider)?;
+    let asked = Money::price(payment.amount_minor, &payment.currency)
+        .map_err(|e| sqlx::Error::Decode(e.to_string().into()))?;
     let confirmed_by = match &by {
         Confirmer::ByHand(user) if provider.confirmed_by_hand() => Some(*user),
         Confirmer::ByHand(_) => return Err(StorefrontError::NotByHand(payment.provider)),
-        Confirmer::Provider(paid) if *paid != current.price => {
+        Confirmer::Provider(paid) if *paid != asked => {
             return Err(StorefrontError::WrongAmount {
                 paid: paid.clone(),
-                asked: current.price.clone(),
+                asked,
             });
         }
         Confirmer::Provider(_) => None,
     };
-    payments::settle(&mut *conn, payment.id, "confirmed", confirmed_by).await?;
-    let paid = rentals::advance(&mut *conn, &current, RentalState::Paid).await?;
-    let renter = paid.renter_id.ok_or(StorefrontError::NotAnOrder)?;
-    let owner: Uuid = sqlx::query_scalar("SELECT owner_id FROM devices WHERE id = $1")
-        .bind(paid.device_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    if paid.price.minor > 0 {
-        crate::ledger::record_payment(
-            &mut *conn,
-            rental,
-            owner,
-            &crate::ledger::Payer::Renter(renter),
-            &paid.price,
-            fee_bps,
-        )
-        .await
-        .map_err(RentalError::from)?;
+    let renter = current.renter_id.ok_or(StorefrontError::NotAnOrder)?;
+    let renewal = payment.purpose == "renewal";
+    if renewal {
+        if current.state != RentalState::Active
+            || current.ends_at.is_none_or(|e| e <= chrono::Utc::now())
+        {
+            return Err(StorefrontError::NotRenewable);
+        }
+    } else if current.state != RentalState::Ordered {
+        return Err(StorefrontError::NotOpen(current.state));
     }
+    payments::settle(&mut *conn, payment.id, "confirmed", confirmed_by).await?;
+    let owner = crate::devices::terms(&mut *conn, current.device_id)
+        .await?
+        .ok_or(RentalError::NoDevice)?
+        .owner;
+    if renewal {
+        rentals::extend(&mut *conn, rental).await?;
+    } else {
+        rentals::advance(&mut *conn, &current, RentalState::Paid).await?;
+    }
+    crate::ledger::record_payment(
+        &mut *conn,
+        rental,
+        owner,
+        &crate::ledger::Payer::Renter(renter),
+        &asked,
+        fee_bps,
+    )
+    .await
+    .map_err(RentalError::from)?;
     let activated = rentals::activate(&mut *conn, secrets, rental).await?;
     crate::audit::record(
         conn,
         actor,
-        "rental.pay",
+        if renewal {
+            "rental.renew"
+        } else {
+            "rental.pay"
+        },
         "rental",
         rental,
         serde_json::json!({"provider": payment.provider, "byHand": confirmed_by.is_some()}),
@@ -165,8 +191,70 @@ pub async fn confirm(
     Ok(activated)
 }
 
-/// Cancels an order waiting for payment (its renter, the device's owner or an admin; or the expiry):
-/// the device is free again and the payment will not be taken.
+/// Opens a renewal of a running rental for its renter: one more period at the device's current price,
+/// paid like an order; the rental is extended when the payment is confirmed.
+pub async fn renew(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    providers: &Providers,
+    rental: Uuid,
+    renter: Uuid,
+) -> Result<Placed, StorefrontError> {
+    let current = rentals::lock(&mut *conn, rental).await?;
+    if current.renter_id != Some(renter) {
+        return Err(RentalError::NotFound.into());
+    }
+    if current.state != RentalState::Active
+        || current.ends_at.is_none_or(|e| e <= chrono::Utc::now())
+    {
+        return Err(StorefrontError::NotRenewable);
+    }
+    let terms = crate::devices::terms(&mut *conn, current.device_id).await?;
+    let Some((terms, price)) = terms
+        .filter(|t| t.for_rent)
+        .and_then(|t| t.price.clone().map(|p| (t, p)))
+    else {
+        return Err(RentalError::NotForRent.into());
+    };
+    let provider = providers.default_provider();
+    let description = format!("{} more h on {}", terms.rental_hours, terms.name);
+    let payment_id = Uuid::new_v4();
+    let opened = provider
+        .open(&PaymentRequest {
+            payment: payment_id,
+            rental,
+            amount: &price,
+            description: &description,
+        })
+        .await?;
+    let payment = payments::insert(
+        &mut *conn,
+        payment_id,
+        rental,
+        "renewal",
+        provider.name(),
+        &price,
+        &opened,
+    )
+    .await?
+    .ok_or(StorefrontError::PaymentWaiting)?;
+    crate::audit::record(
+        conn,
+        actor,
+        "rental.renewal_order",
+        "rental",
+        rental,
+        serde_json::json!({"provider": provider.name(), "price": price.to_decimal_string()}),
+    )
+    .await?;
+    Ok(Placed {
+        rental: current,
+        payment,
+    })
+}
+
+/// Cancels what waits for payment on a rental (its renter, the device's owner or an admin; or the
+/// expiry): an order (the device is free again) or a renewal (the rental runs to its end as it was).
 pub async fn cancel(
     conn: &mut PgConnection,
     actor: &Actor,
@@ -174,29 +262,33 @@ pub async fn cancel(
     reason: &str,
 ) -> Result<Rental, StorefrontError> {
     let current = rentals::lock(&mut *conn, rental).await?;
-    if current.marketplace != "direct" {
-        return Err(StorefrontError::NotAnOrder);
-    }
-    if current.state != RentalState::Ordered {
-        return Err(StorefrontError::NotOpen(current.state));
-    }
-    let cancelled = rentals::advance(&mut *conn, &current, RentalState::Cancelled).await?;
-    if let Some(payment) = payments::for_rental_locked(&mut *conn, rental).await? {
+    let pending = payments::pending_locked(&mut *conn, rental).await?;
+    let (result, action) = match (current.state, &pending) {
+        (RentalState::Ordered, _) if current.marketplace == "direct" => (
+            rentals::advance(&mut *conn, &current, RentalState::Cancelled).await?,
+            "rental.cancel",
+        ),
+        (RentalState::Active, Some(p)) if p.purpose == "renewal" => {
+            (current.clone(), "rental.renewal_cancel")
+        }
+        (state, _) => return Err(StorefrontError::NotOpen(state)),
+    };
+    if let Some(payment) = pending {
         payments::settle(&mut *conn, payment.id, "failed", None).await?;
     }
     crate::audit::record(
         conn,
         actor,
-        "rental.cancel",
+        action,
         "rental",
         rental,
         serde_json::json!({"reason": reason}),
     )
     .await?;
-    Ok(cancelled)
+    Ok(result)
 }
 
-/// Cancels orders left unpaid longer than `hold`. Returns how many.
+/// Cancels orders left unpaid longer than `hold`, with their payments. Returns how many.
 pub async fn expire(pool: &PgPool, hold: Duration) -> Result<usize, StorefrontError> {
     let mut expired = 0;
     for id in rentals::stale_orders(pool, hold).await? {
@@ -230,17 +322,22 @@ pub async fn settle_callback(
         return Ok(None);
     };
     let mut tx = pool.begin().await?;
-    let rental = payments::rental_of(&mut tx, p.name(), &settled.external_ref)
+    let (payment, rental, state) = payments::rental_of(&mut tx, p.name(), &settled.external_ref)
         .await?
         .ok_or_else(|| {
             PaymentError::BadCallback(format!("no payment {:?}", settled.external_ref))
         })?;
+    if state != "pending" {
+        // Settled before (providers retry their callbacks).
+        return Ok(Some(rental));
+    }
     confirm(
         &mut tx,
         &Actor::system(),
         secrets,
         providers,
         rental,
+        Some(payment),
         Confirmer::Provider(settled.paid),
         fee_bps,
     )

@@ -563,3 +563,100 @@ async fn the_manual_provider_takes_no_callbacks(pool: PgPool) {
     );
     app.stop().await;
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_renewal_extends_the_rental_and_offline_time_beyond_the_grace_is_refunded_at_the_end(
+    pool: PgPool,
+) {
+    let app = TestApp::start(pool).await;
+    let owner = app.user("owner@example.com", Role::Owner).await;
+    let renter = app.user("renter@example.com", Role::Renter).await;
+    let stranger = app.user("stranger@example.com", Role::Renter).await;
+    let admin = app.user("admin@example.com", Role::Admin).await;
+    let (id, _, _) = offered_device(&owner, "renew-pi").await;
+    set_online(&app.pool, &id).await;
+    let order = renter.gql(ORDER, json!({"d": id})).await;
+    let rental = order
+        .ok()
+        .data("orderRental.id")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = owner.gql(CONFIRM, json!({"r": rental})).await;
+    let first_end = first
+        .ok()
+        .data("confirmPayment.endsAt")
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The renter renews: a payment waits (one at a time); nobody else may renew it.
+    let renew = "mutation($r: ID!) { renewRental(rental: $r) { id state payment { state amount { minor } } } }";
+    let renewal = renter.gql(renew, json!({"r": rental})).await;
+    assert_eq!(renewal.ok().data("renewRental.state"), "ACTIVE");
+    assert_eq!(renewal.data("renewRental.payment.state"), "pending");
+    assert_eq!(renewal.data("renewRental.payment.amount.minor"), 500);
+    renter
+        .gql(renew, json!({"r": rental}))
+        .await
+        .assert_code("CONFLICT");
+    stranger
+        .gql(renew, json!({"r": rental}))
+        .await
+        .assert_code("NOT_FOUND");
+    // Confirmed: one more period (24 h), a second payment in the ledger.
+    let second = owner.gql(CONFIRM, json!({"r": rental})).await;
+    let second_end = second.ok().data("confirmPayment.endsAt").as_str().unwrap();
+    let hours = |a: &str, b: &str| {
+        let a = chrono::DateTime::parse_from_rfc3339(a).unwrap();
+        let b = chrono::DateTime::parse_from_rfc3339(b).unwrap();
+        (b - a).num_hours()
+    };
+    assert_eq!(hours(&first_end, second_end), 24);
+    assert_eq!(assert_ledger_balances(&app.pool, &rental).await, 6);
+    // A renewal can also be cancelled before it is paid.
+    renter.gql(renew, json!({"r": rental})).await.ok();
+    let cancelled = renter.gql(CANCEL, json!({"r": rental})).await;
+    assert_eq!(cancelled.ok().data("cancelOrder.state"), "ACTIVE");
+    assert_eq!(cancelled.data("cancelOrder.payment.state"), "failed");
+
+    // The rental ran 48 h, during which the device was offline 4 h: 3.5 h beyond the 30 min grace is
+    // refunded pro rata (of 10.00 USD paid: 0.72, 0.07 of it from the platform's fee).
+    sqlx::query(
+        "UPDATE rentals SET starts_at = now() - interval '48 hours', ends_at = now() + interval '1 hour' WHERE id = $1::uuid",
+    )
+    .bind(&rental)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO device_status_history (device_id, status, at) VALUES \
+         ($1::uuid, 'online', now() - interval '49 hours'), ($1::uuid, 'offline', now() - interval '40 hours'), \
+         ($1::uuid, 'online', now() - interval '36 hours')",
+    )
+    .bind(&id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let ended = admin
+        .gql(
+            "mutation($r: ID!) { endRental(id: $r) { state } }",
+            json!({"r": rental}),
+        )
+        .await;
+    assert_eq!(ended.ok().data("endRental.state"), "ENDED");
+    assert_eq!(assert_ledger_balances(&app.pool, &rental).await, 9);
+    let refund = 1000 * (3 * 3600 + 1800) / (48 * 3600);
+    let from_platform = 100 * (3 * 3600 + 1800) / (48 * 3600);
+    let earned = owner.gql("{ me { earnings { minor } } }", json!({})).await;
+    assert_eq!(
+        earned.ok().data("me.earnings.0.minor"),
+        900 - (refund - from_platform)
+    );
+    let platform = admin.gql("{ platformEarnings { minor } }", json!({})).await;
+    assert_eq!(
+        platform.ok().data("platformEarnings.0.minor"),
+        100 - from_platform
+    );
+    app.stop().await;
+}

@@ -229,9 +229,12 @@ impl From<crate::storefront::StorefrontError> for ApiError {
         use crate::storefront::StorefrontError as S;
         match e {
             S::Rental(r) => r.into(),
-            S::NotOpen(_) | S::NotAnOrder | S::NotByHand(_) | S::WrongAmount { .. } => {
-                Self::conflict(None, e.to_string())
-            }
+            S::NotOpen(_)
+            | S::NotAnOrder
+            | S::NotByHand(_)
+            | S::WrongAmount { .. }
+            | S::PaymentWaiting
+            | S::NotRenewable => Self::conflict(None, e.to_string()),
             S::Payment(P::Db(d)) | S::Db(d) => d.into(),
             S::Payment(p) => Self::internal("payment provider", &p),
         }

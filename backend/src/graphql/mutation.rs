@@ -565,8 +565,25 @@ impl MutationRoot {
         })
     }
 
-    /// Confirms by hand that an order was paid (for providers confirmed by hand, such as `manual`): the
-    /// rental starts and its renter sees the login. The device's owner or an admin. Confirming twice is
+    /// Renews a running rental for one more period at the device's current price: opens its payment; the
+    /// rental is extended when the payment is confirmed (as an order's). The renter.
+    async fn renew_rental(&self, ctx: &Context<'_>, rental: ID) -> ApiResult<RentalObject> {
+        let user = ctx.viewer().user()?.id;
+        let id = parse_id(&rental, "rental")?;
+        let shared = ctx.shared();
+        let mut tx = shared.pool.begin().await?;
+        let placed =
+            crate::storefront::renew(&mut tx, &ctx.viewer().actor()?, &shared.payments, id, user)
+                .await?;
+        tx.commit().await?;
+        Ok(RentalObject {
+            rental: placed.rental,
+            access: RentalAccess::Renter,
+        })
+    }
+
+    /// Confirms by hand that what waits for payment on a rental was paid (for providers confirmed by hand,
+    /// such as `manual`): an order's rental starts and its renter sees the login; a renewal extends it. The device's owner or an admin. Confirming twice is
     /// harmless.
     async fn confirm_payment(&self, ctx: &Context<'_>, rental: ID) -> ApiResult<RentalObject> {
         let user = ctx.viewer().user()?.clone();
@@ -585,6 +602,7 @@ impl MutationRoot {
             &shared.secrets,
             &shared.payments,
             id,
+            None,
             crate::storefront::Confirmer::ByHand(user.id),
             shared.fee_bps,
         )
@@ -596,8 +614,8 @@ impl MutationRoot {
         })
     }
 
-    /// Cancels an order waiting for payment: the device is free again. Its renter, the device's owner or
-    /// an admin.
+    /// Cancels what waits for payment on a rental: an order (the device is free again) or a renewal. Its
+    /// renter, the device's owner or an admin.
     async fn cancel_order(&self, ctx: &Context<'_>, rental: ID) -> ApiResult<RentalObject> {
         let id = parse_id(&rental, "rental")?;
         let access = order_access(ctx, id).await?;
