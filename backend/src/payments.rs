@@ -94,7 +94,7 @@ impl PaymentProvider for ManualConfirmation {
             external_ref: request.payment.to_string(),
             instructions: format!(
                 "Pay {} for {} as agreed with the device's owner or the operator, quoting order {}. \
-                 Your rental starts as soon as they confirm the payment.",
+                 It takes effect as soon as they confirm the payment.",
                 request.amount.to_decimal_string(),
                 request.description,
                 request.rental

@@ -108,14 +108,17 @@ pub async fn list(pool: &PgPool, scope: Scope, limit: i64) -> Result<Vec<Rental>
     .await
 }
 
-/// Storefront orders waiting for payment, oldest first (at most 100).
+/// Rentals waiting for a payment (storefront orders, and running rentals with a renewal to pay), oldest
+/// first (at most 100).
 pub async fn open_orders(pool: &PgPool, scope: Scope) -> Result<Vec<Rental>, sqlx::Error> {
     let (renter, owner) = scope.ids();
     sqlx::query_as::<_, Rental>(concat!(
         "SELECT ",
         rental_columns!(),
         " FROM rentals r JOIN devices d ON d.id = r.device_id \
-         WHERE r.state = 'ordered' AND ($1::uuid IS NULL OR r.renter_id = $1) \
+         WHERE (r.state = 'ordered' OR (r.state = 'active' AND EXISTS (SELECT 1 FROM payments p \
+                WHERE p.rental_id = r.id AND p.state = 'pending'))) \
+         AND ($1::uuid IS NULL OR r.renter_id = $1) \
          AND ($2::uuid IS NULL OR d.owner_id = $2) ORDER BY r.created_at, r.id LIMIT 100"
     ))
     .bind(renter)

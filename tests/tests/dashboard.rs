@@ -216,3 +216,132 @@ async fn owner_admin_and_renter_use_the_dashboard(pool: PgPool) {
     app.stop().await;
     let _ = std::fs::remove_dir_all(data);
 }
+
+/// An owner's priced device, offered for rent and online (its status set directly: this test is about
+/// the pages). Returns its id.
+async fn offered_online(app: &TestApp, owner: &p2pvps_tests::Client, name: &str) -> String {
+    let r = owner
+        .gql(
+            "mutation($i: CreateDeviceInput!) { createDevice(input: $i) { device { id } } }",
+            json!({"i": {"name": name, "forRent": true, "price": {"minor": 500, "currency": "USD"},
+                          "hardware": {"cpuCores": 4, "memoryMb": 2048}}}),
+        )
+        .await;
+    let id = r
+        .ok()
+        .data("createDevice.device.id")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    p2pvps_server::devices::record_status(
+        &app.pool,
+        id.parse().unwrap(),
+        p2pvps_shared::DeviceStatus::Online,
+    )
+    .await
+    .unwrap();
+    id
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_renter_rents_from_the_storefront_and_a_marketplace_buyer_claims_a_rental(pool: PgPool) {
+    let (app, data) = start(pool).await;
+    let owner = app.user("owner@example.com", Role::Owner).await;
+    app.user("renter@example.com", Role::Renter).await;
+    offered_online(&app, &owner, "store-pi").await;
+    let b = Browser::start(&app.base, 1280).await;
+
+    // Signed out, the start page is the storefront; renting asks to log in first, then comes back.
+    b.goto("/").await;
+    b.wait_path("/store").await;
+    let card = b.wait_text("li.offer", "store-pi").await;
+    assert!(
+        card.contains("5.00 USD") && card.contains("4 cores") && card.contains("2.0 GB RAM"),
+        "{card}"
+    );
+    b.screenshot("13-storefront").await;
+    b.click("li.offer button.rent").await;
+    b.wait_path("/login").await;
+    b.fill("#email", "renter@example.com").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("#log-in").await;
+    b.wait_path("/store").await;
+    b.click("li.offer button.rent").await;
+    b.wait_path("/rentals").await;
+    let order = b.wait_text("article.order", "waiting for payment").await;
+    assert!(
+        order.contains("5.00 USD") && order.contains("store-pi"),
+        "{order}"
+    );
+    b.screenshot("14-renter-order-waiting").await;
+    log_out(&b).await;
+
+    // The owner sees the order and confirms the payment; earnings follow (after the 10 % fee).
+    log_in(&b, "owner@example.com", "/devices").await;
+    b.goto("/rentals").await;
+    b.wait_text("#orders", "store-pi").await;
+    b.screenshot("15-owner-orders").await;
+    b.click("#orders button.confirm-payment").await;
+    b.wait_text("#earnings", "4.50 USD").await;
+    b.wait_text("#rentals", "active").await;
+    log_out(&b).await;
+
+    // The renter now has the login and the commands, and may renew.
+    log_in(&b, "renter@example.com", "/rentals").await;
+    b.wait_text("#jump-command", "ssh -J").await;
+    b.click("button.renew").await;
+    b.wait_text(".renewal", "Renewal waiting for payment").await;
+    b.screenshot("16-renter-active-renewal").await;
+    log_out(&b).await;
+    // The owner confirms the renewal like an order.
+    log_in(&b, "owner@example.com", "/devices").await;
+    b.goto("/rentals").await;
+    b.wait_text("#orders", "renewal").await;
+    b.click("#orders button.confirm-payment").await;
+    b.wait_text("#earnings", "9.00 USD").await;
+    log_out(&b).await;
+    log_in(&b, "renter@example.com", "/rentals").await;
+    b.wait_text("button.renew", "Renew").await;
+
+    // A marketplace buyer's claim link makes that rental theirs.
+    let device: uuid::Uuid = offered_online(&app, &owner, "market-pi")
+        .await
+        .parse()
+        .unwrap();
+    let price = p2pvps_shared::Money::price(500, "USD").unwrap();
+    let mut tx = app.pool.begin().await.unwrap();
+    p2pvps_server::listings::mark_listed(&mut tx, "openbazaar", device, "rent-market", &price)
+        .await
+        .unwrap();
+    let taken = p2pvps_server::rentals::take_order(
+        &mut tx,
+        "openbazaar",
+        "QmOrderClaim",
+        "rent-market",
+        Some(&price),
+        1000,
+    )
+    .await
+    .unwrap();
+    let p2pvps_server::rentals::Taken::New(rental) = taken else {
+        panic!("a new rental")
+    };
+    let activated = p2pvps_server::rentals::activate(&mut tx, &app.secrets, rental.id)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let token = activated
+        .claim_token
+        .expect("an unclaimed rental has a token");
+    b.goto(&format!("/claim/{token}")).await;
+    b.click("#claim").await;
+    b.wait_path("/rentals").await;
+    b.wait_text("main", "market-pi").await;
+    // The link works once.
+    b.goto(&format!("/claim/{token}")).await;
+    b.click("#claim").await;
+    b.wait_text(".error-box", "").await;
+    b.close().await;
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(data);
+}

@@ -604,6 +604,12 @@ async fn a_renewal_extends_the_rental_and_offline_time_beyond_the_grace_is_refun
         .gql(renew, json!({"r": rental}))
         .await
         .assert_code("NOT_FOUND");
+    // The owner sees it waiting, as an order.
+    let waiting = owner.gql("{ orders { id state } }", json!({})).await;
+    assert_eq!(
+        waiting.ok().data("orders"),
+        &json!([{"id": rental, "state": "ACTIVE"}])
+    );
     // Confirmed: one more period (24 h), a second payment in the ledger.
     let second = owner.gql(CONFIRM, json!({"r": rental})).await;
     let second_end = second.ok().data("confirmPayment.endsAt").as_str().unwrap();

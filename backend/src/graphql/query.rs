@@ -225,7 +225,8 @@ impl QueryRoot {
             .collect())
     }
 
-    /// Storefront orders waiting for payment that the viewer takes part in (as in `rentals`), oldest first.
+    /// What waits for payment among the rentals the viewer takes part in (as in `rentals`): storefront
+    /// orders and renewals. Oldest first.
     async fn orders(
         &self,
         ctx: &Context<'_>,

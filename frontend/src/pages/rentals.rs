@@ -3,7 +3,10 @@
 //! any server they rent themselves).
 
 use super::admin::{OrdersWaiting, RentalsTable};
-use crate::api::{self, AllRentals, CancelOrder, MyRentals, all_rentals, cancel_order, my_rentals};
+use crate::api::{
+    self, AllRentals, CancelOrder, MyRentals, RenewRental, all_rentals, cancel_order, my_rentals,
+    renew_rental,
+};
 use crate::live::Live;
 use crate::load::{Load, failed, use_load};
 use crate::route::Route;
@@ -57,7 +60,7 @@ fn renter_rentals(props: &RenterProps) -> Html {
                 </Empty>
             }
             { for waiting.iter().map(|r| html! { <WaitingOrder rental={(*r).clone()} reload={reload.clone()} /> }) }
-            { for current.iter().map(|r| active_rental(r)) }
+            { for current.iter().map(|r| active_rental(r, &reload)) }
             if !past.is_empty() {
                 <h2>{ "Earlier rentals" }</h2>
                 <table class="list">
@@ -77,7 +80,7 @@ fn renter_rentals(props: &RenterProps) -> Html {
     }
 }
 
-fn active_rental(r: &my_rentals::MyRentalsRentals) -> Html {
+fn active_rental(r: &my_rentals::MyRentalsRentals, reload: &Callback<()>) -> Html {
     let Some(c) = &r.connection else {
         return html! {};
     };
@@ -102,7 +105,51 @@ fn active_rental(r: &my_rentals::MyRentalsRentals) -> Html {
             <Code id="port-command" label="By the device's port" text={c.port_command.clone()} />
             <Code id="jump-command" label="Through our server as a jump host (works behind any firewall)" text={c.jump_command.clone()} />
             <p class="hint">{ format!("The jump host asks for the password above; then the device asks for its own login. The device answers as {} on our SSH server.", c.subdomain) }</p>
+            <Renewal rental={r.id.clone()} waiting={r.payment.as_ref().filter(|p| p.state == "pending").map(|p| p.instructions.clone())} reload={reload.clone()} />
         </article>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct RenewalProps {
+    rental: String,
+    /// The instructions of a renewal waiting for payment, if one is.
+    waiting: Option<String>,
+    reload: Callback<()>,
+}
+
+/// Renews a running rental for one more period, or shows (and cancels) the renewal waiting for payment.
+#[function_component(Renewal)]
+fn renewal(props: &RenewalProps) -> Html {
+    let error = use_state(|| None::<api::ApiError>);
+    let act = {
+        let (error, reload, rental) = (error.clone(), props.reload.clone(), props.rental.clone());
+        let renew = props.waiting.is_none();
+        Callback::from(move |_| {
+            let (error, reload, rental) = (error.clone(), reload.clone(), rental.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let done = if renew {
+                    api::send::<RenewRental>(renew_rental::Variables { rental }).await
+                } else {
+                    api::send::<CancelOrder>(cancel_order::Variables { rental }).await
+                };
+                match done {
+                    Ok(()) => reload.emit(()),
+                    Err(e) => error.set(Some(e)),
+                }
+            });
+        })
+    };
+    html! {
+        <div class="renewal">
+            if let Some(e) = &*error { <ErrorBox error={e.clone()} /> }
+            if let Some(instructions) = &props.waiting {
+                <p class="instructions"><strong>{ "Renewal waiting for payment. " }</strong>{ instructions }</p>
+                <button type="button" class="secondary" onclick={act}>{ "Cancel renewal" }</button>
+            } else {
+                <button type="button" class="renew" onclick={act}>{ "Renew for another period" }</button>
+            }
+        </div>
     }
 }
 
