@@ -50,6 +50,7 @@ operation!(ConfirmPayment, "queries/confirm_payment.graphql");
 operation!(CancelOrder, "queries/cancel_order.graphql");
 operation!(ClaimRental, "queries/claim_rental.graphql");
 operation!(RenewRental, "queries/renew_rental.graphql");
+operation!(PlatformEarnings, "queries/platform_earnings.graphql");
 
 /// What went wrong with a request, in terms the page can show.
 #[derive(Debug, Clone, PartialEq)]

@@ -300,6 +300,12 @@ async fn a_renter_rents_from_the_storefront_and_a_marketplace_buyer_claims_a_ren
     b.click("#orders button.confirm-payment").await;
     b.wait_text("#earnings", "9.00 USD").await;
     log_out(&b).await;
+    // Admins see the platform's fees.
+    app.user("admin@example.com", Role::Admin).await;
+    log_in(&b, "admin@example.com", "/admin/users").await;
+    b.goto("/admin/rentals").await;
+    b.wait_text("#platform-earnings", "1.00 USD").await;
+    log_out(&b).await;
     log_in(&b, "renter@example.com", "/rentals").await;
     b.wait_text("button.renew", "Renew").await;
 

@@ -2,9 +2,9 @@
 //! with `all`.
 
 use crate::api::{
-    self, AllRentals, ApiError, AuditLog, CancelOrder, ConfirmPayment, DisableUser, SetUserRole,
-    Users, all_rentals, audit_log, cancel_order, confirm_payment, disable_user, set_user_role,
-    users,
+    self, AllRentals, ApiError, AuditLog, CancelOrder, ConfirmPayment, DisableUser,
+    PlatformEarnings, SetUserRole, Users, all_rentals, audit_log, cancel_order, confirm_payment,
+    disable_user, platform_earnings, set_user_role, users,
 };
 use crate::load::{Load, failed, use_load};
 use crate::route::Route;
@@ -134,6 +134,16 @@ pub fn rentals_table(props: &RentalsTableProps) -> Html {
     }
 }
 
+/// `4.50 USD, 2.00 EUR`, or "nothing yet".
+pub fn money_list<'a>(amounts: impl Iterator<Item = (i64, &'a str)>) -> String {
+    let list: Vec<String> = amounts.map(|(m, c)| fmt_money(m, c)).collect();
+    if list.is_empty() {
+        "nothing yet".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
 #[derive(Properties, PartialEq)]
 pub struct OrdersProps {
     pub orders: Vec<all_rentals::AllRentalsOrders>,
@@ -197,7 +207,9 @@ pub fn orders_waiting(props: &OrdersProps) -> Html {
 pub fn rentals_page() -> Html {
     let live = use_context::<crate::live::Live>().unwrap_or_default();
     let (load, reload) = use_load((live.epoch, live.rentals), |_| async {
-        api::run::<AllRentals>(all_rentals::Variables {}).await
+        let rentals = api::run::<AllRentals>(all_rentals::Variables {}).await?;
+        let fees = api::run::<PlatformEarnings>(platform_earnings::Variables {}).await?;
+        Ok::<_, ApiError>((rentals, fees.platform_earnings))
     });
     html! {
         <section>
@@ -206,8 +218,11 @@ pub fn rentals_page() -> Html {
                 match &*load {
                     Load::Loading => html! { <Loading /> },
                     Load::Failed(e) => failed(e, &reload),
-                    Load::Ready(d) => html! {
+                    Load::Ready((d, fees)) => html! {
                         <>
+                            <p id="platform-earnings">{ "Platform fees earned (net of refunds): " }{
+                                money_list(fees.iter().map(|m| (m.minor, m.currency.as_str())))
+                            }</p>
                             <OrdersWaiting orders={d.orders.clone()} reload={reload.clone()} />
                             if d.rentals.is_empty() {
                                 <Empty title="No rentals yet">

@@ -204,18 +204,11 @@ fn owner_rentals() -> Html {
         Load::Failed(e) => return failed(e, &reload),
         Load::Ready(d) => d.clone(),
     };
-    let earned = data
-        .me
-        .as_ref()
-        .map(|me| {
-            me.earnings
-                .iter()
-                .map(|m| fmt_money(m.minor, &m.currency))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .filter(|e| !e.is_empty())
-        .unwrap_or_else(|| "nothing yet".to_owned());
+    let earned = super::admin::money_list(
+        data.me
+            .iter()
+            .flat_map(|me| me.earnings.iter().map(|m| (m.minor, m.currency.as_str()))),
+    );
     html! {
         <section>
             <h1>{ "Rentals & earnings" }</h1>
