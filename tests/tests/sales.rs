@@ -48,8 +48,10 @@ async fn a_paid_order_is_delivered_once_and_claimed_by_its_buyer(pool: PgPool) {
     listed(&app, &ob, &device, "rent-pi").await;
     let settings = settings();
 
+    // Other notifications before and after the order never stand in its way.
     node.notify("follow", json!({"peerId": "QmFan"}));
     let order = node.fund_order("rent-pi").unwrap();
+    node.notify("moderatorAdd", json!({"peerId": "QmMod"}));
     let report = process_orders(&app.pool, &app.secrets, &ob, &settings)
         .await
         .unwrap();
@@ -247,11 +249,10 @@ async fn go_online(app: &TestApp, device: &str) {
     .unwrap();
 }
 
-#[sqlx::test(migrations = "../sql")]
-async fn with_the_websocket_hint_an_order_is_delivered_within_two_seconds(pool: PgPool) {
+async fn hinted_delivery(pool: PgPool, schema: Schema) {
     use p2pvps_tests::openbazaar::event;
     use std::time::Duration;
-    let node = FakeNode::start(Schema::V5, Auth::Cookie("c".into())).await;
+    let node = FakeNode::start(schema, Auth::Cookie("c".into())).await;
     let mut events = node.events();
     // Polling only every 10 minutes: anything sooner comes from the hint (or the change of the device).
     let (app, device) = selling(pool, &node, Duration::from_secs(600)).await;
@@ -296,10 +297,19 @@ async fn with_the_websocket_hint_an_order_is_delivered_within_two_seconds(pool: 
 }
 
 #[sqlx::test(migrations = "../sql")]
-async fn without_the_hint_polling_delivers_and_an_ended_rental_is_relisted(pool: PgPool) {
+async fn with_the_websocket_hint_an_order_is_delivered_within_two_seconds_v4(pool: PgPool) {
+    hinted_delivery(pool, Schema::V4).await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn with_the_websocket_hint_an_order_is_delivered_within_two_seconds_v5(pool: PgPool) {
+    hinted_delivery(pool, Schema::V5).await;
+}
+
+async fn polled_delivery_and_relisting(pool: PgPool, schema: Schema) {
     use p2pvps_tests::openbazaar::event;
     use std::time::Duration;
-    let node = FakeNode::start(Schema::V4, Auth::Cookie("c".into())).await;
+    let node = FakeNode::start(schema, Auth::Cookie("c".into())).await;
     node.refuse_websockets();
     let mut events = node.events();
     let poll = Duration::from_secs(1);
@@ -341,6 +351,16 @@ async fn without_the_hint_polling_delivers_and_an_ended_rental_is_relisted(pool:
         "{metrics}"
     );
     app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn without_the_hint_polling_delivers_and_an_ended_rental_is_relisted_v4(pool: PgPool) {
+    polled_delivery_and_relisting(pool, Schema::V4).await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn without_the_hint_polling_delivers_and_an_ended_rental_is_relisted_v5(pool: PgPool) {
+    polled_delivery_and_relisting(pool, Schema::V5).await;
 }
 
 #[sqlx::test(migrations = "../sql")]
