@@ -60,24 +60,48 @@ pub async fn place(
     let terms = crate::devices::terms(&mut *conn, device)
         .await?
         .ok_or(RentalError::NoDevice)?;
-    let provider = providers.default_provider();
     let description = format!("{} h on {}", terms.rental_hours, terms.name);
-    let payment_id = Uuid::new_v4();
+    let payment = open_payment(
+        conn,
+        actor,
+        providers,
+        rental.id,
+        "order",
+        &rental.price,
+        &description,
+    )
+    .await?;
+    Ok(Placed { rental, payment })
+}
+
+/// Opens a payment with the default provider for `purpose` (`order` or `renewal`), records it pending
+/// and audits it. At most one payment waits per rental.
+async fn open_payment(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    providers: &Providers,
+    rental: Uuid,
+    purpose: &str,
+    price: &Money,
+    description: &str,
+) -> Result<Payment, StorefrontError> {
+    let provider = providers.default_provider();
+    let id = Uuid::new_v4();
     let opened = provider
         .open(&PaymentRequest {
-            payment: payment_id,
-            rental: rental.id,
-            amount: &rental.price,
-            description: &description,
+            payment: id,
+            rental,
+            amount: price,
+            description,
         })
         .await?;
     let payment = payments::insert(
         &mut *conn,
-        payment_id,
-        rental.id,
-        "order",
+        id,
+        rental,
+        purpose,
         provider.name(),
-        &rental.price,
+        price,
         &opened,
     )
     .await?
@@ -85,13 +109,13 @@ pub async fn place(
     crate::audit::record(
         conn,
         actor,
-        "rental.order",
+        if purpose == "renewal" { "rental.renewal_order" } else { "rental.order" },
         "rental",
-        rental.id,
-        serde_json::json!({"device": device, "provider": provider.name(), "price": rental.price.to_decimal_string()}),
+        rental,
+        serde_json::json!({"provider": provider.name(), "price": price.to_decimal_string(), "for": description}),
     )
     .await?;
-    Ok(Placed { rental, payment })
+    Ok(payment)
 }
 
 /// Who confirms a payment: a person (admin or the device's owner, for providers confirmed by hand), or the
@@ -216,35 +240,15 @@ pub async fn renew(
     else {
         return Err(RentalError::NotForRent.into());
     };
-    let provider = providers.default_provider();
     let description = format!("{} more h on {}", terms.rental_hours, terms.name);
-    let payment_id = Uuid::new_v4();
-    let opened = provider
-        .open(&PaymentRequest {
-            payment: payment_id,
-            rental,
-            amount: &price,
-            description: &description,
-        })
-        .await?;
-    let payment = payments::insert(
-        &mut *conn,
-        payment_id,
-        rental,
-        "renewal",
-        provider.name(),
-        &price,
-        &opened,
-    )
-    .await?
-    .ok_or(StorefrontError::PaymentWaiting)?;
-    crate::audit::record(
+    let payment = open_payment(
         conn,
         actor,
-        "rental.renewal_order",
-        "rental",
+        providers,
         rental,
-        serde_json::json!({"provider": provider.name(), "price": price.to_decimal_string()}),
+        "renewal",
+        &price,
+        &description,
     )
     .await?;
     Ok(Placed {

@@ -43,3 +43,26 @@ where
 pub fn failed(error: &ApiError, reload: &Callback<()>) -> Html {
     html! { <ErrorBox error={error.clone()} retry={reload.clone()} /> }
 }
+
+/// A button's action: runs the request `make` returns (a fresh one per click); on success calls `done`
+/// (a reload, say), on failure shows the error in `error`.
+pub fn action<F, Fut>(
+    error: &UseStateHandle<Option<ApiError>>,
+    done: &Callback<()>,
+    make: F,
+) -> Callback<MouseEvent>
+where
+    F: Fn() -> Fut + 'static,
+    Fut: Future<Output = Result<(), ApiError>> + 'static,
+{
+    let (error, done) = (error.clone(), done.clone());
+    Callback::from(move |_| {
+        let (error, done, request) = (error.clone(), done.clone(), make());
+        wasm_bindgen_futures::spawn_local(async move {
+            match request.await {
+                Ok(()) => done.emit(()),
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    })
+}

@@ -6,7 +6,7 @@ use crate::api::{
     PlatformEarnings, SetUserRole, Users, all_rentals, audit_log, cancel_order, confirm_payment,
     disable_user, platform_earnings, set_user_role, users,
 };
-use crate::load::{Load, failed, use_load};
+use crate::load::{Load, action, failed, use_load};
 use crate::route::Route;
 use crate::session::{enum_str, use_session};
 use crate::ui::{Empty, ErrorBox, Loading, fmt_money, fmt_time};
@@ -158,20 +158,15 @@ pub fn orders_waiting(props: &OrdersProps) -> Html {
         return html! {};
     }
     let act = |rental: String, confirm: bool| {
-        let (error, reload) = (error.clone(), props.reload.clone());
-        Callback::from(move |_| {
-            let (error, reload, rental) = (error.clone(), reload.clone(), rental.clone());
-            wasm_bindgen_futures::spawn_local(async move {
-                let done = if confirm {
+        action(&error, &props.reload, move || {
+            let rental = rental.clone();
+            async move {
+                if confirm {
                     api::send::<ConfirmPayment>(confirm_payment::Variables { rental }).await
                 } else {
                     api::send::<CancelOrder>(cancel_order::Variables { rental }).await
-                };
-                match done {
-                    Ok(()) => reload.emit(()),
-                    Err(e) => error.set(Some(e)),
                 }
-            });
+            }
         })
     };
     html! {

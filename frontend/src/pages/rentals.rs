@@ -8,7 +8,7 @@ use crate::api::{
     renew_rental,
 };
 use crate::live::Live;
-use crate::load::{Load, failed, use_load};
+use crate::load::{Load, action, failed, use_load};
 use crate::route::Route;
 use crate::session::{enum_str, use_session};
 use crate::ui::{Code, CopyButton, Countdown, Empty, ErrorBox, Loading, fmt_money, fmt_time};
@@ -123,21 +123,16 @@ struct RenewalProps {
 fn renewal(props: &RenewalProps) -> Html {
     let error = use_state(|| None::<api::ApiError>);
     let act = {
-        let (error, reload, rental) = (error.clone(), props.reload.clone(), props.rental.clone());
-        let renew = props.waiting.is_none();
-        Callback::from(move |_| {
-            let (error, reload, rental) = (error.clone(), reload.clone(), rental.clone());
-            wasm_bindgen_futures::spawn_local(async move {
-                let done = if renew {
+        let (rental, renew) = (props.rental.clone(), props.waiting.is_none());
+        action(&error, &props.reload, move || {
+            let rental = rental.clone();
+            async move {
+                if renew {
                     api::send::<RenewRental>(renew_rental::Variables { rental }).await
                 } else {
                     api::send::<CancelOrder>(cancel_order::Variables { rental }).await
-                };
-                match done {
-                    Ok(()) => reload.emit(()),
-                    Err(e) => error.set(Some(e)),
                 }
-            });
+            }
         })
     };
     html! {
@@ -165,15 +160,11 @@ fn waiting_order(props: &WaitingProps) -> Html {
     let error = use_state(|| None::<api::ApiError>);
     let r = &props.rental;
     let cancel = {
-        let (error, reload, rental) = (error.clone(), props.reload.clone(), r.id.clone());
-        Callback::from(move |_| {
-            let (error, reload, rental) = (error.clone(), reload.clone(), rental.clone());
-            wasm_bindgen_futures::spawn_local(async move {
-                match api::send::<CancelOrder>(cancel_order::Variables { rental }).await {
-                    Ok(_) => reload.emit(()),
-                    Err(e) => error.set(Some(e)),
-                }
-            });
+        let rental = r.id.clone();
+        action(&error, &props.reload, move || {
+            api::send::<CancelOrder>(cancel_order::Variables {
+                rental: rental.clone(),
+            })
         })
     };
     html! {
