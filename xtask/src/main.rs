@@ -2,13 +2,16 @@
 //!
 //! - `cargo xtask run [-- serve flags]`: install missing tools, build the dashboard, start a database if none
 //!   is configured, and run the server on 127.0.0.1:8080.
-//! - `cargo xtask test`: formatting, clippy, the release frontend build, then every test against Postgres.
+//! - `cargo xtask test`: formatting, clippy, the release frontend build, the deployment files' check, then
+//!   every test against Postgres.
+//! - `cargo xtask deploy-check`: `compose.yaml` validated by Compose, the Dockerfile linted; no engine.
 //!
 //! Tools are installed only when missing, so repeated runs are fast.
 
 mod bench;
 mod bench_gateway;
 mod bench_web;
+mod deploy;
 mod postgres;
 mod tools;
 
@@ -28,12 +31,14 @@ fn main() -> Result<()> {
         "test" => test(&root),
         "frontend" => build_frontend(&root),
         "pg-stop" => postgres::stop(&root),
+        "deploy-check" => deploy::check(&root),
         "bench" => bench(&root, rest.first().map(String::as_str)),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n  run [-- ARGS]  build everything and run the server (ARGS go to `p2pvps serve`)\n  \
                  test           fmt, clippy, frontend build and the whole test suite\n  frontend       build the dashboard into target/dist\n  \
                  bench [tunnel|gateway|web]  benchmarks (all by default; report in target/bench/report.md)\n  \
+                 deploy-check   validate compose.yaml and lint the Dockerfile (no Docker engine needed)\n  \
                  pg-stop        stop the private PostgreSQL started under target/pg"
             );
             if task.is_empty() {
@@ -159,7 +164,7 @@ fn run(root: &Path, extra: &[String]) -> Result<()> {
 }
 
 fn test(root: &Path) -> Result<()> {
-    let total = 5;
+    let total = 6;
     step(1, total, "cargo fmt --check");
     sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
     step(2, total, "clippy (native and wasm)");
@@ -183,7 +188,9 @@ fn test(root: &Path) -> Result<()> {
     let url = postgres::database_url(root)?;
     tools::ensure_browser()?;
     let lt = tools::localtunnel_client(root)?;
-    step(5, total, "test suite");
+    step(5, total, "deployment files (compose.yaml, Dockerfile)");
+    deploy::check(root)?;
+    step(6, total, "test suite");
     sh(cargo()
         .args(["test", "-j", "2", "--workspace", "--exclude", "p2pvps-web"])
         .env("DATABASE_URL", url)

@@ -162,6 +162,25 @@ pub fn ensure_wrk() -> Result<()> {
     apt(&["install", "-y", "-qq", "wrk"])
 }
 
+/// A Compose command that can validate `compose.yaml` (no engine needed): the v2 plugin when Docker has it,
+/// else v1's `docker-compose`, installed from Debian's packages when missing.
+pub fn compose_command() -> Result<Vec<String>> {
+    let works = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works("docker", &["compose", "version"]) {
+        return Ok(vec!["docker".into(), "compose".into()]);
+    }
+    if !works("docker-compose", &["version"]) {
+        eprintln!("installing docker-compose (Debian package; only `config` is used, no engine)");
+        apt(&["install", "-y", "-qq", "docker-compose"])?;
+    }
+    Ok(vec!["docker-compose".into()])
+}
+
 /// The directory holding npm's `wasm-opt` (binaryen 132, pinned), to put first on Trunk's PATH.
 pub fn wasm_opt_bin(root: &Path) -> Result<std::path::PathBuf> {
     Ok(npm_package(root, "wasm-opt")?.join(".bin"))
