@@ -586,6 +586,29 @@ fn tunnel_login(row: Option<(i32, String)>) -> Option<TunnelLogin> {
     })
 }
 
+/// Records the machine's facts as the device's agent reports them (they replace what the owner typed).
+pub async fn record_facts(
+    pool: &PgPool,
+    id: Uuid,
+    facts: &p2pvps_shared::agent::AgentFacts,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE devices SET cpu_model = $2, cpu_cores = $3, memory_mb = $4, disk_gb = $5, arch = $6, os = $7, \
+         agent_version = $8, facts_reported_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(&facts.cpu_model)
+    .bind(facts.cpu_cores)
+    .bind(facts.memory_mb)
+    .bind(facts.disk_gb)
+    .bind(&facts.arch)
+    .bind(&facts.os)
+    .bind(&facts.agent_version)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// The tunnel of a live device whose credential matches (the SSH password method).
 pub async fn tunnel_login_by_credential(
     pool: &PgPool,

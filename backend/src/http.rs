@@ -40,7 +40,8 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
         .route("/payments/{provider}/callback", post(payment_callback))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .merge(crate::agent_api::routes());
     if let Some(dir) = &state.web_dir {
         let files = ServeDir::new(dir).append_index_html_on_directories(true);
         router =

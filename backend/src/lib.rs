@@ -1,5 +1,6 @@
 //! The p2pvps server as a library: the `p2pvps` binary and the end-to-end tests both build on it.
 
+pub mod agent_api;
 pub mod app;
 pub mod audit;
 pub mod auth_guard;

@@ -5,6 +5,7 @@
 //! parsers for its form errors, so the form rules are the server's rules. This crate must stay free of server
 //! (sqlx, axum) and browser (web-sys) dependencies: it compiles for native and wasm32 alike.
 
+pub mod agent;
 pub mod connect;
 mod device_name;
 mod email;

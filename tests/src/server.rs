@@ -9,16 +9,21 @@ use tokio::process::{Child, Command};
 
 /// The server binary of this workspace, built first if a test runs on its own (`cargo test -p ...`).
 pub fn binary() -> PathBuf {
+    workspace_binary("p2pvps-server", "p2pvps")
+}
+
+/// A binary of this workspace's `package`, built first when missing.
+pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/p2pvps");
+    let bin = target.join("debug").join(name);
     if !bin.is_file() {
         let ok = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-j", "2", "-p", "p2pvps-server", "--bin", "p2pvps"])
+            .args(["build", "-j", "2", "-p", package, "--bin", name])
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok, "building the p2pvps binary failed");
+        assert!(ok, "building {name} failed");
     }
     bin
 }

@@ -1,7 +1,8 @@
-//! `cargo xtask deploy-check`: the deployment files checked without a Docker engine. `compose.yaml` is
-//! validated by Compose itself (`config`) with the example environment, and must refuse to start without
-//! its required secrets; the Dockerfile is linted against the rules we hold it to (hadolint is in none of
-//! the registries this project may use), including that it builds what CI builds.
+//! `cargo xtask deploy-check`: the deployment files checked without a Docker engine (or systemd running).
+//! `compose.yaml` is validated by Compose itself (`config`) with the example environment, and must refuse
+//! to start without its required secrets; the Dockerfile is linted against the rules we hold it to (hadolint is in none of
+//! the registries this project may use), including that it builds what CI builds; the agent's systemd
+//! unit is checked by `systemd-analyze verify`.
 
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -13,6 +14,7 @@ const SERVER_BUILD: &str = "cargo build --release --locked -p p2pvps-server --bi
 
 pub fn check(root: &Path) -> Result<()> {
     compose(root)?;
+    systemd_unit(root)?;
     let problems = lint_dockerfile(&std::fs::read_to_string(root.join("Dockerfile"))?);
     if !problems.is_empty() {
         bail!("Dockerfile:\n  {}", problems.join("\n  "));
@@ -57,6 +59,36 @@ fn compose(root: &Path) -> Result<()> {
     let said = String::from_utf8_lossy(&refused.stderr);
     if refused.status.success() || !said.contains("POSTGRES_PASSWORD") {
         bail!("compose.yaml must refuse to start without POSTGRES_PASSWORD (it said: {said})");
+    }
+    Ok(())
+}
+
+/// `systemd-analyze verify` on the agent's unit (its binary stood in for by /bin/true), when systemd's
+/// tools are on the machine; any complaint fails.
+fn systemd_unit(root: &Path) -> Result<()> {
+    let unit = std::fs::read_to_string(root.join("agent/p2pvps-agent.service"))?;
+    let dir = root.join("target/deploy-check");
+    std::fs::create_dir_all(&dir)?;
+    let copy = dir.join("p2pvps-agent.service");
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/p2pvps-agent", "/bin/true"),
+    )?;
+    let Ok(out) = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+    else {
+        eprintln!("systemd-analyze not found: the agent's unit file was not verified");
+        return Ok(());
+    };
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() || !said.trim().is_empty() {
+        bail!("agent/p2pvps-agent.service:\n{said}");
     }
     Ok(())
 }

@@ -16,7 +16,6 @@ use super::proxy::Counted;
 use crate::auth_guard::AuthGuard;
 use crate::devices;
 use crate::metrics::Metrics;
-use base64::Engine;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -437,17 +436,7 @@ async fn accept(
 }
 
 fn basic_auth(req: &Request<hyper::body::Incoming>) -> Option<(String, String)> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_owned(), password.to_owned()))
+    crate::agent_api::basic_credentials(req.headers())
 }
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {

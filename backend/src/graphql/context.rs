@@ -38,6 +38,8 @@ pub struct Shared {
     pub fee_bps: u32,
     /// How storefront orders are paid.
     pub payments: crate::payments::Providers,
+    /// Failed device logins on the agent API.
+    pub agent_guard: crate::auth_guard::AuthGuard,
 }
 
 /// How the request proved who it is.

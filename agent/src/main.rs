@@ -1,0 +1,133 @@
+//! `p2pvps-agent`: the device side of p2pvps. `enroll` once (it pins the server's SSH host key and stores
+//! the device's credential), then `run` (as a systemd service): the tunnel to the server stays up, and the
+//! machine's facts are reported.
+
+mod api;
+mod config;
+mod facts;
+mod tunnel;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::io::Read;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "p2pvps-agent",
+    version,
+    about = "Keeps a p2pvps device's tunnel up and reports its hardware"
+)]
+struct Cli {
+    /// The agent's configuration file (written by `enroll`, read by `run`).
+    #[arg(
+        long,
+        global = true,
+        env = "P2PVPS_AGENT_CONFIG",
+        default_value = "/etc/p2pvps/agent.toml"
+    )]
+    config: PathBuf,
+    /// Log filter in `RUST_LOG` syntax.
+    #[arg(long, global = true, env = "P2PVPS_AGENT_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Registers this machine as a device: checks the credential with the server, pins its SSH host key,
+    /// and writes the configuration (mode 0600). The credential is read from stdin unless
+    /// --credential-file is given.
+    Enroll {
+        /// The server's URL, e.g. https://p2pvps.example.
+        #[arg(long)]
+        server: String,
+        /// The device id from the dashboard.
+        #[arg(long)]
+        device: String,
+        /// A file holding the device credential.
+        #[arg(long)]
+        credential_file: Option<PathBuf>,
+        /// Where this machine's sshd listens (renters reach it through the tunnel).
+        #[arg(long, default_value = "127.0.0.1:22")]
+        local_ssh: String,
+    },
+    /// Keeps the tunnel up (reconnecting with backoff) and reports the machine's facts.
+    Run,
+    /// Prints the facts this machine would report, as JSON.
+    Facts,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log")?)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Enroll {
+            server,
+            device,
+            credential_file,
+            local_ssh,
+        } => {
+            let mut credential = String::new();
+            match credential_file {
+                Some(f) => {
+                    credential = std::fs::read_to_string(&f)
+                        .with_context(|| format!("reading {}", f.display()))?
+                }
+                None => {
+                    std::io::stdin()
+                        .take(4096)
+                        .read_to_string(&mut credential)
+                        .context("reading the credential from stdin")?;
+                }
+            }
+            let credential = credential.trim().to_owned();
+            if credential.is_empty() {
+                bail!("no credential given (on stdin or with --credential-file)");
+            }
+            let api = api::Api::new(&server, &device, &credential)?;
+            let tunnel = api.device().await?;
+            let config = config::Config {
+                server,
+                device,
+                credential,
+                ssh_address: tunnel.ssh_address,
+                host_key_fingerprint: tunnel.host_key_fingerprint,
+                local_ssh,
+            };
+            config.save(&cli.config)?;
+            println!(
+                "enrolled: port {} and subdomain {} on {} (host key {}); configuration in {}",
+                tunnel.tunnel_port,
+                tunnel.subdomain,
+                config.ssh_address,
+                config.host_key_fingerprint,
+                cli.config.display()
+            );
+        }
+        Command::Run => {
+            let config = config::Config::load(&cli.config)?;
+            let api = api::Api::new(&config.server, &config.device, &config.credential)?;
+            tokio::spawn(async move {
+                // Now and every 6 hours (memory or disks change; the server may have been down).
+                loop {
+                    match api.report(&facts::read()).await {
+                        Ok(()) => tracing::info!("facts reported"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reporting facts failed; trying again later")
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(6 * 3600)).await;
+                }
+            });
+            tunnel::keep_up(&config).await;
+        }
+        Command::Facts => println!("{}", serde_json::to_string_pretty(&facts::read())?),
+    }
+    Ok(())
+}
