@@ -200,3 +200,72 @@ async fn the_agent_enrolls_keeps_the_tunnel_up_reports_facts_and_survives_a_serv
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn the_agent_api_refuses_bad_logins_and_bad_facts(pool: PgPool) {
+    let dir = std::env::temp_dir().join(format!("p2pvps-agent-{}", uuid::Uuid::new_v4()));
+    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let owner = app.user("owner@example.com", Role::Owner).await;
+    let (id, credential) = p2pvps_tests::add_device(&owner, "api-pi").await;
+    let http = reqwest::Client::new();
+    let facts = |body: serde_json::Value, user: &str, password: &str| {
+        http.post(app.url("/agent/v1/facts"))
+            .basic_auth(user, Some(password))
+            .json(&body)
+            .send()
+    };
+    let good = json!({"cpu_model": "Cortex-A72", "cpu_cores": 4, "memory_mb": 4096, "disk_gb": 32,
+                      "arch": "aarch64", "os": "Debian GNU/Linux 12", "agent_version": "0.1.0"});
+
+    let anonymous = http.get(app.url("/agent/v1/device")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+    let r = facts(
+        json!({"cpu_cores": 0, "agent_version": "0.1.0"}),
+        &id,
+        &credential,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("cpuCores"),
+        "{body}"
+    );
+    let r = facts(json!("not facts"), &id, &credential).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        facts(good.clone(), &id, &credential)
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let device = owner
+        .gql("query($id: ID!) { device(id: $id) { hardware { cpuModel cpuCores memoryMb diskGb arch } } }", json!({"id": id}))
+        .await;
+    assert_eq!(
+        device.ok().data("device.hardware"),
+        &json!({"cpuModel": "Cortex-A72", "cpuCores": 4, "memoryMb": 4096, "diskGb": 32, "arch": "aarch64"})
+    );
+
+    // Guessing is stopped: after a few wrong credentials the device's logins are refused for a while,
+    // even with the right one.
+    let mut last = 0;
+    for _ in 0..10 {
+        last = facts(good.clone(), &id, "wrong")
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if last == 429 {
+            break;
+        }
+        assert_eq!(last, 401);
+    }
+    assert_eq!(last, 429);
+    assert_eq!(facts(good, &id, &credential).await.unwrap().status(), 429);
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
