@@ -20,6 +20,8 @@ pub struct Api {
 
 impl Api {
     pub fn new(server: &str, device: &str, credential: &str) -> Result<Self, ApiError> {
+        // TLS (an https:// server) on ring, checked against the system's certificate store.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()

@@ -115,6 +115,8 @@ impl Running {
 }
 
 pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError> {
+    // Every TLS client in the process (reqwest) uses ring, the provider the gateway and russh use too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let (trigger, stop) = shutdown::channel();
     let bus = Bus::start(&pool, stop.clone())
         .await

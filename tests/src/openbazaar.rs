@@ -125,6 +125,8 @@ type Shared = (Arc<Mutex<Node>>, broadcast::Sender<String>);
 impl FakeNode {
     /// Starts a node speaking `schema`, with a vendor profile and BTC and BCH wallets.
     pub async fn start(schema: Schema, auth: Auth) -> Self {
+        // The tests' HTTP clients (reqwest on rustls) need the process's TLS provider, as the server sets it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let node = Arc::new(Mutex::new(Node {
             schema,
             auth,

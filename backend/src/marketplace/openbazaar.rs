@@ -85,6 +85,8 @@ impl OpenBazaar {
         credentials: Credentials,
         timeout: Duration,
     ) -> Result<Self, MarketError> {
+        // TLS to an https:// node on ring (the provider the rest of the server uses), when none is set yet.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
