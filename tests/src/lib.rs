@@ -281,23 +281,38 @@ impl Gql {
 
 /// Registers a device through the API; returns (id, credential).
 pub async fn add_device(client: &Client, name: &str) -> (String, String) {
+    let d = create_device(client, json!({ "name": name })).await;
+    (d.id, d.credential)
+}
+
+/// A device as `createDevice` returned it.
+pub struct NewDevice {
+    pub id: String,
+    /// Shown once, at creation.
+    pub credential: String,
+    /// Its public port on the tunnel server.
+    pub port: u16,
+}
+
+/// Creates a device with `input` (a `CreateDeviceInput`) as `client`.
+pub async fn create_device(client: &Client, input: Value) -> NewDevice {
     let r = client
         .gql(
-            "mutation($i: CreateDeviceInput!) { createDevice(input: $i) { credential device { id } } }",
-            json!({"i": {"name": name}}),
+            "mutation($i: CreateDeviceInput!) { createDevice(input: $i) { credential device { id tunnelPort } } }",
+            json!({ "i": input }),
         )
         .await;
     r.ok();
-    (
-        r.data("createDevice.device.id")
-            .as_str()
-            .expect("id")
-            .to_owned(),
-        r.data("createDevice.credential")
-            .as_str()
-            .expect("credential")
-            .to_owned(),
-    )
+    let text = |path: &str| r.data(path).as_str().expect(path).to_owned();
+    NewDevice {
+        id: text("createDevice.device.id"),
+        credential: text("createDevice.credential"),
+        port: r
+            .data("createDevice.device.tunnelPort")
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .expect("a port"),
+    }
 }
 
 /// Puts a live rental of `device` for `renter` straight into the database (the marketplace comes later).

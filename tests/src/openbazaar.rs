@@ -811,6 +811,19 @@ fn validate(listing: &mut Value, node: &Node) -> Result<(), String> {
 }
 
 /// Waits (up to `within`) for the event `wanted` on `events`; false if it did not come.
+/// Asserts that `wanted` happens on the node within `secs` seconds; `why` says what it proves.
+pub async fn expect_event(
+    events: &mut broadcast::Receiver<String>,
+    wanted: &str,
+    secs: u64,
+    why: &str,
+) {
+    assert!(
+        event(events, wanted, Duration::from_secs(secs)).await,
+        "no `{wanted}` within {secs} s: {why}"
+    );
+}
+
 pub async fn event(
     events: &mut broadcast::Receiver<String>,
     wanted: &str,

@@ -89,21 +89,10 @@ async fn the_agent_enrolls_keeps_the_tunnel_up_reports_facts_and_survives_a_serv
     let ssh_port = app.ssh_addr().port();
     let owner = app.user("owner@example.com", Role::Owner).await;
     app.user("renter@example.com", Role::Renter).await;
-    let r = owner
-        .gql("mutation { createDevice(input: {name: \"agent-pi\", subdomain: \"agent-pi\"}) { credential device { id tunnelPort } } }", json!({}))
-        .await;
-    let id = r
-        .ok()
-        .data("createDevice.device.id")
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let credential = r
-        .data("createDevice.credential")
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let port = r.data("createDevice.device.tunnelPort").as_u64().unwrap() as u16;
+    let device =
+        p2pvps_tests::create_device(&owner, json!({"name": "agent-pi", "subdomain": "agent-pi"}))
+            .await;
+    let (id, credential, port) = (device.id, device.credential, device.port);
     let sshd = DeviceSshd::start().await;
     let config = dir.join("agent.toml");
 

@@ -220,19 +220,13 @@ async fn owner_admin_and_renter_use_the_dashboard(pool: PgPool) {
 /// An owner's priced device, offered for rent and online (its status set directly: this test is about
 /// the pages). Returns its id.
 async fn offered_online(app: &TestApp, owner: &p2pvps_tests::Client, name: &str) -> String {
-    let r = owner
-        .gql(
-            "mutation($i: CreateDeviceInput!) { createDevice(input: $i) { device { id } } }",
-            json!({"i": {"name": name, "forRent": true, "price": {"minor": 500, "currency": "USD"},
-                          "hardware": {"cpuCores": 4, "memoryMb": 2048}}}),
-        )
-        .await;
-    let id = r
-        .ok()
-        .data("createDevice.device.id")
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = p2pvps_tests::create_device(
+        owner,
+        json!({"name": name, "forRent": true, "price": {"minor": 500, "currency": "USD"},
+               "hardware": {"cpuCores": 4, "memoryMb": 2048}}),
+    )
+    .await
+    .id;
     p2pvps_server::devices::record_status(
         &app.pool,
         id.parse().unwrap(),

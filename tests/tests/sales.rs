@@ -7,7 +7,7 @@ use p2pvps_server::marketplace::openbazaar::{Credentials, OpenBazaar};
 use p2pvps_server::marketplace::{ListingSpec, Marketplace};
 use p2pvps_server::sales::{Report, SaleSettings, process_orders};
 use p2pvps_shared::{Money, Role};
-use p2pvps_tests::openbazaar::{Auth, FULFILLED, FakeNode, Schema};
+use p2pvps_tests::openbazaar::{Auth, FULFILLED, FakeNode, Schema, event, expect_event};
 use p2pvps_tests::{Client, TestApp, add_device};
 use serde_json::json;
 use sqlx::PgPool;
@@ -250,7 +250,6 @@ async fn go_online(app: &TestApp, device: &str) {
 }
 
 async fn hinted_delivery(pool: PgPool, schema: Schema) {
-    use p2pvps_tests::openbazaar::event;
     use std::time::Duration;
     let node = FakeNode::start(schema, Auth::Cookie("c".into())).await;
     let mut events = node.events();
@@ -262,32 +261,16 @@ async fn hinted_delivery(pool: PgPool, schema: Schema) {
     // The pass after the change: here the websocket's first connection wakes the worker too, so wait
     // for the listing by its event.
     node.notify("follow", json!({"peerId": "QmFan"}));
-    assert!(
-        event(
-            &mut events,
-            &format!("listed {slug}"),
-            Duration::from_secs(10)
-        )
-        .await
-    );
+    expect_event(&mut events, &format!("listed {slug}"), 10, "").await;
     let order = node.fund_order(&slug).unwrap();
-    assert!(
-        event(
-            &mut events,
-            &format!("fulfilled {order}"),
-            Duration::from_secs(2)
-        )
-        .await,
-        "delivered within 2 s of the order"
-    );
-    assert!(
-        event(
-            &mut events,
-            &format!("delisted {slug}"),
-            Duration::from_secs(2)
-        )
-        .await
-    );
+    expect_event(
+        &mut events,
+        &format!("fulfilled {order}"),
+        2,
+        "delivered within 2 s of the order",
+    )
+    .await;
+    expect_event(&mut events, &format!("delisted {slug}"), 2, "").await;
     let state: String = sqlx::query_scalar("SELECT state FROM rentals")
         .fetch_one(&app.pool)
         .await
@@ -307,7 +290,6 @@ async fn with_the_websocket_hint_an_order_is_delivered_within_two_seconds_v5(poo
 }
 
 async fn polled_delivery_and_relisting(pool: PgPool, schema: Schema) {
-    use p2pvps_tests::openbazaar::event;
     use std::time::Duration;
     let node = FakeNode::start(schema, Auth::Cookie("c".into())).await;
     node.refuse_websockets();
@@ -365,7 +347,6 @@ async fn without_the_hint_polling_delivers_and_an_ended_rental_is_relisted_v5(po
 
 #[sqlx::test(migrations = "../sql")]
 async fn another_instance_takes_over_when_the_leader_goes(pool: PgPool) {
-    use p2pvps_tests::openbazaar::event;
     use std::time::Duration;
     let node = FakeNode::start(Schema::V5, Auth::Cookie("c".into())).await;
     node.refuse_websockets();
@@ -376,14 +357,7 @@ async fn another_instance_takes_over_when_the_leader_goes(pool: PgPool) {
     let (first, device) = selling(pool, &node, poll).await;
     let slug = slug_of(&device);
     go_online(&first, &device).await;
-    assert!(
-        event(
-            &mut events,
-            &format!("listed {slug}"),
-            Duration::from_secs(5)
-        )
-        .await
-    );
+    expect_event(&mut events, &format!("listed {slug}"), 5, "").await;
     // A second instance (its own connection pool) on the same database waits as a follower; the leader
     // stops.
     let own_pool = sqlx::postgres::PgPoolOptions::new()
@@ -394,15 +368,13 @@ async fn another_instance_takes_over_when_the_leader_goes(pool: PgPool) {
     let second = TestApp::start_with(own_pool, move |s| s.market = Some(market)).await;
     first.stop().await;
     let order = node.fund_order(&slug).unwrap();
-    assert!(
-        event(
-            &mut events,
-            &format!("fulfilled {order}"),
-            Duration::from_secs(10)
-        )
-        .await,
-        "the follower took over and delivered"
-    );
+    expect_event(
+        &mut events,
+        &format!("fulfilled {order}"),
+        10,
+        "the follower took over and delivered",
+    )
+    .await;
     second.stop().await;
 }
 
@@ -450,44 +422,28 @@ fn counted(metrics: &str, outcome: &str) -> bool {
 async fn node_failures_are_retried_with_backoff_counted_and_reported_and_nothing_is_half_applied(
     pool: PgPool,
 ) {
-    use p2pvps_tests::openbazaar::{Fault, event};
+    use p2pvps_tests::openbazaar::Fault;
     use std::time::Duration;
     let node = FakeNode::start(Schema::V5, Auth::Cookie("c".into())).await;
     let mut events = node.events();
     let (app, device) = selling(pool, &node, Duration::from_secs(600)).await;
     let slug = slug_of(&device);
     go_online(&app, &device).await;
-    assert!(
-        event(
-            &mut events,
-            &format!("listed {slug}"),
-            Duration::from_secs(10)
-        )
-        .await
-    );
+    expect_event(&mut events, &format!("listed {slug}"), 10, "").await;
 
     // The next two calls fail: a 500, then a body that is not JSON. The passes fail, back off (1 s, 2 s)
     // and the third delivers.
     node.fail_next(1, Fault::ServerError);
     node.fail_next(1, Fault::Garbage);
     let order = node.fund_order(&slug).unwrap();
-    assert!(
-        event(
-            &mut events,
-            &format!("fulfilled {order}"),
-            Duration::from_secs(15)
-        )
-        .await,
-        "delivered after the failures"
-    );
-    assert!(
-        event(
-            &mut events,
-            &format!("read {order}"),
-            Duration::from_secs(5)
-        )
-        .await
-    );
+    expect_event(
+        &mut events,
+        &format!("fulfilled {order}"),
+        15,
+        "delivered after the failures",
+    )
+    .await;
+    expect_event(&mut events, &format!("read {order}"), 5, "").await;
     assert_eq!(fulfilments(&node), 1);
     let rentals: i64 = sqlx::query_scalar("SELECT count(*) FROM rentals")
         .fetch_one(&app.pool)
@@ -534,7 +490,6 @@ async fn refused_credentials_are_reported_to_admins(pool: PgPool) {
 
 #[sqlx::test(migrations = "../sql")]
 async fn a_node_that_hangs_times_out_and_selling_resumes_when_it_answers(pool: PgPool) {
-    use p2pvps_tests::openbazaar::event;
     use std::time::Duration;
     let node = FakeNode::start(Schema::V4, Auth::Cookie("c".into())).await;
     let mut events = node.events();
@@ -542,14 +497,7 @@ async fn a_node_that_hangs_times_out_and_selling_resumes_when_it_answers(pool: P
     let (app, device) = selling_with(pool, market).await;
     let slug = slug_of(&device);
     go_online(&app, &device).await;
-    assert!(
-        event(
-            &mut events,
-            &format!("listed {slug}"),
-            Duration::from_secs(10)
-        )
-        .await
-    );
+    expect_event(&mut events, &format!("listed {slug}"), 10, "").await;
 
     node.stall_on("/ob/notifications");
     let order = node.fund_order(&slug).unwrap();
@@ -568,15 +516,13 @@ async fn a_node_that_hangs_times_out_and_selling_resumes_when_it_answers(pool: P
     assert_eq!(rentals, 0, "nothing taken while the node hangs");
 
     node.release();
-    assert!(
-        event(
-            &mut events,
-            &format!("fulfilled {order}"),
-            Duration::from_secs(15)
-        )
-        .await,
-        "delivered once the node answers"
-    );
+    expect_event(
+        &mut events,
+        &format!("fulfilled {order}"),
+        15,
+        "delivered once the node answers",
+    )
+    .await;
     assert_eq!(fulfilments(&node), 1);
     app.stop().await;
 }

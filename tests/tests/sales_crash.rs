@@ -5,12 +5,11 @@
 use p2pvps_server::marketplace::openbazaar::{Credentials, OpenBazaar};
 use p2pvps_server::marketplace::{ListingSpec, Marketplace};
 use p2pvps_shared::{Money, Role};
-use p2pvps_tests::openbazaar::{Auth, FULFILLED, FakeNode, Schema, event};
+use p2pvps_tests::openbazaar::{Auth, FULFILLED, FakeNode, Schema, expect_event};
 use p2pvps_tests::server::Server;
 use p2pvps_tests::{TestApp, add_device};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
-use std::time::Duration;
 
 const USER: &str = "ob";
 const PASSWORD: &str = "secret-password";
@@ -90,28 +89,24 @@ async fn killed_at(pool: PgPool, schema: Schema, stall: &str) {
     let (mut events, mut all) = (node.events(), node.events());
     node.stall_on(stall);
     let first = Server::start(&pool, &data, &args).await;
-    assert!(
-        event(
-            &mut events,
-            &format!("stalled {stall}"),
-            Duration::from_secs(30)
-        )
-        .await,
-        "the server reached {stall}"
-    );
+    expect_event(
+        &mut events,
+        &format!("stalled {stall}"),
+        30,
+        "the server reached {stall}",
+    )
+    .await;
     first.kill().await;
 
     node.release();
     let second = Server::start(&pool, &data, &args).await;
-    assert!(
-        event(
-            &mut events,
-            &format!("read {order}"),
-            Duration::from_secs(30)
-        )
-        .await,
-        "the order's notification is marked read after the restart"
-    );
+    expect_event(
+        &mut events,
+        &format!("read {order}"),
+        30,
+        "the order's notification is marked read after the restart",
+    )
+    .await;
     let sale = node.sale(&order).unwrap();
     assert_eq!(sale.state, FULFILLED);
     // Exactly one fulfilment applied by the node (it refuses a second), however many were sent.

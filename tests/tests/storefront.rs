@@ -20,26 +20,14 @@ const CANCEL: &str = "mutation($r: ID!) { cancelOrder(rental: $r) { id state pay
 
 /// A priced device, offered for rent, as its owner creates it. Returns (id, credential, tunnel port).
 async fn offered_device(owner: &Client, name: &str) -> (String, String, u16) {
-    let r = owner
-        .gql(
-            "mutation($i: CreateDeviceInput!) { createDevice(input: $i) { credential device { id tunnelPort } } }",
-            json!({"i": {"name": name, "subdomain": name, "forRent": true, "rentalHours": 24,
-                          "price": {"minor": 500, "currency": "USD"},
-                          "hardware": {"cpuCores": 4, "memoryMb": 4096}}}),
-        )
-        .await;
-    r.ok();
-    (
-        r.data("createDevice.device.id")
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        r.data("createDevice.credential")
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        r.data("createDevice.device.tunnelPort").as_u64().unwrap() as u16,
+    let d = p2pvps_tests::create_device(
+        owner,
+        json!({"name": name, "subdomain": name, "forRent": true, "rentalHours": 24,
+               "price": {"minor": 500, "currency": "USD"},
+               "hardware": {"cpuCores": 4, "memoryMb": 4096}}),
     )
+    .await;
+    (d.id, d.credential, d.port)
 }
 
 /// Per order and currency, the ledger's entries sum to zero.
