@@ -10,7 +10,6 @@ use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use p2pvps_shared::agent::{AgentFacts, DeviceTunnel};
 use std::net::SocketAddr;
 use uuid::Uuid;
@@ -33,30 +32,13 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     response
 }
 
-/// `user:password` of a Basic `Authorization` header.
-pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let (user, password) = String::from_utf8(decoded)
-        .ok()?
-        .split_once(':')
-        .map(|(u, p)| (u.to_owned(), p.to_owned()))?;
-    Some((user, password))
-}
-
 /// The device the request logs in as, with its tunnel, or the response refusing it.
 async fn device_of(
     state: &AppState,
     address: SocketAddr,
     headers: &HeaderMap,
 ) -> Result<(Uuid, crate::devices::TunnelLogin), Response> {
-    let Some((user, credential)) = basic_credentials(headers) else {
+    let Some((user, credential)) = crate::auth_guard::basic_credentials(headers) else {
         return Err(refuse(
             StatusCode::UNAUTHORIZED,
             "log in as the device: HTTP Basic with the device id and its credential",

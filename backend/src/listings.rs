@@ -105,3 +105,39 @@ pub async fn list(pool: &sqlx::PgPool, owner: Option<Uuid>) -> Result<Vec<Listin
     .fetch_all(pool)
     .await
 }
+
+/// Devices listed on `marketplace` at their current price and renewed within `days`: (device, price).
+pub async fn fresh(
+    pool: &sqlx::PgPool,
+    marketplace: &str,
+    days: i64,
+) -> Result<Vec<(Uuid, Money)>, sqlx::Error> {
+    let rows: Vec<(Uuid, i64, String)> = sqlx::query_as(
+        "SELECT device_id, price_minor, currency FROM listings WHERE marketplace = $1 AND state = 'listed' \
+         AND updated_at > now() - make_interval(days => $2)",
+    )
+    .bind(marketplace)
+    .bind(i32::try_from(days).unwrap_or(i32::MAX))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(d, minor, currency)| Some((d, Money::price(minor, &currency).ok()?)))
+        .collect())
+}
+
+/// The names of the listings on `marketplace` still up for devices other than `keep`.
+pub async fn listed_except(
+    pool: &sqlx::PgPool,
+    marketplace: &str,
+    keep: &[Uuid],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT external_ref FROM listings WHERE marketplace = $1 AND state = 'listed' \
+         AND NOT (device_id = ANY($2))",
+    )
+    .bind(marketplace)
+    .bind(keep)
+    .fetch_all(pool)
+    .await
+}

@@ -43,33 +43,22 @@ struct Wanted {
 /// One pass for one marketplace.
 pub async fn reconcile(pool: &PgPool, market: &dyn Marketplace) -> Result<Changes, ReconcileError> {
     let name = market.name();
-    let rows: Vec<(Uuid, String, String, i64, String, i32, bool)> = sqlx::query_as(
-        "SELECT d.id, d.name, d.description, d.price_minor, d.currency, d.rental_hours, \
-         COALESCE(l.state = 'listed' AND l.price_minor = d.price_minor AND l.currency = d.currency \
-                  AND l.updated_at > now() - make_interval(days => $2), false) \
-         FROM devices d LEFT JOIN listings l ON l.device_id = d.id AND l.marketplace = $1 \
-         WHERE d.deleted_at IS NULL AND d.for_rent AND d.status = 'online' AND d.price_minor IS NOT NULL \
-         AND NOT EXISTS (SELECT 1 FROM rentals r WHERE r.device_id = d.id \
-                         AND r.state IN ('ordered', 'paid', 'provisioning', 'active', 'ending'))",
-    )
-    .bind(name)
-    .bind(REFRESH_AFTER_DAYS as i32)
-    .fetch_all(pool)
-    .await?;
-    let wanted: Vec<Wanted> = rows
+    // What to list is what the storefront offers (one definition of "for rent now").
+    let offered = crate::devices::offered(pool, i64::MAX).await?;
+    let fresh = listings::fresh(pool, name, REFRESH_AFTER_DAYS).await?;
+    let wanted: Vec<Wanted> = offered
         .into_iter()
-        .filter_map(
-            |(device, dname, description, minor, currency, hours, fresh)| {
-                Some(Wanted {
-                    device,
-                    name: dname,
-                    description,
-                    price: Money::price(minor, &currency).ok()?,
-                    hours,
-                    listed_fresh: fresh,
-                })
-            },
-        )
+        .filter_map(|d| {
+            let price = d.price?;
+            Some(Wanted {
+                listed_fresh: fresh.contains(&(d.id, price.clone())),
+                device: d.id,
+                name: d.name,
+                description: d.description,
+                price,
+                hours: d.rental_hours,
+            })
+        })
         .collect();
     let mut changes = Changes::default();
     for w in wanted.iter().filter(|w| !w.listed_fresh) {
@@ -99,15 +88,9 @@ pub async fn reconcile(pool: &PgPool, market: &dyn Marketplace) -> Result<Change
             }
         }
     }
-    let stale: Vec<(String,)> = sqlx::query_as(
-        "SELECT external_ref FROM listings WHERE marketplace = $1 AND state = 'listed' \
-         AND NOT (device_id = ANY($2))",
-    )
-    .bind(name)
-    .bind(wanted.iter().map(|w| w.device).collect::<Vec<_>>())
-    .fetch_all(pool)
-    .await?;
-    for (slug,) in stale {
+    let keep: Vec<Uuid> = wanted.iter().map(|w| w.device).collect();
+    let stale = listings::listed_except(pool, name, &keep).await?;
+    for slug in stale {
         match market.delist(&slug).await {
             Ok(()) => {
                 let mut conn = pool.acquire().await?;

@@ -60,6 +60,11 @@ impl<'r> sqlx::FromRow<'r, PgRow> for Rental {
 }
 
 impl Rental {
+    /// Active and not yet over: it grants access and may be renewed.
+    pub fn is_running(&self) -> bool {
+        self.state == RentalState::Active && self.ends_at.is_some_and(|e| e > Utc::now())
+    }
+
     /// The renter's login secret in clear.
     pub fn login_secret(&self, key: &SecretBox) -> Result<Option<String>, CryptoError> {
         self.login_secret_enc
@@ -178,6 +183,16 @@ pub async fn announce(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<(), sql
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Whether a rental holds the device now (paid, provisioning, active or ending).
+async fn is_held(conn: &mut sqlx::PgConnection, device: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND state IN ('paid', 'provisioning', 'active', 'ending'))",
+    )
+    .bind(device)
+    .fetch_one(conn)
+    .await
 }
 
 /// A renter login name: `r` and nine random letters or digits (the `login_name` CHECK's shape).
@@ -528,12 +543,7 @@ pub async fn take_order(
         .bind(listed.device)
         .execute(&mut *conn)
         .await?;
-    let let_now: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND state IN ('paid', 'provisioning', 'active', 'ending'))",
-    )
-    .bind(listed.device)
-    .fetch_one(&mut *conn)
-    .await?;
+    let let_now = is_held(&mut *conn, listed.device).await?;
     let price = paid.cloned().unwrap_or_else(|| listed.price.clone());
     let state = if let_now { "refunded" } else { "paid" };
     let inserted = sqlx::query_as::<_, Rental>(concat!(
@@ -721,12 +731,7 @@ pub async fn open_order(
     if status != "online" {
         return Err(RentalError::Offline);
     }
-    let let_now: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND state IN ('paid', 'provisioning', 'active', 'ending'))",
-    )
-    .bind(device)
-    .fetch_one(&mut *conn)
-    .await?;
+    let let_now = is_held(&mut *conn, device).await?;
     if let_now {
         return Err(RentalError::AlreadyRented);
     }

@@ -170,9 +170,7 @@ pub async fn confirm(
     let renter = current.renter_id.ok_or(StorefrontError::NotAnOrder)?;
     let renewal = payment.purpose == "renewal";
     if renewal {
-        if current.state != RentalState::Active
-            || current.ends_at.is_none_or(|e| e <= chrono::Utc::now())
-        {
+        if !current.is_running() {
             return Err(StorefrontError::NotRenewable);
         }
     } else if current.state != RentalState::Ordered {
@@ -228,9 +226,7 @@ pub async fn renew(
     if current.renter_id != Some(renter) {
         return Err(RentalError::NotFound.into());
     }
-    if current.state != RentalState::Active
-        || current.ends_at.is_none_or(|e| e <= chrono::Utc::now())
-    {
+    if !current.is_running() {
         return Err(StorefrontError::NotRenewable);
     }
     let terms = crate::devices::terms(&mut *conn, current.device_id).await?;

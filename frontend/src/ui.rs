@@ -222,6 +222,16 @@ pub fn fmt_money(minor: i64, currency: &str) -> String {
         .unwrap_or_else(|_| format!("{minor} {currency}"))
 }
 
+/// `4.50 USD, 2.00 EUR`, or "nothing yet".
+pub fn money_list<'a>(amounts: impl Iterator<Item = (i64, &'a str)>) -> String {
+    let list: Vec<String> = amounts.map(|(m, c)| fmt_money(m, c)).collect();
+    if list.is_empty() {
+        "nothing yet".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
 /// `2 d 3 h`, `3 h 04 min`, `4 min 05 s`: a duration at the precision that matters.
 pub fn fmt_duration(ms: f64) -> String {
     let s = (ms / 1000.0).max(0.0) as u64;

@@ -436,7 +436,7 @@ async fn accept(
 }
 
 fn basic_auth(req: &Request<hyper::body::Incoming>) -> Option<(String, String)> {
-    crate::agent_api::basic_credentials(req.headers())
+    crate::auth_guard::basic_credentials(req.headers())
 }
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {

@@ -134,16 +134,6 @@ pub fn rentals_table(props: &RentalsTableProps) -> Html {
     }
 }
 
-/// `4.50 USD, 2.00 EUR`, or "nothing yet".
-pub fn money_list<'a>(amounts: impl Iterator<Item = (i64, &'a str)>) -> String {
-    let list: Vec<String> = amounts.map(|(m, c)| fmt_money(m, c)).collect();
-    if list.is_empty() {
-        "nothing yet".to_owned()
-    } else {
-        list.join(", ")
-    }
-}
-
 #[derive(Properties, PartialEq)]
 pub struct OrdersProps {
     pub orders: Vec<all_rentals::AllRentalsOrders>,
@@ -216,7 +206,7 @@ pub fn rentals_page() -> Html {
                     Load::Ready((d, fees)) => html! {
                         <>
                             <p id="platform-earnings">{ "Platform fees earned (net of refunds): " }{
-                                money_list(fees.iter().map(|m| (m.minor, m.currency.as_str())))
+                                crate::ui::money_list(fees.iter().map(|m| (m.minor, m.currency.as_str())))
                             }</p>
                             <OrdersWaiting orders={d.orders.clone()} reload={reload.clone()} />
                             if d.rentals.is_empty() {

@@ -195,7 +195,7 @@ fn owner_rentals() -> Html {
         Load::Failed(e) => return failed(e, &reload),
         Load::Ready(d) => d.clone(),
     };
-    let earned = super::admin::money_list(
+    let earned = crate::ui::money_list(
         data.me
             .iter()
             .flat_map(|me| me.earnings.iter().map(|m| (m.minor, m.currency.as_str()))),
