@@ -1,6 +1,6 @@
 //! The server's agent API (`/agent/v1`), logged in as the device.
 
-use p2pvps_shared::agent::{AgentFacts, DeviceTunnel};
+use p2pvps_shared::agent::{AgentFacts, DeviceTunnel, JobOutcome, ProvisionJob};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +23,9 @@ impl Api {
         // TLS (an https:// server) on ring, checked against the system's certificate store.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
+            // Above the longest wait of `GET /agent/v1/jobs` (30 s).
+            .timeout(Duration::from_secs(45))
+            .connect_timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| ApiError::Network(e.to_string()))?;
         Ok(Self {
@@ -64,6 +66,34 @@ impl Api {
             self.http
                 .post(format!("{}/agent/v1/facts", self.base))
                 .json(facts),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The hooks to run now; waits up to `wait` seconds for one when there is none.
+    pub async fn jobs(&self, wait: u64) -> Result<Vec<ProvisionJob>, ApiError> {
+        let resp = self
+            .send(
+                self.http
+                    .get(format!("{}/agent/v1/jobs", self.base))
+                    .query(&[("wait", wait)]),
+            )
+            .await?;
+        resp.json()
+            .await
+            .map_err(|e| ApiError::Refused(format!("unexpected answer: {e}")))
+    }
+
+    /// Tells the server how a hook went.
+    pub async fn job_done(&self, job: &ProvisionJob, outcome: &JobOutcome) -> Result<(), ApiError> {
+        self.send(
+            self.http
+                .post(format!(
+                    "{}/agent/v1/jobs/{}/{}",
+                    self.base, job.rental, job.action
+                ))
+                .json(outcome),
         )
         .await
         .map(drop)

@@ -17,6 +17,49 @@ pub struct Config {
     /// Where the device's own sshd listens; renters reach it through the tunnel.
     #[serde(default = "default_local_ssh")]
     pub local_ssh: String,
+    /// The device's subdomain on the server (its web name).
+    #[serde(default)]
+    pub subdomain: String,
+    /// A local web server to publish at the subdomain (`host:port`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_web: Option<String>,
+    /// The owner's provisioning hooks.
+    #[serde(default)]
+    pub hooks: Hooks,
+}
+
+/// Executables run when a rental starts and ends, with the rental in `P2PVPS_*` environment variables:
+/// `start` makes the renter's access (e.g. a Unix account), `end` removes it. Both or neither.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hooks {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<std::path::PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<std::path::PathBuf>,
+    /// How long a hook may run before it is killed and reported failed.
+    #[serde(default = "default_hook_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Self {
+            start: None,
+            end: None,
+            timeout_secs: default_hook_timeout(),
+        }
+    }
+}
+
+impl Hooks {
+    /// Whether the agent provisions renters (the server then waits for the start hook).
+    pub fn configured(&self) -> bool {
+        self.start.is_some() && self.end.is_some()
+    }
+}
+
+fn default_hook_timeout() -> u64 {
+    120
 }
 
 fn default_local_ssh() -> String {
@@ -35,6 +78,10 @@ pub enum ConfigError {
         path: String,
         source: toml::de::Error,
     },
+    #[error(
+        "{path}: set both hooks.start and hooks.end, or neither (a renter's access made must be removed)"
+    )]
+    Hooks { path: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -48,10 +95,16 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        let config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse {
             path: path.display().to_string(),
             source,
-        })
+        })?;
+        if config.hooks.start.is_some() != config.hooks.end.is_some() {
+            return Err(ConfigError::Hooks {
+                path: path.display().to_string(),
+            });
+        }
+        Ok(config)
     }
 
     /// Writes the file with mode 0600 (created so from the start: the credential is never world-readable).

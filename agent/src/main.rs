@@ -5,6 +5,7 @@
 mod api;
 mod config;
 mod facts;
+mod hooks;
 mod tunnel;
 
 use anyhow::{Context, Result, bail};
@@ -52,8 +53,18 @@ enum Command {
         /// Where this machine's sshd listens (renters reach it through the tunnel).
         #[arg(long, default_value = "127.0.0.1:22")]
         local_ssh: String,
+        /// A local web server to publish at the device's subdomain (e.g. 127.0.0.1:8080).
+        #[arg(long)]
+        local_web: Option<String>,
+        /// Executable run when a rental starts (creates the renter's access); needs --end-hook.
+        #[arg(long, requires = "end_hook")]
+        start_hook: Option<PathBuf>,
+        /// Executable run when a rental ends (removes the renter's access); needs --start-hook.
+        #[arg(long, requires = "start_hook")]
+        end_hook: Option<PathBuf>,
     },
-    /// Keeps the tunnel up (reconnecting with backoff) and reports the machine's facts.
+    /// Keeps the tunnel up (reconnecting with backoff), reports the machine's facts, and runs the hooks
+    /// when rentals start and end.
     Run,
     /// Prints the facts this machine would report, as JSON.
     Facts,
@@ -72,7 +83,18 @@ async fn main() -> Result<()> {
             device,
             credential_file,
             local_ssh,
+            local_web,
+            start_hook,
+            end_hook,
         } => {
+            for hook in [&start_hook, &end_hook].into_iter().flatten() {
+                use std::os::unix::fs::PermissionsExt;
+                let meta =
+                    std::fs::metadata(hook).with_context(|| format!("hook {}", hook.display()))?;
+                if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+                    bail!("hook {} is not an executable file", hook.display());
+                }
+            }
             let mut credential = String::new();
             match credential_file {
                 Some(f) => {
@@ -99,6 +121,13 @@ async fn main() -> Result<()> {
                 ssh_address: tunnel.ssh_address,
                 host_key_fingerprint: tunnel.host_key_fingerprint,
                 local_ssh,
+                subdomain: tunnel.subdomain.clone(),
+                local_web,
+                hooks: config::Hooks {
+                    start: start_hook,
+                    end: end_hook,
+                    ..config::Hooks::default()
+                },
             };
             config.save(&cli.config)?;
             println!(
@@ -112,11 +141,19 @@ async fn main() -> Result<()> {
         }
         Command::Run => {
             let config = config::Config::load(&cli.config)?;
-            let api = api::Api::new(&config.server, &config.device, &config.credential)?;
+            let api = std::sync::Arc::new(api::Api::new(
+                &config.server,
+                &config.device,
+                &config.credential,
+            )?);
+            let hooks = config.hooks.clone();
+            let reporter = api.clone();
             tokio::spawn(async move {
                 // Now and every 6 hours (memory or disks change; the server may have been down).
                 loop {
-                    match api.report(&facts::read()).await {
+                    let mut facts = facts::read();
+                    facts.hooks = hooks.configured();
+                    match reporter.report(&facts).await {
                         Ok(()) => tracing::info!("facts reported"),
                         Err(e) => {
                             tracing::warn!(error = %e, "reporting facts failed; trying again later")
@@ -125,6 +162,10 @@ async fn main() -> Result<()> {
                     tokio::time::sleep(std::time::Duration::from_secs(6 * 3600)).await;
                 }
             });
+            if config.hooks.configured() {
+                let hooks = config.hooks.clone();
+                tokio::spawn(async move { hooks::serve(&api, &hooks).await });
+            }
             tunnel::keep_up(&config).await;
         }
         Command::Facts => println!("{}", serde_json::to_string_pretty(&facts::read())?),

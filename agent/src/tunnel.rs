@@ -1,6 +1,7 @@
 //! The device's tunnel: an SSH connection to the server (host key pinned, logged in as the device) that
-//! asks for the device's own port and carries each connection the server forwards to the local sshd. Kept
-//! up for ever: reconnects with capped exponential backoff and jitter, reset once a connection held.
+//! asks for the device's own port (carried to the local sshd) and, if a local web server is configured,
+//! its subdomain's web traffic (`SUBDOMAIN:80`, carried to that server). Kept up for ever: reconnects with
+//! capped exponential backoff and jitter, reset once a connection held.
 
 use crate::config::Config;
 use russh::client;
@@ -25,6 +26,7 @@ pub enum TunnelError {
 struct Handler {
     pinned: String,
     local_ssh: String,
+    local_web: Option<String>,
 }
 
 impl client::Handler for Handler {
@@ -45,13 +47,17 @@ impl client::Handler for Handler {
         &mut self,
         channel: russh::Channel<client::Msg>,
         _connected_address: &str,
-        _connected_port: u32,
+        connected_port: u32,
         originator_address: &str,
         _originator_port: u32,
         reply: client::ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        let target = self.local_ssh.clone();
+        // Port 80 is the web forward (the server sends the device's own port for SSH).
+        let target = match (&self.local_web, connected_port) {
+            (Some(web), 80) => web.clone(),
+            _ => self.local_ssh.clone(),
+        };
         let from = originator_address.to_owned();
         // Connect and pipe in a task: awaiting I/O in the handler would hold up the whole connection.
         tokio::spawn(async move {
@@ -62,7 +68,7 @@ impl client::Handler for Handler {
                     let _ = tokio::io::copy_bidirectional(&mut remote, &mut local).await;
                 }
                 Err(e) => {
-                    tracing::warn!(%target, error = %e, %from, "the local sshd does not answer");
+                    tracing::warn!(%target, error = %e, %from, "the local server does not answer");
                     drop(reply);
                 }
             }
@@ -83,6 +89,7 @@ async fn connect_once(config: &Config) -> Result<(), TunnelError> {
     let handler = Handler {
         pinned: config.host_key_fingerprint.clone(),
         local_ssh: config.local_ssh.clone(),
+        local_web: config.local_web.clone(),
     };
     let mut session = match client::connect(ssh, config.ssh_address.as_str(), handler).await {
         Ok(s) => s,
@@ -109,6 +116,13 @@ async fn connect_once(config: &Config) -> Result<(), TunnelError> {
         "tunnel up: the device's port forwards to {}",
         config.local_ssh
     );
+    if let Some(web) = &config.local_web {
+        session
+            .tcpip_forward(config.subdomain.as_str(), 80)
+            .await
+            .map_err(|_| TunnelError::Forward)?;
+        tracing::info!(subdomain = %config.subdomain, "web forward up: the device's subdomain forwards to {web}");
+    }
     session.await?;
     Ok(())
 }

@@ -4,13 +4,18 @@
 //! - `GET /agent/v1/device`: where the device keeps its tunnel (for `p2pvps-agent enroll`, which pins the
 //!   host key fingerprint it gets here).
 //! - `POST /agent/v1/facts`: the machine's facts, read by the agent, checked by `AgentFacts::validate`.
+//! - `GET /agent/v1/jobs?wait=SECONDS`: the hooks to run now (rentals starting or ending); with `wait`
+//!   (at most 30) the answer waits for a rental of the device to change when there is nothing to do, so a
+//!   start reaches the device at once without the agent polling fast.
+//! - `POST /agent/v1/jobs/{rental}/{start|end}`: a hook's outcome (`JobOutcome`).
 
 use crate::http::AppState;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use p2pvps_shared::agent::{AgentFacts, DeviceTunnel};
+use p2pvps_shared::HookAction;
+use p2pvps_shared::agent::{AgentFacts, DeviceTunnel, JobOutcome};
 use std::net::SocketAddr;
 use uuid::Uuid;
 
@@ -18,7 +23,15 @@ pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/agent/v1/device", axum::routing::get(device))
         .route("/agent/v1/facts", axum::routing::post(facts))
+        .route("/agent/v1/jobs", axum::routing::get(jobs))
+        .route(
+            "/agent/v1/jobs/{rental}/{action}",
+            axum::routing::post(job_done),
+        )
 }
+
+/// The longest a `GET /agent/v1/jobs` waits for work.
+const MAX_WAIT: u64 = 30;
 
 /// A refusal with a JSON `message`.
 fn refuse(status: StatusCode, message: &str) -> Response {
@@ -116,6 +129,103 @@ async fn facts(
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => {
             tracing::error!(error = %e, "recording facts failed");
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "try again shortly")
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct JobsQuery {
+    wait: Option<u64>,
+}
+
+async fn jobs(
+    State(state): State<AppState>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<JobsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (id, _) = match device_of(&state, address, &headers).await {
+        Ok(d) => d,
+        Err(refused) => return refused,
+    };
+    let wait = match query {
+        Ok(q) => q.wait.unwrap_or(0),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    if wait > MAX_WAIT {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            &format!("wait must be at most {MAX_WAIT} seconds"),
+        );
+    }
+    let shared = &state.shared;
+    // Subscribed before looking, so a change committed meanwhile still wakes us.
+    let mut changes = shared.bus.rental_changes();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    loop {
+        match crate::provisioning::jobs(&shared.pool, &shared.secrets, id).await {
+            Ok(jobs) if !jobs.is_empty() || tokio::time::Instant::now() >= deadline => {
+                return Json(jobs).into_response();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "listing provisioning jobs failed");
+                return refuse(StatusCode::SERVICE_UNAVAILABLE, "try again shortly");
+            }
+        }
+        // Nothing yet: wait for a change of one of this device's rentals (or a lagged bus: look again).
+        let changed = async {
+            loop {
+                match changes.recv().await {
+                    Ok(change) if change.device == id => return true,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+                }
+            }
+        };
+        let woke = tokio::select! {
+            woke = tokio::time::timeout_at(deadline, changed) => woke.unwrap_or(false),
+            () = shared.shutdown.wait() => false,
+        };
+        if !woke {
+            return Json(Vec::<p2pvps_shared::agent::ProvisionJob>::new()).into_response();
+        }
+    }
+}
+
+async fn job_done(
+    State(state): State<AppState>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    axum::extract::Path((rental, action)): axum::extract::Path<(String, String)>,
+    body: Result<Json<JobOutcome>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let (id, _) = match device_of(&state, address, &headers).await {
+        Ok(d) => d,
+        Err(refused) => return refused,
+    };
+    let Ok(rental) = Uuid::parse_str(&rental) else {
+        return refuse(StatusCode::NOT_FOUND, "no such rental");
+    };
+    let Some(action) = HookAction::from_db(&action) else {
+        return refuse(StatusCode::NOT_FOUND, "the hook is `start` or `end`");
+    };
+    let outcome = match body {
+        Ok(Json(o)) => o,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    if let Err(e) = outcome.validate() {
+        return refuse(StatusCode::BAD_REQUEST, &e.to_string());
+    }
+    match crate::provisioning::report(&state.shared.pool, id, rental, action, &outcome).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e @ crate::provisioning::ProvisioningError::NotPending { .. }) => {
+            refuse(StatusCode::CONFLICT, &e.to_string())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording a hook's outcome failed");
             refuse(StatusCode::SERVICE_UNAVAILABLE, "try again shortly")
         }
     }

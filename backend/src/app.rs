@@ -168,6 +168,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         fee_bps: settings.fee_bps,
         payments: settings.payments.clone(),
         agent_guard: crate::auth_guard::AuthGuard::new(20, 5),
+        shutdown: stop.clone(),
     });
     let schema = graphql::schema(Arc::clone(&shared), Arc::clone(&metrics));
     spawn_housekeeping(Arc::clone(&shared), stop.clone());

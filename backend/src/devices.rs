@@ -49,6 +49,16 @@ pub struct Hardware {
     pub internet_mbps: Option<i32>,
 }
 
+/// What the device's agent last reported about itself (nothing for devices without the agent).
+#[derive(Debug, Clone, Default)]
+pub struct AgentReport {
+    pub os: Option<String>,
+    pub version: Option<String>,
+    pub reported_at: Option<DateTime<Utc>>,
+    /// The agent runs the owner's hooks when rentals start and end.
+    pub runs_hooks: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Device {
     pub id: Uuid,
@@ -65,6 +75,7 @@ pub struct Device {
     pub subdomain: String,
     /// Whether the gateway publishes the device's web server at its subdomain.
     pub web_publishing: bool,
+    pub agent: AgentReport,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -74,7 +85,7 @@ macro_rules! device_columns {
     () => {
         "id, owner_id, name, description, cpu_model, cpu_cores, memory_mb, disk_gb, arch, \
     internet_mbps, price_minor, currency, rental_hours, for_rent, status, last_seen, tunnel_port, subdomain, \
-    web_publishing, created_at, updated_at"
+    web_publishing, os, agent_version, facts_reported_at, provisioner, created_at, updated_at"
     };
 }
 
@@ -113,6 +124,12 @@ impl<'r> sqlx::FromRow<'r, PgRow> for Device {
             tunnel_port: u16::try_from(port).map_err(|e| sqlx::Error::Decode(e.into()))?,
             subdomain: row.try_get("subdomain")?,
             web_publishing: row.try_get("web_publishing")?,
+            agent: AgentReport {
+                os: row.try_get("os")?,
+                version: row.try_get("agent_version")?,
+                reported_at: row.try_get("facts_reported_at")?,
+                runs_hooks: row.try_get("provisioner")?,
+            },
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })
@@ -363,7 +380,8 @@ pub async fn offered(pool: &PgPool, limit: i64) -> Result<Vec<Device>, sqlx::Err
         " FROM devices d WHERE deleted_at IS NULL \
          AND for_rent AND price_minor IS NOT NULL AND status = 'online' \
          AND NOT EXISTS (SELECT 1 FROM rentals r WHERE r.device_id = d.id \
-              AND r.state IN ('ordered', 'paid', 'provisioning', 'active', 'ending')) \
+              AND (r.state IN ('ordered', 'paid', 'provisioning', 'active', 'ending') \
+                   OR r.end_hook IN ('pending', 'failed'))) \
          ORDER BY currency, price_minor, created_at, id LIMIT $1"
     ))
     .bind(limit)
@@ -594,7 +612,8 @@ pub async fn record_facts(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE devices SET cpu_model = $2, cpu_cores = $3, memory_mb = $4, disk_gb = $5, arch = $6, os = $7, \
-         agent_version = $8, facts_reported_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
+         agent_version = $8, provisioner = $9, facts_reported_at = now(), updated_at = now() \
+         WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(id)
     .bind(&facts.cpu_model)
@@ -604,6 +623,7 @@ pub async fn record_facts(
     .bind(&facts.arch)
     .bind(&facts.os)
     .bind(&facts.agent_version)
+    .bind(facts.hooks)
     .execute(pool)
     .await?;
     Ok(())

@@ -20,6 +20,7 @@ pub mod market_status;
 pub mod marketplace;
 pub mod metrics;
 pub mod payments;
+pub mod provisioning;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod rentals;

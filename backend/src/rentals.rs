@@ -5,7 +5,7 @@
 use crate::crypto::{CryptoError, SecretBox};
 use crate::db::decode_enum;
 use chrono::{DateTime, Utc};
-use p2pvps_shared::{Money, RentalState};
+use p2pvps_shared::{HookStatus, Money, RentalState};
 use sqlx::{PgPool, Row, postgres::PgRow};
 use uuid::Uuid;
 
@@ -23,13 +23,18 @@ pub struct Rental {
     pub login_name: Option<String>,
     pub login_secret_enc: Option<Vec<u8>>,
     pub created_at: DateTime<Utc>,
+    /// The device agent's hooks, on a device that runs them (`None` otherwise).
+    pub start_hook: Option<HookStatus>,
+    pub end_hook: Option<HookStatus>,
+    pub hook_message: Option<String>,
 }
 
 /// The columns every query of this table reads, in `FromRow` order.
 macro_rules! rental_columns {
     () => {
         "r.id, r.device_id, r.renter_id, r.marketplace, r.order_ref, r.state, r.price_minor, \
-    r.currency, r.starts_at, r.ends_at, r.login_name, r.login_secret_enc, r.created_at"
+    r.currency, r.starts_at, r.ends_at, r.login_name, r.login_secret_enc, r.created_at, r.start_hook, \
+    r.end_hook, r.hook_message"
     };
 }
 
@@ -55,11 +60,26 @@ impl<'r> sqlx::FromRow<'r, PgRow> for Rental {
             login_name: row.try_get("login_name")?,
             login_secret_enc: row.try_get("login_secret_enc")?,
             created_at: row.try_get("created_at")?,
+            start_hook: hook(row, "start_hook")?,
+            end_hook: hook(row, "end_hook")?,
+            hook_message: row.try_get("hook_message")?,
         })
     }
 }
 
+fn hook(row: &PgRow, column: &'static str) -> Result<Option<HookStatus>, sqlx::Error> {
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|t| decode_enum(HookStatus::from_db(&t), column, &t))
+        .transpose()
+}
+
 impl Rental {
+    /// Whether the renter's access is ready on the device: no start hook to wait for, or it succeeded.
+    /// Until then the login is not handed out (a failed hook means broken access).
+    pub fn access_ready(&self) -> bool {
+        matches!(self.start_hook, None | Some(HookStatus::Done))
+    }
+
     /// Active and not yet over: it grants access and may be renewed.
     pub fn is_running(&self) -> bool {
         self.state == RentalState::Active && self.ends_at.is_some_and(|e| e > Utc::now())
@@ -188,7 +208,8 @@ pub async fn announce(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<(), sql
 /// Whether a rental holds the device now (paid, provisioning, active or ending).
 async fn is_held(conn: &mut sqlx::PgConnection, device: Uuid) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND state IN ('paid', 'provisioning', 'active', 'ending'))",
+        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 \
+         AND (state IN ('paid', 'provisioning', 'active', 'ending') OR end_hook IN ('pending', 'failed')))",
     )
     .bind(device)
     .fetch_one(conn)
@@ -439,7 +460,8 @@ pub async fn jump_login(
     let row: Option<JumpRow> = sqlx::query_as(
         "SELECT r.id, r.device_id, d.subdomain, r.ends_at, r.login_secret_enc FROM rentals r \
          JOIN devices d ON d.id = r.device_id \
-         WHERE r.login_name = $1 AND r.state = 'active' AND r.ends_at > now() AND d.deleted_at IS NULL",
+         WHERE r.login_name = $1 AND r.state = 'active' AND r.ends_at > now() AND d.deleted_at IS NULL \
+         AND (r.start_hook IS NULL OR r.start_hook = 'done')",
     )
     .bind(login)
     .fetch_optional(pool)

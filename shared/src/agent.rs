@@ -1,5 +1,6 @@
 //! What the device agent and the server say to each other over `/agent/v1`: the device's tunnel details
-//! (for enrolment) and the machine's facts (reported by the agent, checked here by the server).
+//! (for enrolment), the machine's facts (reported by the agent, checked here by the server), and the
+//! hooks to run when rentals start and end (provisioning jobs and their outcomes).
 
 use crate::ValidationError;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,56 @@ pub struct AgentFacts {
     pub arch: Option<String>,
     pub os: Option<String>,
     pub agent_version: String,
+    /// Whether the agent runs the owner's start and end hooks for rentals (provisions renters' accounts).
+    #[serde(default)]
+    pub hooks: bool,
+}
+
+/// `GET /agent/v1/jobs`: a hook the agent should run now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionJob {
+    pub rental: String,
+    pub action: crate::HookAction,
+    /// The renter's login name on the device (a Unix user name: `r` and nine letters or digits).
+    pub login: String,
+    /// The renter's password (the rental's secret), for `start` only.
+    pub password: Option<String>,
+    /// When the rental ends (RFC 3339), for `start`.
+    pub ends_at: Option<String>,
+}
+
+/// `POST /agent/v1/jobs/{rental}/{action}`: how the hook went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOutcome {
+    pub ok: bool,
+    /// The hook's last words (its standard error's tail), shown to the owner.
+    #[serde(default)]
+    pub message: String,
+}
+
+impl JobOutcome {
+    /// The longest message kept.
+    pub const MAX_MESSAGE: usize = 500;
+
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.message.chars().count() > Self::MAX_MESSAGE {
+            return Err(ValidationError::new(
+                "message",
+                format!("must be at most {} characters", Self::MAX_MESSAGE),
+            ));
+        }
+        if self
+            .message
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(ValidationError::new(
+                "message",
+                "must not contain control characters other than newlines and tabs",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl AgentFacts {
@@ -77,6 +128,7 @@ mod tests {
             arch: Some("aarch64".into()),
             os: Some("Debian GNU/Linux 12".into()),
             agent_version: "0.1.0".into(),
+            hooks: true,
         };
         assert_eq!(good.validate(), Ok(()));
         let field = |f: AgentFacts| f.validate().unwrap_err().field;
@@ -115,5 +167,26 @@ mod tests {
             }),
             "agentVersion"
         );
+    }
+
+    #[test]
+    fn job_outcomes_are_bounded_and_printable() {
+        let outcome = |message: &str| JobOutcome {
+            ok: false,
+            message: message.into(),
+        };
+        assert_eq!(outcome("useradd: user exists\n\tline 2").validate(), Ok(()));
+        assert_eq!(
+            outcome(&"x".repeat(JobOutcome::MAX_MESSAGE)).validate(),
+            Ok(())
+        );
+        assert_eq!(
+            outcome(&"x".repeat(JobOutcome::MAX_MESSAGE + 1))
+                .validate()
+                .unwrap_err()
+                .field,
+            "message"
+        );
+        assert!(outcome("\u{1b}[31mred").validate().is_err());
     }
 }

@@ -63,6 +63,25 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// How far a device agent's hook (run when a rental starts or ends) has got.
+    HookStatus {
+        /// Waiting for the device's agent to run it.
+        Pending => "pending",
+        Done => "done",
+        Failed => "failed",
+    }
+}
+
+text_enum! {
+    /// Which of the owner's hooks the agent runs: `start` makes the renter's access on the device,
+    /// `end` removes it.
+    HookAction {
+        Start => "start",
+        End => "end",
+    }
+}
+
 impl RentalState {
     /// The lifecycle: ordered → paid → provisioning → active → ending → ended, with refunded and cancelled
     /// as the other ends. Every change of a rental's state goes through this check.

@@ -17,7 +17,7 @@ mod subdomain;
 
 pub use device_name::DeviceName;
 pub use email::Email;
-pub use enums::{DeviceStatus, RentalState, Role};
+pub use enums::{DeviceStatus, HookAction, HookStatus, RentalState, Role};
 pub use error::ValidationError;
 pub use money::{Currency, Money, split_fee};
 pub use password::Password;

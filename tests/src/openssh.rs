@@ -233,7 +233,18 @@ pub struct DeviceSshd {
 }
 
 impl DeviceSshd {
+    /// Logins by the test's key only, for the user running the tests.
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// Password logins instead of the key (for accounts a provisioning hook creates; needs root, as sshd
+    /// reads /etc/shadow).
+    pub async fn start_with_passwords() -> Self {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(passwords: bool) -> Self {
         let dir = std::env::temp_dir().join(format!("p2pvps-sshd-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         // sshd's privilege-separation directory.
@@ -251,10 +262,18 @@ impl DeviceSshd {
         let port = free_port();
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-             AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
-             UsePAM no\n",
-            d = dir.display()
+             StrictModes no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\n{auth}",
+            d = dir.display(),
+            auth = if passwords {
+                // Passwords only: the test's key must not open the renters' accounts.
+                "PasswordAuthentication yes\nPubkeyAuthentication no\nAuthorizedKeysFile none\n"
+                    .to_owned()
+            } else {
+                format!(
+                    "PasswordAuthentication no\nPubkeyAuthentication yes\nAuthorizedKeysFile {}/authorized_keys\n",
+                    dir.display()
+                )
+            }
         );
         std::fs::write(dir.join("sshd_config"), config).unwrap();
         let mut child = Command::new("/usr/sbin/sshd")
@@ -314,19 +333,32 @@ impl SshKit {
     /// A renter's `ssh` to the device's sshd, either on the device's public port or through our server as
     /// a jump host (`-J LOGIN@server`, its password from askpass). Runs `remote` there.
     pub fn renter(&self, sshd: &DeviceSshd, via: Via<'_>, remote: &[&str]) -> Command {
+        self.log_in_as(sshd, via, &sshd.user, None, remote)
+    }
+
+    /// As [`Self::renter`], logging in on the device's sshd as `user`, with `password` when given (the
+    /// askpass answers every prompt with it, the jump host's included: a rental's password is one).
+    pub fn log_in_as(
+        &self,
+        sshd: &DeviceSshd,
+        via: Via<'_>,
+        user: &str,
+        password: Option<&str>,
+        remote: &[&str],
+    ) -> Command {
         let id = uuid::Uuid::new_v4();
         let known = self.dir.join(format!("known-{id}"));
         let mut lines = std::fs::read_to_string(self.dir.join("known_hosts")).unwrap();
         let (askpass_secret, target) = match via {
             Via::Port(port) => {
                 lines.push_str(&format!("[127.0.0.1]:{port} {}\n", sshd.host_key));
-                (String::new(), format!("{}@127.0.0.1", sshd.user))
+                (String::new(), format!("{user}@127.0.0.1"))
             }
             Via::Jump {
                 subdomain, secret, ..
             } => {
                 lines.push_str(&format!("{subdomain} {}\n", sshd.host_key));
-                (secret.to_owned(), format!("{}@{subdomain}", sshd.user))
+                (secret.to_owned(), format!("{user}@{subdomain}"))
             }
         };
         std::fs::write(&known, lines).unwrap();
@@ -341,7 +373,7 @@ impl SshKit {
             ),
         )
         .unwrap();
-        let askpass = askpass(&self.dir, &askpass_secret);
+        let askpass = askpass(&self.dir, password.unwrap_or(&askpass_secret));
         let mut cmd = Command::new("ssh");
         cmd.arg("-F").arg(&config);
         match via {

@@ -174,7 +174,7 @@ async fn the_agent_enrolls_keeps_the_tunnel_up_reports_facts_and_survives_a_serv
         "ragent1",
     )
     .await;
-    let kit = SshKit::new(&dir.join("kit"), app.ssh_addr());
+    let kit = SshKit::new(&dir.join("server"), app.ssh_addr());
     let reply = output(kit.renter(&sshd, Via::Port(port), &["echo", "through-the-agent"])).await;
     assert_eq!(reply.trim(), "through-the-agent");
 
@@ -255,6 +255,325 @@ async fn the_agent_api_refuses_bad_logins_and_bad_facts(pool: PgPool) {
     }
     assert_eq!(last, 429);
     assert_eq!(facts(good, &id, &credential).await.unwrap().status(), 429);
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Asks `query` (variables `vars`) for `rentals` as `client` until `done` holds, waking on each rental
+/// change notified by the server (no polling on a clock).
+async fn when_rentals_change(
+    listener: &mut sqlx::postgres::PgListener,
+    client: &p2pvps_tests::Client,
+    query: &str,
+    vars: serde_json::Value,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = client.gql(query, vars.clone()).await;
+        let data = json!({"rentals": r.ok().data("rentals")});
+        if done(&data) {
+            return data;
+        }
+        tokio::time::timeout_at(deadline, listener.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no rental change brought the awaited state; last: {data}"))
+            .expect("listening");
+    }
+}
+
+fn account_exists(login: &str) -> bool {
+    std::process::Command::new("id")
+        .arg(login)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// The whole story, from a device plugging in to a renter logging in and out again, with the real agent,
+/// the example hooks (real Unix accounts: the suite runs as root, as sshd itself needs), a real sshd in
+/// the device's role and the real OpenSSH client.
+#[sqlx::test(migrations = "../sql")]
+async fn the_whole_story_owner_agent_renter_hooks_restart_and_relisting(pool: PgPool) {
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "this test creates Unix accounts with the example hooks: run the suite as root"
+    );
+    let dir = std::env::temp_dir().join(format!("p2pvps-story-{}", uuid::Uuid::new_v4()));
+    let app = TestApp::start_with_ssh(pool.clone(), &dir.join("server"), 0).await;
+    let ssh_port = app.ssh_addr().port();
+
+    // An owner signs up and creates a device over GraphQL.
+    let (owner, signed) = app.sign_up_cookie("owner@example.com", "OWNER").await;
+    signed.ok();
+    let device = p2pvps_tests::create_device(
+        &owner,
+        json!({"name": "story-pi", "subdomain": "story-pi", "forRent": true, "rentalHours": 24,
+               "price": {"minor": 500, "currency": "USD"}}),
+    )
+    .await;
+    let (id, port) = (device.id.clone(), device.port);
+
+    // The real agent enrolls with the example hooks and connects: online, with the machine's facts.
+    let hooks = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/hooks");
+    let sshd = DeviceSshd::start_with_passwords().await;
+    let config = dir.join("agent.toml");
+    let mut enroll = agent(&config);
+    enroll
+        .args(["enroll", "--server", &app.base, "--device", &id])
+        .arg("--local-ssh")
+        .arg(format!("127.0.0.1:{}", sshd.port))
+        .arg("--start-hook")
+        .arg(hooks.join("start-unix-account"))
+        .arg("--end-hook")
+        .arg(hooks.join("end-unix-account"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = enroll.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(device.credential.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut status = status_listener(&app.pool).await;
+    let mut run = agent(&config)
+        .arg("run")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(run.stderr.take().unwrap()).lines();
+    wait_status(&mut status, &id, "online").await;
+    logged(&mut log, "facts reported").await;
+    // From here on its log is only read to keep the pipe flowing (and shown if the test fails).
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = log.next_line().await {
+            eprintln!("agent: {line}");
+        }
+    });
+    let seen = owner
+        .gql(
+            "query($id: ID!) { device(id: $id) { status hardware { cpuCores arch } agent { version os runsHooks } } }",
+            json!({"id": id}),
+        )
+        .await;
+    let d = seen.ok().data("device").clone();
+    assert_eq!(d["status"], "ONLINE");
+    assert_eq!(
+        d["hardware"]["cpuCores"],
+        proc_count("/proc/cpuinfo", "processor").len()
+    );
+    assert_eq!(d["hardware"]["arch"], std::env::consts::ARCH);
+    assert_eq!(d["agent"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(d["agent"]["runsHooks"], true);
+    assert!(
+        d["agent"]["os"].as_str().is_some_and(|o| !o.is_empty()),
+        "{d}"
+    );
+
+    // A renter buys it in the storefront; the owner confirms the payment by hand.
+    let (renter, signed) = app.sign_up_cookie("renter@example.com", "RENTER").await;
+    signed.ok();
+    let offers = renter.gql("{ offers { id } }", json!({})).await;
+    assert_eq!(offers.ok().data("offers"), &json!([{"id": id}]));
+    let order = renter
+        .gql(
+            "mutation($d: ID!) { orderRental(device: $d) { id state } }",
+            json!({"d": id}),
+        )
+        .await;
+    let rental = order
+        .ok()
+        .data("orderRental.id")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut changes = sqlx::postgres::PgListener::connect_with(&app.pool)
+        .await
+        .unwrap();
+    changes.listen("rental_changed").await.unwrap();
+    owner
+        .gql(
+            "mutation($r: ID!) { confirmPayment(rental: $r) { state } }",
+            json!({"r": rental}),
+        )
+        .await
+        .ok();
+
+    // The start hook makes the renter's account; only then does the renter get the login.
+    const MINE: &str = "{ rentals { id state provisioning { start end } login { name secret } \
+                        connection { jumpCommand } } }";
+    let mine = when_rentals_change(&mut changes, &renter, MINE, json!({}), |d| {
+        let start = &d["rentals"][0]["provisioning"]["start"];
+        start == "DONE" || start == "FAILED"
+    })
+    .await;
+    let mine = json!({"rental": mine["rentals"][0]});
+    assert_eq!(mine["rental"]["id"], rental.as_str());
+    assert_eq!(mine["rental"]["state"], "ACTIVE", "{mine}");
+    assert_eq!(mine["rental"]["provisioning"]["start"], "DONE", "{mine}");
+    let login = mine["rental"]["login"]["name"].as_str().unwrap().to_owned();
+    let secret = mine["rental"]["login"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        account_exists(&login),
+        "the start hook made no account {login}"
+    );
+    let offers = renter.gql("{ offers { id } }", json!({})).await;
+    assert_eq!(offers.ok().data("offers"), &json!([]));
+
+    // The renter logs in with real OpenSSH, through the device's port and through our jump host, and
+    // runs a command on the device's sshd as their own account.
+    let kit = SshKit::new(&dir.join("server"), app.ssh_addr());
+    let by_port = Via::Port(port);
+    let by_jump = Via::Jump {
+        login: &login,
+        secret: &secret,
+        subdomain: "story-pi",
+    };
+    for via in [by_port, by_jump] {
+        let said = output(kit.log_in_as(&sshd, via, &login, Some(&secret), &["id", "-un"])).await;
+        assert_eq!(said.trim(), login);
+    }
+
+    // The server is killed and restarted mid-rental: the agent comes back on the same port. (The test's
+    // listeners hold connections of the test database's small pool: give them back first.)
+    drop((status, changes));
+    let http: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    app.stop().await;
+    let app =
+        TestApp::start_with_ssh_and(pool, &dir.join("server"), ssh_port, |s| s.http = http).await;
+    let mut status = status_listener(&app.pool).await;
+    wait_status(&mut status, &id, "online").await;
+    let said =
+        output(kit.log_in_as(&sshd, by_port, &login, Some(&secret), &["echo", "again"])).await;
+    assert_eq!(said.trim(), "again");
+
+    // The rental ends (an admin ends it early): access is cut, the end hook removes the account, and
+    // the device is offered again once it has.
+    let admin = app.user("admin@example.com", Role::Admin).await;
+    let mut changes = sqlx::postgres::PgListener::connect_with(&app.pool)
+        .await
+        .unwrap();
+    changes.listen("rental_changed").await.unwrap();
+    admin
+        .gql(
+            "mutation($r: ID!) { endRental(id: $r) { state } }",
+            json!({"r": rental}),
+        )
+        .await
+        .ok();
+    let renter = app.log_in_bearer("renter@example.com").await;
+    const ALL: &str = "{ rentals { state provisioning { start end message } } }";
+    let after = when_rentals_change(&mut changes, &admin, ALL, json!({}), |d| {
+        let end = &d["rentals"][0]["provisioning"]["end"];
+        end == "DONE" || end == "FAILED"
+    })
+    .await;
+    let after = json!({"rental": after["rentals"][0]});
+    assert_eq!(after["rental"]["state"], "ENDED", "{after}");
+    assert_eq!(after["rental"]["provisioning"]["end"], "DONE", "{after}");
+    assert!(
+        !account_exists(&login),
+        "the end hook left the account {login}"
+    );
+    for via in [by_port, by_jump] {
+        let refused = kit
+            .log_in_as(&sshd, via, &login, Some(&secret), &["true"])
+            .output()
+            .await
+            .unwrap();
+        assert!(!refused.status.success(), "logged in after the end");
+    }
+    let offers = renter.gql("{ offers { id } }", json!({})).await;
+    assert_eq!(offers.ok().data("offers"), &json!([{"id": id}]));
+    run.kill().await.unwrap();
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// With `--local-web`, the agent publishes the device's web server at its subdomain: the gateway serves
+/// its page (the same as `ssh -R SUB:80:...` does), and the SSH port forward keeps working beside it.
+#[sqlx::test(migrations = "../sql")]
+async fn the_agent_publishes_the_devices_web_server_at_its_subdomain(pool: PgPool) {
+    let dir = std::env::temp_dir().join(format!("p2pvps-agent-web-{}", uuid::Uuid::new_v4()));
+    let app = TestApp::start_with_ssh_and(pool, &dir.join("server"), 0, |s| {
+        s.gateway = Some(p2pvps_server::gateway::GatewaySettings {
+            domain: "p2pvps.test".to_owned(),
+            http: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            https: None,
+            tls: None,
+            redirect_to_https: false,
+            localtunnel_bind: std::net::IpAddr::from([127, 0, 0, 1]),
+            localtunnel_ports: None,
+            body_idle_timeout: std::time::Duration::from_secs(5),
+        });
+    })
+    .await;
+    let gateway = app.gateway().http.unwrap();
+    let owner = app.user("owner@example.com", Role::Owner).await;
+    let device =
+        p2pvps_tests::create_device(&owner, json!({"name": "web-pi", "subdomain": "web-pi"})).await;
+    let sshd = DeviceSshd::start().await;
+    let site = p2pvps_tests::web::origin("web-pi").await;
+    let config = dir.join("agent.toml");
+    let mut enroll = agent(&config);
+    enroll
+        .args(["enroll", "--server", &app.base, "--device", &device.id])
+        .arg("--local-ssh")
+        .arg(format!("127.0.0.1:{}", sshd.port))
+        .arg("--local-web")
+        .arg(format!("127.0.0.1:{site}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = enroll.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(device.credential.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let mut run = agent(&config)
+        .arg("run")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(run.stderr.take().unwrap()).lines();
+    logged(&mut log, "web forward up").await;
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let page = reqwest::Client::new()
+        .get(format!("http://{gateway}/"))
+        .header("host", "web-pi.p2pvps.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(
+        page.text().await.unwrap(),
+        p2pvps_tests::web::page("web-pi")
+    );
+
+    // The device's SSH port is still carried beside it.
+    app.user("renter@example.com", Role::Renter).await;
+    p2pvps_tests::rent(
+        &app.pool,
+        &app.secrets,
+        &device.id,
+        "renter@example.com",
+        "rweb1",
+    )
+    .await;
+    let kit = SshKit::new(&dir.join("server"), app.ssh_addr());
+    let reply =
+        output(kit.renter(&sshd, Via::Port(device.port), &["echo", "beside-the-web"])).await;
+    assert_eq!(reply.trim(), "beside-the-web");
+    run.kill().await.unwrap();
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }

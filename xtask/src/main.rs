@@ -4,6 +4,8 @@
 //!   is configured, and run the server on 127.0.0.1:8080.
 //! - `cargo xtask test`: formatting, clippy, the release frontend build, the deployment files' check, then
 //!   every test against Postgres.
+//! - `cargo xtask demo`: the server, three users and a simulated device (the real agent and a real sshd),
+//!   for a newcomer to rent a device within a minute.
 //! - `cargo xtask deploy-check`: `compose.yaml` validated by Compose, the Dockerfile linted; no engine.
 //!
 //! Tools are installed only when missing, so repeated runs are fast.
@@ -11,6 +13,7 @@
 mod bench;
 mod bench_gateway;
 mod bench_web;
+mod demo;
 mod deploy;
 mod postgres;
 mod tools;
@@ -29,6 +32,7 @@ fn main() -> Result<()> {
     match task.as_str() {
         "run" => run(&root, &rest),
         "test" => test(&root),
+        "demo" => demo::demo(&root),
         "frontend" => build_frontend(&root),
         "pg-stop" => postgres::stop(&root),
         "deploy-check" => deploy::check(&root),
@@ -36,7 +40,8 @@ fn main() -> Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n  run [-- ARGS]  build everything and run the server (ARGS go to `p2pvps serve`)\n  \
-                 test           fmt, clippy, frontend build and the whole test suite\n  frontend       build the dashboard into target/dist\n  \
+                 test           fmt, clippy, frontend build and the whole test suite\n  \
+                 demo           the server with demo users and a simulated device online (the real agent and sshd)\n  frontend       build the dashboard into target/dist\n  \
                  bench [tunnel|gateway|web]  benchmarks (all by default; report in target/bench/report.md)\n  \
                  deploy-check   validate compose.yaml and lint the Dockerfile (no Docker engine needed)\n  \
                  pg-stop        stop the private PostgreSQL started under target/pg"

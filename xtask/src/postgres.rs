@@ -155,6 +155,31 @@ fn start(root: &Path) -> Result<String> {
     ))
 }
 
+/// A new, empty database `name` in the private cluster (dropped first if it exists); its URL.
+pub fn fresh_database(root: &Path, name: &str) -> Result<String> {
+    let url = start(root)?;
+    let sock = cluster_dir(root).join("run");
+    let psql = |sql: &str| {
+        let mut cmd = Command::new("psql");
+        cmd.args([
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "postgres",
+            "-p",
+            PORT,
+            "-h",
+        ])
+        .arg(&sock)
+        .args(["-d", "postgres", "-c", sql]);
+        sh(&mut cmd)
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    psql(&format!("CREATE DATABASE {name}"))?;
+    Ok(url.replace("localhost/postgres?", &format!("localhost/{name}?")))
+}
+
 pub fn stop(root: &Path) -> Result<()> {
     let data = cluster_dir(root).join("data");
     if !data.join("PG_VERSION").is_file() {

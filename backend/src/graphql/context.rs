@@ -40,6 +40,8 @@ pub struct Shared {
     pub payments: crate::payments::Providers,
     /// Failed device logins on the agent API.
     pub agent_guard: crate::auth_guard::AuthGuard,
+    /// Fires when the server stops: long waits (the agent's job poll) answer at once.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 /// How the request proved who it is.

@@ -512,6 +512,38 @@ impl MutationRoot {
         })
     }
 
+    /// Runs a rental's failed device hook again (start while the rental runs, or end), once its cause is
+    /// mended. The device's owner or an admin.
+    async fn retry_provisioning(&self, ctx: &Context<'_>, rental: ID) -> ApiResult<RentalObject> {
+        let id = parse_id(&rental, "rental")?;
+        let access = order_access(ctx, id)
+            .await
+            .map_err(|_| ApiError::not_found("rental"))?;
+        if access == RentalAccess::Renter {
+            return Err(ApiError::forbidden(
+                "retry a rental's provisioning (the device's owner or an admin does)",
+            ));
+        }
+        let mut tx = ctx.shared().pool.begin().await?;
+        let Some(action) = crate::provisioning::retry(&mut tx, id).await? else {
+            return Err(ValidationError::new("rental", "has no failed hook to run again").into());
+        };
+        crate::audit::record(
+            &mut tx,
+            &ctx.viewer().actor()?,
+            "rental.retry_provisioning",
+            "rental",
+            id,
+            serde_json::json!({ "hook": action.as_str() }),
+        )
+        .await?;
+        tx.commit().await?;
+        let rental = rentals::get(&ctx.shared().pool, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("rental"))?;
+        Ok(RentalObject { rental, access })
+    }
+
     /// Claims a rental bought on a marketplace, with the token from its delivery link: it becomes the
     /// signed-in user's, who then sees its login and connection details. The token works once.
     async fn claim_rental(&self, ctx: &Context<'_>, token: String) -> ApiResult<RentalObject> {

@@ -40,6 +40,26 @@ pub enum RentalStateGql {
     Cancelled,
 }
 
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "p2pvps_shared::HookStatus", name = "HookStatus")]
+pub enum HookStatusGql {
+    /// Waiting for the device's agent to run it.
+    Pending,
+    Done,
+    Failed,
+}
+
+/// What the device's agent did for a rental (on devices whose agent runs the owner's hooks): the start
+/// hook makes the renter's access, the end hook removes it.
+#[derive(SimpleObject)]
+#[graphql(name = "Provisioning")]
+pub struct ProvisioningObject {
+    pub start: Option<HookStatusGql>,
+    pub end: Option<HookStatusGql>,
+    /// The last hook's own words (its error output), for the device's owner and admins.
+    pub message: Option<String>,
+}
+
 /// A user account. Only the user themself and admins ever receive one.
 pub struct UserObject(pub User);
 
@@ -94,6 +114,17 @@ impl From<&Money> for MoneyObject {
             currency: m.currency.as_str().to_owned(),
         }
     }
+}
+
+/// The device agent's last report about itself.
+#[derive(SimpleObject)]
+#[graphql(name = "Agent")]
+pub struct AgentObject {
+    pub os: Option<String>,
+    pub version: String,
+    pub reported_at: DateTime<Utc>,
+    /// Whether it runs the owner's hooks when rentals start and end (then renters wait for the start hook).
+    pub runs_hooks: bool,
 }
 
 #[derive(SimpleObject)]
@@ -158,6 +189,18 @@ impl DeviceObject {
     }
     async fn hardware(&self) -> HardwareObject {
         (&self.device.hardware).into()
+    }
+    /// What the device's agent last reported about itself (`null` if no agent ever reported). Its owner
+    /// and admins.
+    async fn agent(&self) -> ApiResult<Option<AgentObject>> {
+        self.owner_only("agent")?;
+        let a = &self.device.agent;
+        Ok(a.reported_at.map(|reported_at| AgentObject {
+            os: a.os.clone(),
+            version: a.version.clone().unwrap_or_default(),
+            reported_at,
+            runs_hooks: a.runs_hooks,
+        }))
     }
     /// Price of one rental period.
     async fn price(&self) -> Option<MoneyObject> {
@@ -548,6 +591,18 @@ impl RentalObject {
         Ok(device.map(|device| DeviceObject { device, access }))
     }
     /// How to reach the device. The renter and admins, while the rental holds the device.
+    /// The device agent's hooks for this rental, if the device runs them (`null` otherwise). While the
+    /// start hook is pending or failed, the renter's `login` and `connection` are withheld.
+    async fn provisioning(&self) -> Option<ProvisioningObject> {
+        let r = &self.rental;
+        r.start_hook.map(|start| ProvisioningObject {
+            start: Some(start.into()),
+            end: r.end_hook.map(Into::into),
+            message: (self.access != RentalAccess::Renter)
+                .then(|| r.hook_message.clone())
+                .flatten(),
+        })
+    }
     async fn connection(&self, ctx: &Context<'_>) -> ApiResult<Option<RentalConnectionObject>> {
         if self.access == RentalAccess::Owner {
             return Err(ApiError::forbidden(
@@ -558,7 +613,7 @@ impl RentalObject {
         let (Some(login), Some(ssh_port)) = (&self.rental.login_name, shared.ssh_port) else {
             return Ok(None);
         };
-        if !self.rental.state.holds_device() {
+        if !self.rental.state.holds_device() || !self.rental.access_ready() {
             return Ok(None);
         }
         let Some(device) = crate::devices::get(&shared.pool, self.rental.device_id).await? else {
@@ -579,14 +634,15 @@ impl RentalObject {
             .map(|w| w.url(&device.subdomain));
         Ok(Some(connection))
     }
-    /// The renter's login. Only the renter sees it, and only while the rental holds the device.
+    /// The renter's login. Only the renter sees it, and only while the rental holds the device and its
+    /// access is ready on the device (see `provisioning`).
     async fn login(&self, ctx: &Context<'_>) -> ApiResult<Option<RentalLogin>> {
         if self.access != RentalAccess::Renter {
             return Err(ApiError::forbidden(
                 "read a rental's login (only its renter may)",
             ));
         }
-        if !self.rental.state.holds_device() {
+        if !self.rental.state.holds_device() || !self.rental.access_ready() {
             return Ok(None);
         }
         let secret = self.rental.login_secret(&ctx.shared().secrets)?;

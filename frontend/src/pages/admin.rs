@@ -104,6 +104,27 @@ pub fn users_page() -> Html {
     }
 }
 
+/// The device hooks' trouble, if any: "provisioning failed" (start) or "clean-up failed" (end), with the
+/// hook's own words; a pending hook as "setting up" / "cleaning up".
+fn provisioning(r: &all_rentals::AllRentalsRentals) -> Html {
+    let Some(p) = &r.provisioning else {
+        return html! {};
+    };
+    let status = |s: &Option<all_rentals::HookStatus>| s.as_ref().map(enum_str);
+    let (text, failed) = match (status(&p.start).as_deref(), status(&p.end).as_deref()) {
+        (_, Some("FAILED")) => ("clean-up failed", true),
+        (_, Some("PENDING")) => ("cleaning up", false),
+        (Some("FAILED"), _) => ("provisioning failed", true),
+        (Some("PENDING"), _) => ("setting up", false),
+        _ => return html! {},
+    };
+    html! {
+        <span class={if failed { "badge error" } else { "badge" }} title={p.message.clone().unwrap_or_default()}>
+            { format!(" · {text}") }
+        </span>
+    }
+}
+
 #[derive(Properties, PartialEq)]
 pub struct RentalsTableProps {
     pub rentals: Vec<all_rentals::AllRentalsRentals>,
@@ -123,7 +144,7 @@ pub fn rentals_table(props: &RentalsTableProps) -> Html {
                             None => html! { "deleted" },
                         }
                     }</td>
-                    <td data-label="State">{ enum_str(&r.state).to_ascii_lowercase() }</td>
+                    <td data-label="State">{ enum_str(&r.state).to_ascii_lowercase() }{ provisioning(r) }</td>
                     <td data-label="From">{ r.starts_at.as_deref().map(fmt_time).unwrap_or_default() }</td>
                     <td data-label="Until">{ r.ends_at.as_deref().map(fmt_time).unwrap_or_default() }</td>
                     <td data-label="Price">{ fmt_money(r.price.minor, &r.price.currency) }</td>

@@ -49,7 +49,10 @@ fn renter_rentals(props: &RenterProps) -> Html {
     let (waiting, rest): (Vec<_>, Vec<_>) = rentals
         .iter()
         .partition(|r| enum_str(&r.state) == "ORDERED");
-    let (current, past): (Vec<_>, Vec<_>) = rest.into_iter().partition(|r| r.connection.is_some());
+    // Running rentals, including those whose access the device is still setting up.
+    let (current, past): (Vec<_>, Vec<_>) = rest
+        .into_iter()
+        .partition(|r| r.connection.is_some() || enum_str(&r.state) == "ACTIVE");
     html! {
         <section>
             if props.compact { <h2>{ "Servers I rent" }</h2> } else { <h1>{ "My rentals" }</h1> }
@@ -81,10 +84,24 @@ fn renter_rentals(props: &RenterProps) -> Html {
 }
 
 fn active_rental(r: &my_rentals::MyRentalsRentals, reload: &Callback<()>) -> Html {
-    let Some(c) = &r.connection else {
-        return html! {};
-    };
     let name = r.device_name.clone();
+    let Some(c) = &r.connection else {
+        // The device's agent has not made the login yet (or could not): no half-working access shown.
+        let failed = r
+            .provisioning
+            .as_ref()
+            .is_some_and(|p| p.start.as_ref().is_some_and(|s| enum_str(s) == "FAILED"));
+        return html! {
+            <article class="rental" data-rental={r.id.clone()}>
+                <div class="heading"><h2>{ name }</h2></div>
+                if failed {
+                    <p class="error" id="provisioning">{ "Provisioning failed: the device could not set up your login. Its owner has been told and can run it again." }</p>
+                } else {
+                    <p class="hint" id="provisioning">{ "The device is setting up your login; it appears here in a moment." }</p>
+                }
+            </article>
+        };
+    };
     html! {
         <article class="rental" data-rental={r.id.clone()}>
             <div class="heading">
