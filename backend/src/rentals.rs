@@ -160,6 +160,10 @@ pub enum RentalError {
     NoRenter,
     #[error("the device is already rented")]
     AlreadyRented,
+    #[error(
+        "the device is still removing its previous renter's access (its end hook has not succeeded yet)"
+    )]
+    CleaningUp,
     #[error("no such rental")]
     NotFound,
     #[error("the rental has already ended")]
@@ -216,6 +220,24 @@ async fn is_held(conn: &mut sqlx::PgConnection, device: Uuid) -> Result<bool, sq
     .await
 }
 
+/// Why a held device cannot be let: rented, or its last renter's access not removed yet.
+async fn held_reason(
+    conn: &mut sqlx::PgConnection,
+    device: Uuid,
+) -> Result<RentalError, sqlx::Error> {
+    let rented: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND state IN ('paid', 'provisioning', 'active', 'ending'))",
+    )
+    .bind(device)
+    .fetch_one(conn)
+    .await?;
+    Ok(if rented {
+        RentalError::AlreadyRented
+    } else {
+        RentalError::CleaningUp
+    })
+}
+
 /// A renter login name: `r` and nine random letters or digits (the `login_name` CHECK's shape).
 fn new_login_name() -> String {
     use rand::RngCore;
@@ -254,6 +276,9 @@ pub async fn grant(
             .fetch_optional(&mut *conn)
             .await?;
     let renter_id = renter_id.ok_or(RentalError::NoRenter)?;
+    if is_held(&mut *conn, device).await? {
+        return Err(held_reason(&mut *conn, device).await?);
+    }
     let secret = crate::crypto::new_token();
     let id = Uuid::new_v4();
     let rental = sqlx::query_as::<_, Rental>(concat!(
@@ -753,9 +778,8 @@ pub async fn open_order(
     if status != "online" {
         return Err(RentalError::Offline);
     }
-    let let_now = is_held(&mut *conn, device).await?;
-    if let_now {
-        return Err(RentalError::AlreadyRented);
+    if is_held(&mut *conn, device).await? {
+        return Err(held_reason(&mut *conn, device).await?);
     }
     let id = Uuid::new_v4();
     let order = sqlx::query_as::<_, Rental>(concat!(

@@ -577,3 +577,178 @@ async fn the_agent_publishes_the_devices_web_server_at_its_subdomain(pool: PgPoo
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The server's side of provisioning, driven over the agent API as a device would: jobs handed out (the
+/// long poll woken by a change), outcomes recorded once, the renter's login withheld until the start hook
+/// succeeded, a failed hook retried by the owner only, and the device kept from new renters until its end
+/// hook has run.
+#[sqlx::test(migrations = "../sql")]
+async fn provisioning_jobs_gate_the_renters_access_and_the_next_rental(pool: PgPool) {
+    let dir = std::env::temp_dir().join(format!("p2pvps-prov-{}", uuid::Uuid::new_v4()));
+    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let owner = app.user("owner@example.com", Role::Owner).await;
+    let renter = app.user("renter@example.com", Role::Renter).await;
+    let admin = app.user("admin@example.com", Role::Admin).await;
+    let (id, credential) = p2pvps_tests::add_device(&owner, "hooked-pi").await;
+    let (other, other_credential) = p2pvps_tests::add_device(&owner, "other-pi").await;
+    let http = reqwest::Client::new();
+    let as_device = |req: reqwest::RequestBuilder| req.basic_auth(&id, Some(&credential));
+    let jobs =
+        |wait: u64| as_device(http.get(app.url("/agent/v1/jobs")).query(&[("wait", wait)])).send();
+    let report = |rental: &str, action: &str, body: serde_json::Value| {
+        as_device(http.post(app.url(&format!("/agent/v1/jobs/{rental}/{action}"))))
+            .json(&body)
+            .send()
+    };
+    let facts = json!({"agent_version": "0.1.0", "hooks": true});
+    let r = as_device(http.post(app.url("/agent/v1/facts")).json(&facts))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let empty: Vec<serde_json::Value> = jobs(0).await.unwrap().json().await.unwrap();
+    assert!(empty.is_empty());
+
+    // An admin lets the device: the agent is asked to run the start hook, with the renter's login.
+    let grant = "mutation($d: ID!, $e: String!) { grantRental(device: $d, renterEmail: $e, hours: 2) { id } }";
+    let g = admin
+        .gql(grant, json!({"d": id, "e": "renter@example.com"}))
+        .await;
+    let rental = g.ok().data("grantRental.id").as_str().unwrap().to_owned();
+    let todo: serde_json::Value = jobs(0).await.unwrap().json().await.unwrap();
+    assert_eq!(todo.as_array().unwrap().len(), 1, "{todo}");
+    assert_eq!(todo[0]["rental"], rental.as_str());
+    assert_eq!(todo[0]["action"], "start");
+    let login = todo[0]["login"].as_str().unwrap().to_owned();
+    let password = todo[0]["password"].as_str().unwrap().to_owned();
+    assert!(todo[0]["ends_at"].is_string(), "{todo}");
+
+    // Until it succeeds the renter gets no login; after a failure neither, and only owners see why.
+    const RENTER: &str = "{ rentals { provisioning { start end message } login { name secret } connection { host } } }";
+    let seen = renter.gql(RENTER, json!({})).await;
+    assert_eq!(seen.ok().data("rentals.0.login"), &json!(null));
+    assert_eq!(seen.data("rentals.0.connection"), &json!(null));
+    assert_eq!(seen.data("rentals.0.provisioning.start"), "PENDING");
+    let failed = json!({"ok": false, "message": "useradd: cannot lock /etc/passwd"});
+    assert_eq!(
+        report(&rental, "start", failed.clone())
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    // The same outcome again is fine (a lost answer), another one is not: it was recorded.
+    assert_eq!(
+        report(&rental, "start", failed).await.unwrap().status(),
+        204
+    );
+    let r = report(&rental, "start", json!({"ok": true})).await.unwrap();
+    assert_eq!(r.status(), 409);
+    let seen = renter.gql(RENTER, json!({})).await;
+    assert_eq!(
+        seen.ok().data("rentals.0.provisioning"),
+        &json!({"start": "FAILED", "end": null, "message": null})
+    );
+    assert_eq!(seen.data("rentals.0.login"), &json!(null));
+    let owners = owner
+        .gql(
+            "{ rentals(view: OWNER) { provisioning { start message } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        owners.ok().data("rentals.0.provisioning"),
+        &json!({"start": "FAILED", "message": "useradd: cannot lock /etc/passwd"})
+    );
+
+    // Only the owner (or an admin) runs it again; the agent waiting for work is woken by it.
+    const RETRY: &str =
+        "mutation($r: ID!) { retryProvisioning(rental: $r) { provisioning { start } } }";
+    renter
+        .gql(RETRY, json!({"r": rental}))
+        .await
+        .assert_code("FORBIDDEN");
+    let waiting = tokio::spawn(jobs(30));
+    let r = owner.gql(RETRY, json!({"r": rental})).await;
+    assert_eq!(
+        r.ok().data("retryProvisioning.provisioning.start"),
+        "PENDING"
+    );
+    owner
+        .gql(RETRY, json!({"r": rental}))
+        .await
+        .assert_code("BAD_USER_INPUT");
+    let woken: serde_json::Value = waiting.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(woken[0]["action"], "start", "{woken}");
+    assert_eq!(
+        report(
+            &rental,
+            "start",
+            json!({"ok": true, "message": "account ready"})
+        )
+        .await
+        .unwrap()
+        .status(),
+        204
+    );
+    let seen = renter.gql(RENTER, json!({})).await;
+    assert_eq!(
+        seen.ok().data("rentals.0.login"),
+        &json!({"name": login, "secret": password})
+    );
+    assert!(seen.data("rentals.0.connection.host").is_string());
+
+    // The rental ends: the end hook is asked for, and until it succeeds the device is not let again.
+    admin
+        .gql(
+            "mutation($r: ID!) { endRental(id: $r) { state } }",
+            json!({"r": rental}),
+        )
+        .await
+        .ok();
+    let todo: serde_json::Value = jobs(0).await.unwrap().json().await.unwrap();
+    assert_eq!(todo[0]["action"], "end", "{todo}");
+    assert_eq!(todo[0]["login"], login.as_str());
+    assert_eq!(todo[0]["password"], json!(null));
+    let again = admin
+        .gql(grant, json!({"d": id, "e": "renter@example.com"}))
+        .await;
+    again.assert_code("CONFLICT");
+    assert!(again.message().contains("end hook"), "{}", again.message());
+
+    // Refused: another device's rental, an unknown action, a long wait, a message with escapes.
+    let r = http
+        .post(app.url(&format!("/agent/v1/jobs/{rental}/end")))
+        .basic_auth(&other, Some(&other_credential))
+        .json(&json!({"ok": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        report(&rental, "middle", json!({"ok": true}))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(jobs(31).await.unwrap().status(), 400);
+    let r = report(&rental, "end", json!({"ok": true, "message": "\u{1b}[2J"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    assert_eq!(
+        report(&rental, "end", json!({"ok": true}))
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let g = admin
+        .gql(grant, json!({"d": id, "e": "renter@example.com"}))
+        .await;
+    g.ok();
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -205,6 +205,7 @@ impl From<crate::rentals::RentalError> for ApiError {
                 "no user has this e-mail",
             )]),
             R::AlreadyRented
+            | R::CleaningUp
             | R::NotActive
             | R::BadMove { .. }
             | R::NotForRent
