@@ -20,15 +20,7 @@ const WAIT: u64 = 25;
 
 /// Serves the server's jobs until the process ends.
 pub async fn serve(api: &Api, hooks: &Hooks) {
-    use backon::BackoffBuilder;
-    let schedule = || {
-        backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_secs(1))
-            .with_max_delay(Duration::from_secs(60))
-            .with_jitter()
-            .without_max_times()
-            .build()
-    };
+    let schedule = crate::tunnel::backoff;
     let mut delays = schedule();
     loop {
         match api.jobs(WAIT).await {

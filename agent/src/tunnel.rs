@@ -127,17 +127,21 @@ async fn connect_once(config: &Config) -> Result<(), TunnelError> {
     Ok(())
 }
 
+/// The agent's retry delays, for the tunnel and the server's API alike: exponential from 1 s to 60 s,
+/// with jitter (a fleet of devices coming back after an outage does not reconnect in step), for ever.
+pub fn backoff() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(60))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
 /// Keeps the tunnel up until the process ends.
 pub async fn keep_up(config: &Config) {
-    use backon::BackoffBuilder;
-    let schedule = || {
-        backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_secs(1))
-            .with_max_delay(Duration::from_secs(60))
-            .with_jitter()
-            .without_max_times()
-            .build()
-    };
+    let schedule = backoff;
     let mut delays = schedule();
     loop {
         let started = Instant::now();

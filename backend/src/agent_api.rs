@@ -125,7 +125,14 @@ async fn facts(
     if let Err(e) = facts.validate() {
         return refuse(StatusCode::BAD_REQUEST, &e.to_string());
     }
-    match crate::devices::record_facts(&state.shared.pool, id, &facts).await {
+    let recorded = async {
+        crate::devices::record_facts(&state.shared.pool, id, &facts).await?;
+        if !facts.hooks {
+            crate::provisioning::agent_runs_no_hooks(&state.shared.pool, id).await?;
+        }
+        Ok::<_, sqlx::Error>(())
+    };
+    match recorded.await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => {
             tracing::error!(error = %e, "recording facts failed");

@@ -114,6 +114,26 @@ pub async fn report(
     Ok(())
 }
 
+/// The device's agent reported that it runs no hooks (any more): hooks still waiting for it will never
+/// run, so they fail, for the owner to see, instead of leaving a renter waiting.
+pub async fn agent_runs_no_hooks(pool: &PgPool, device: Uuid) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let stuck: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE rentals SET \
+           start_hook = CASE WHEN start_hook = 'pending' THEN 'failed' ELSE start_hook END, \
+           end_hook = CASE WHEN end_hook = 'pending' THEN 'failed' ELSE end_hook END, \
+           hook_message = 'the device''s agent no longer runs hooks', updated_at = now() \
+         WHERE device_id = $1 AND (start_hook = 'pending' OR end_hook = 'pending') RETURNING id",
+    )
+    .bind(device)
+    .fetch_all(&mut *tx)
+    .await?;
+    for rental in &stuck {
+        crate::rentals::announce(&mut tx, *rental).await?;
+    }
+    tx.commit().await
+}
+
 /// Sets a failed hook pending again, for the device's owner (or an admin) once the cause is mended.
 pub async fn retry(
     conn: &mut sqlx::PgConnection,

@@ -18,13 +18,15 @@ fn agent(config: &std::path::Path) -> Command {
     cmd
 }
 
-/// Enrolls with `credential` on stdin; returns (success, stdout + stderr).
+/// Enrolls with `credential` on stdin, the device's sshd on `local` and `extra` options; returns (success,
+/// stdout + stderr).
 async fn enroll(
     config: &std::path::Path,
     server: &str,
     device: &str,
     credential: &str,
     local: u16,
+    extra: &[&std::ffi::OsStr],
 ) -> (bool, String) {
     let mut child = agent(config)
         .args([
@@ -36,6 +38,7 @@ async fn enroll(
             "--local-ssh",
         ])
         .arg(format!("127.0.0.1:{local}"))
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -97,7 +100,15 @@ async fn the_agent_enrolls_keeps_the_tunnel_up_reports_facts_and_survives_a_serv
     let config = dir.join("agent.toml");
 
     // A wrong credential is refused and writes nothing.
-    let (ok, said) = enroll(&config, &app.base, &id, "not-the-credential", sshd.port).await;
+    let (ok, said) = enroll(
+        &config,
+        &app.base,
+        &id,
+        "not-the-credential",
+        sshd.port,
+        &[],
+    )
+    .await;
     assert!(
         !ok && said.contains("wrong device id or credential"),
         "{said}"
@@ -111,6 +122,7 @@ async fn the_agent_enrolls_keeps_the_tunnel_up_reports_facts_and_survives_a_serv
         &id,
         &format!("{credential}\n"),
         sshd.port,
+        &[],
     )
     .await;
     assert!(ok, "{said}");
@@ -321,24 +333,26 @@ async fn the_whole_story_owner_agent_renter_hooks_restart_and_relisting(pool: Pg
     let hooks = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/hooks");
     let sshd = DeviceSshd::start_with_passwords().await;
     let config = dir.join("agent.toml");
-    let mut enroll = agent(&config);
-    enroll
-        .args(["enroll", "--server", &app.base, "--device", &id])
-        .arg("--local-ssh")
-        .arg(format!("127.0.0.1:{}", sshd.port))
-        .arg("--start-hook")
-        .arg(hooks.join("start-unix-account"))
-        .arg("--end-hook")
-        .arg(hooks.join("end-unix-account"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = enroll.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(device.credential.as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let (start, end) = (
+        hooks.join("start-unix-account"),
+        hooks.join("end-unix-account"),
+    );
+    let extra = [
+        "--start-hook".as_ref(),
+        start.as_os_str(),
+        "--end-hook".as_ref(),
+        end.as_os_str(),
+    ];
+    let (ok, said) = enroll(
+        &config,
+        &app.base,
+        &id,
+        &device.credential,
+        sshd.port,
+        &extra,
+    )
+    .await;
+    assert!(ok, "{said}");
     let mut status = status_listener(&app.pool).await;
     let mut run = agent(&config)
         .arg("run")
@@ -522,22 +536,18 @@ async fn the_agent_publishes_the_devices_web_server_at_its_subdomain(pool: PgPoo
     let sshd = DeviceSshd::start().await;
     let site = p2pvps_tests::web::origin("web-pi").await;
     let config = dir.join("agent.toml");
-    let mut enroll = agent(&config);
-    enroll
-        .args(["enroll", "--server", &app.base, "--device", &device.id])
-        .arg("--local-ssh")
-        .arg(format!("127.0.0.1:{}", sshd.port))
-        .arg("--local-web")
-        .arg(format!("127.0.0.1:{site}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = enroll.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(device.credential.as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let web = format!("127.0.0.1:{site}");
+    let extra = ["--local-web".as_ref(), web.as_ref()];
+    let (ok, said) = enroll(
+        &config,
+        &app.base,
+        &device.id,
+        &device.credential,
+        sshd.port,
+        &extra,
+    )
+    .await;
+    assert!(ok, "{said}");
 
     let mut run = agent(&config)
         .arg("run")
@@ -661,7 +671,8 @@ async fn provisioning_jobs_gate_the_renters_access_and_the_next_rental(pool: PgP
         &json!({"start": "FAILED", "message": "useradd: cannot lock /etc/passwd"})
     );
 
-    // Only the owner (or an admin) runs it again; the agent waiting for work is woken by it.
+    // Only the owner (or an admin) runs it again; an agent waiting for work gets it (woken by the change
+    // if its request arrived first).
     const RETRY: &str =
         "mutation($r: ID!) { retryProvisioning(rental: $r) { provisioning { start } } }";
     renter
@@ -749,6 +760,24 @@ async fn provisioning_jobs_gate_the_renters_access_and_the_next_rental(pool: PgP
         .gql(grant, json!({"d": id, "e": "renter@example.com"}))
         .await;
     g.ok();
+
+    // An agent that stops running hooks (re-enrolled without them) fails what waits for it.
+    let facts = json!({"agent_version": "0.1.0", "hooks": false});
+    let r = as_device(http.post(app.url("/agent/v1/facts")).json(&facts))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let owners = owner
+        .gql(
+            "{ rentals(view: OWNER) { state provisioning { start message } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        owners.ok().data("rentals.0"),
+        &json!({"state": "ACTIVE", "provisioning": {"start": "FAILED", "message": "the device's agent no longer runs hooks"}})
+    );
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -345,3 +345,61 @@ async fn a_renter_rents_from_the_storefront_and_a_marketplace_buyer_claims_a_ren
     app.stop().await;
     let _ = std::fs::remove_dir_all(data);
 }
+
+/// On a device whose agent runs hooks, the renter sees "setting up" instead of a login, then (live) that
+/// provisioning failed; the owner sees the failure with the hook's words on the rentals list.
+#[sqlx::test(migrations = "../sql")]
+async fn provisioning_shows_to_the_renter_and_the_owner(pool: PgPool) {
+    let (app, data) = start(pool).await;
+    let owner = app.user("owner@example.com", Role::Owner).await;
+    app.user("renter@example.com", Role::Renter).await;
+    let admin = app.user("admin@example.com", Role::Admin).await;
+    let (id, credential) = p2pvps_tests::add_device(&owner, "hooked-pi").await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(app.url("/agent/v1/facts"))
+        .basic_auth(&id, Some(&credential))
+        .json(&json!({"agent_version": "0.1.0", "hooks": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let g = admin
+        .gql(
+            "mutation($d: ID!) { grantRental(device: $d, renterEmail: \"renter@example.com\", hours: 2) { id } }",
+            json!({"d": id}),
+        )
+        .await;
+    let rental = g.ok().data("grantRental.id").as_str().unwrap().to_owned();
+
+    let b = Browser::start(&app.base, 1280).await;
+    log_in(&b, "renter@example.com", "/rentals").await;
+    b.wait_text("#provisioning", "setting up your login").await;
+    b.screenshot("17-renter-provisioning").await;
+    let r = http
+        .post(app.url(&format!("/agent/v1/jobs/{rental}/start")))
+        .basic_auth(&id, Some(&credential))
+        .json(&json!({"ok": false, "message": "useradd: cannot lock /etc/passwd"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // Live: the page follows the rental's change without a reload.
+    b.wait_text("#provisioning", "Provisioning failed").await;
+    log_out(&b).await;
+
+    log_in(&b, "owner@example.com", "/devices").await;
+    b.goto("/rentals").await;
+    b.wait_text("#rentals", "provisioning failed").await;
+    let title = b
+        .find("#rentals .badge.error")
+        .await
+        .attr("title")
+        .await
+        .unwrap();
+    assert_eq!(title.as_deref(), Some("useradd: cannot lock /etc/passwd"));
+    b.screenshot("18-owner-provisioning-failed").await;
+    b.close().await;
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(data);
+}

@@ -4,7 +4,7 @@
 //! demo hooks that log what a real provisioner would do. Prints the dashboard URL and the logins; Ctrl-C
 //! stops everything.
 
-use crate::{build_frontend, cargo, postgres, sh, step};
+use crate::{build_frontend, build_server, cargo, postgres, sh, step};
 use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,18 +37,8 @@ pub fn demo(root: &Path) -> Result<()> {
     step(2, total, "private PostgreSQL, fresh database p2pvps_demo");
     let url = postgres::fresh_database(root, "p2pvps_demo")?;
     step(3, total, "server and agent builds");
-    sh(cargo().args([
-        "build",
-        "-j",
-        "2",
-        "--package",
-        "p2pvps-server",
-        "--bin",
-        "p2pvps",
-        "--package",
-        "p2pvps-agent",
-    ]))?;
-    let server_bin = root.join("target/debug/p2pvps");
+    let server_bin = build_server(root, false)?;
+    sh(cargo().args(["build", "-j", "2", "--package", "p2pvps-agent"]))?;
     let demo = root.join("target/demo");
     let _ = std::fs::remove_dir_all(&demo);
     std::fs::create_dir_all(&demo)?;
@@ -114,7 +104,7 @@ pub fn demo(root: &Path) -> Result<()> {
     let created = String::from_utf8(created.stdout)?;
     let field =
         |name: &str| json_field(&created, name).with_context(|| format!("`{name}` in {created}"));
-    let (device, credential, port) = (field("id")?, field("credential")?, field("tunnelPort")?);
+    let (device, credential, port) = (field("id")?, field("credential")?, field("port")?);
     offer_for_rent(&device)?;
 
     step(
@@ -254,8 +244,7 @@ fn with_stdin(cmd: &mut Command, input: &str) -> Result<std::process::Output> {
 /// A string or number field of the CLI's JSON output.
 fn json_field(json: &str, name: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(json).ok()?;
-    let found = value.get(name).or_else(|| value.get("device")?.get(name))?;
-    match found {
+    match value.get(name)? {
         serde_json::Value::String(s) => Some(s.clone()),
         other => Some(other.to_string()),
     }
