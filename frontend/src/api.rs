@@ -51,6 +51,7 @@ operation!(CancelOrder, "queries/cancel_order.graphql");
 operation!(ClaimRental, "queries/claim_rental.graphql");
 operation!(RenewRental, "queries/renew_rental.graphql");
 operation!(PlatformEarnings, "queries/platform_earnings.graphql");
+operation!(RetryProvisioning, "queries/retry_provisioning.graphql");
 
 /// What went wrong with a request, in terms the page can show.
 #[derive(Debug, Clone, PartialEq)]

@@ -390,15 +390,24 @@ async fn provisioning_shows_to_the_renter_and_the_owner(pool: PgPool) {
 
     log_in(&b, "owner@example.com", "/devices").await;
     b.goto("/rentals").await;
-    b.wait_text("#rentals", "provisioning failed").await;
-    let title = b
-        .find("#rentals .badge.error")
+    b.wait_text("#rentals .badge.failed", "provisioning failed")
+        .await;
+    b.wait_text("#rentals .hook-message", "useradd: cannot lock /etc/passwd")
+        .await;
+    b.screenshot("18-owner-provisioning-failed").await;
+    // The owner runs it again: the list follows live ("setting up"), and the agent gets the job again.
+    b.click("#rentals button.retry-provisioning").await;
+    b.wait_text("#rentals .badge", "setting up").await;
+    let jobs: serde_json::Value = http
+        .get(app.url("/agent/v1/jobs"))
+        .basic_auth(&id, Some(&credential))
+        .send()
         .await
-        .attr("title")
+        .unwrap()
+        .json()
         .await
         .unwrap();
-    assert_eq!(title.as_deref(), Some("useradd: cannot lock /etc/passwd"));
-    b.screenshot("18-owner-provisioning-failed").await;
+    assert_eq!(jobs[0]["rental"], rental.as_str(), "{jobs}");
     b.close().await;
     app.stop().await;
     let _ = std::fs::remove_dir_all(data);

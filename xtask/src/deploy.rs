@@ -2,7 +2,7 @@
 //! `compose.yaml` is validated by Compose itself (`config`) with the example environment, and must refuse
 //! to start without its required secrets; the Dockerfile is linted against the rules we hold it to (hadolint is in none of
 //! the registries this project may use), including that it builds what CI builds; the agent's systemd
-//! unit is checked by `systemd-analyze verify`.
+//! unit and its hooks drop-in are checked by `systemd-analyze verify`, the example hooks by `sh -n`.
 
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -15,6 +15,7 @@ const SERVER_BUILD: &str = "cargo build --release --locked -p p2pvps-server --bi
 pub fn check(root: &Path) -> Result<()> {
     compose(root)?;
     systemd_unit(root)?;
+    example_hooks(root)?;
     let problems = lint_dockerfile(&std::fs::read_to_string(root.join("Dockerfile"))?);
     if !problems.is_empty() {
         bail!("Dockerfile:\n  {}", problems.join("\n  "));
@@ -74,9 +75,17 @@ fn systemd_unit(root: &Path) -> Result<()> {
         &copy,
         unit.replace("/usr/local/bin/p2pvps-agent", "/bin/true"),
     )?;
+    // With the hooks' drop-in, found through the unit path as systemd would find it.
+    let drop_in = dir.join("p2pvps-agent.service.d");
+    std::fs::create_dir_all(&drop_in)?;
+    std::fs::copy(
+        root.join("agent/p2pvps-agent-hooks.conf"),
+        drop_in.join("hooks.conf"),
+    )?;
     let Ok(out) = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&copy)
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()))
         .output()
     else {
         eprintln!("systemd-analyze not found: the agent's unit file was not verified");
@@ -88,7 +97,17 @@ fn systemd_unit(root: &Path) -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     if !out.status.success() || !said.trim().is_empty() {
-        bail!("agent/p2pvps-agent.service:\n{said}");
+        bail!("agent/p2pvps-agent.service (with p2pvps-agent-hooks.conf):\n{said}");
+    }
+    Ok(())
+}
+
+/// The example hooks parse as POSIX shell (`sh -n`).
+fn example_hooks(root: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(root.join("agent/hooks"))? {
+        let path = entry?.path();
+        crate::sh(Command::new("sh").arg("-n").arg(&path))
+            .with_context(|| format!("{} is not valid shell", path.display()))?;
     }
     Ok(())
 }

@@ -3,8 +3,8 @@
 
 use crate::api::{
     self, AllRentals, ApiError, AuditLog, CancelOrder, ConfirmPayment, DisableUser,
-    PlatformEarnings, SetUserRole, Users, all_rentals, audit_log, cancel_order, confirm_payment,
-    disable_user, platform_earnings, set_user_role, users,
+    PlatformEarnings, RetryProvisioning, SetUserRole, Users, all_rentals, audit_log, cancel_order,
+    confirm_payment, disable_user, platform_earnings, retry_provisioning, set_user_role, users,
 };
 use crate::load::{Load, action, failed, use_load};
 use crate::route::Route;
@@ -104,8 +104,8 @@ pub fn users_page() -> Html {
     }
 }
 
-/// The device hooks' trouble, if any: "provisioning failed" (start) or "clean-up failed" (end), with the
-/// hook's own words; a pending hook as "setting up" / "cleaning up".
+/// The device hooks' state, if they are not done: "setting up" / "cleaning up" while the agent works,
+/// "provisioning failed" / "clean-up failed" with the hook's own words and a button to run it again.
 fn provisioning(r: &all_rentals::AllRentalsRentals) -> Html {
     let Some(p) = &r.provisioning else {
         return html! {};
@@ -114,14 +114,42 @@ fn provisioning(r: &all_rentals::AllRentalsRentals) -> Html {
     let (text, failed) = match (status(&p.start).as_deref(), status(&p.end).as_deref()) {
         (_, Some("FAILED")) => ("clean-up failed", true),
         (_, Some("PENDING")) => ("cleaning up", false),
-        (Some("FAILED"), _) => ("provisioning failed", true),
-        (Some("PENDING"), _) => ("setting up", false),
+        (Some("FAILED"), _) if enum_str(&r.state) == "ACTIVE" => ("provisioning failed", true),
+        (Some("PENDING"), _) if enum_str(&r.state) == "ACTIVE" => ("setting up", false),
         _ => return html! {},
     };
     html! {
-        <span class={if failed { "badge error" } else { "badge" }} title={p.message.clone().unwrap_or_default()}>
-            { format!(" · {text}") }
-        </span>
+        <div class="provisioning">
+            <span class={if failed { "badge failed" } else { "badge rented" }}>{ text }</span>
+            if failed {
+                <small class="error hook-message">{ p.message.clone().unwrap_or_default() }</small>
+                <RetryButton rental={r.id.clone()} />
+            }
+        </div>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct RetryProps {
+    rental: String,
+}
+
+/// Runs a failed hook again; the list follows by itself (the change comes back live).
+#[function_component(RetryButton)]
+fn retry_button(props: &RetryProps) -> Html {
+    let error = use_state(|| None::<ApiError>);
+    let retry = {
+        let rental = props.rental.clone();
+        action(&error, &Callback::noop(), move || {
+            let rental = rental.clone();
+            async move { api::send::<RetryProvisioning>(retry_provisioning::Variables { rental }).await }
+        })
+    };
+    html! {
+        <>
+            if let Some(e) = &*error { <ErrorBox error={e.clone()} /> }
+            <button class="retry-provisioning" onclick={retry}>{ "Run the hook again" }</button>
+        </>
     }
 }
 
