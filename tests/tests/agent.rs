@@ -74,6 +74,24 @@ async fn logged(
     assert!(found, "the agent never logged {wanted:?}");
 }
 
+/// Starts `p2pvps-agent run` and returns once its log says `ready`; from then on the log is only drained
+/// (a full pipe would stall the agent) and shown with the test's output.
+async fn run_agent(config: &std::path::Path, ready: &str) -> Child {
+    let mut run = agent(config)
+        .arg("run")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent runs");
+    let mut log = BufReader::new(run.stderr.take().unwrap()).lines();
+    logged(&mut log, ready).await;
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = log.next_line().await {
+            eprintln!("agent: {line}");
+        }
+    });
+    run
+}
+
 fn proc_count(file: &str, prefix: &str) -> Vec<String> {
     std::fs::read_to_string(file)
         .unwrap()
@@ -146,14 +164,8 @@ async fn the_agent_enrolls_keeps_the_tunnel_up_reports_facts_and_survives_a_serv
 
     // Running: online, with the machine's real facts.
     let mut status = status_listener(&app.pool).await;
-    let mut run: Child = agent(&config)
-        .arg("run")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("agent runs");
-    let mut log = BufReader::new(run.stderr.take().unwrap()).lines();
+    let mut run = run_agent(&config, "facts reported").await;
     wait_status(&mut status, &id, "online").await;
-    logged(&mut log, "facts reported").await;
     let device = owner
         .gql(
             "query($id: ID!) { device(id: $id) { hardware { cpuCores memoryMb arch } } }",
@@ -354,20 +366,8 @@ async fn the_whole_story_owner_agent_renter_hooks_restart_and_relisting(pool: Pg
     .await;
     assert!(ok, "{said}");
     let mut status = status_listener(&app.pool).await;
-    let mut run = agent(&config)
-        .arg("run")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(run.stderr.take().unwrap()).lines();
+    let mut run = run_agent(&config, "facts reported").await;
     wait_status(&mut status, &id, "online").await;
-    logged(&mut log, "facts reported").await;
-    // From here on its log is only read to keep the pipe flowing (and shown if the test fails).
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = log.next_line().await {
-            eprintln!("agent: {line}");
-        }
-    });
     let seen = owner
         .gql(
             "query($id: ID!) { device(id: $id) { status hardware { cpuCores arch } agent { version os runsHooks } } }",
@@ -549,14 +549,7 @@ async fn the_agent_publishes_the_devices_web_server_at_its_subdomain(pool: PgPoo
     .await;
     assert!(ok, "{said}");
 
-    let mut run = agent(&config)
-        .arg("run")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(run.stderr.take().unwrap()).lines();
-    logged(&mut log, "web forward up").await;
-    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let mut run = run_agent(&config, "web forward up").await;
     let page = reqwest::Client::new()
         .get(format!("http://{gateway}/"))
         .header("host", "web-pi.p2pvps.test")
