@@ -408,6 +408,21 @@ async fn provisioning_shows_to_the_renter_and_the_owner(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(jobs[0]["rental"], rental.as_str(), "{jobs}");
+    let r = http
+        .post(app.url(&format!("/agent/v1/jobs/{rental}/start")))
+        .basic_auth(&id, Some(&credential))
+        .json(&json!({"ok": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    log_out(&b).await;
+
+    // Once the hook succeeded, the renter has the login, which opens the device's account too.
+    log_in(&b, "renter@example.com", "/rentals").await;
+    b.wait_text("#jump-command", "ssh -J").await;
+    b.wait_text("dl.facts", "Password (jump host and device)")
+        .await;
     b.close().await;
     app.stop().await;
     let _ = std::fs::remove_dir_all(data);

@@ -85,6 +85,8 @@ fn renter_rentals(props: &RenterProps) -> Html {
 
 fn active_rental(r: &my_rentals::MyRentalsRentals, reload: &Callback<()>) -> Html {
     let name = r.device_name.clone();
+    // The device's agent made the renter's account (with the rental's password).
+    let provisioned = r.provisioning.is_some();
     let Some(c) = &r.connection else {
         // The device's agent has not made the login yet (or could not): no half-working access shown.
         let failed = r
@@ -111,7 +113,7 @@ fn active_rental(r: &my_rentals::MyRentalsRentals, reload: &Callback<()>) -> Htm
             <dl class="facts">
                 <dt>{ "Login" }</dt><dd><code id="rental-login">{ &c.login }</code></dd>
                 if let Some(login) = &r.login {
-                    <dt>{ "Password (jump host)" }</dt>
+                    <dt>{ if provisioned { "Password (jump host and device)" } else { "Password (jump host)" } }</dt>
                     <dd><code id="rental-secret">{ &login.secret }</code>{ " " }<CopyButton text={login.secret.clone()} /></dd>
                 }
                 <dt>{ "Ends" }</dt><dd>{ r.ends_at.as_deref().map(fmt_time).unwrap_or_default() }</dd>
@@ -121,7 +123,13 @@ fn active_rental(r: &my_rentals::MyRentalsRentals, reload: &Callback<()>) -> Htm
             </dl>
             <Code id="port-command" label="By the device's port" text={c.port_command.clone()} />
             <Code id="jump-command" label="Through our server as a jump host (works behind any firewall)" text={c.jump_command.clone()} />
-            <p class="hint">{ format!("The jump host asks for the password above; then the device asks for its own login. The device answers as {} on our SSH server.", c.subdomain) }</p>
+            <p class="hint">{
+                if provisioned {
+                    format!("The device made your account with the same password: both the jump host and the device ask for it. The device answers as {} on our SSH server.", c.subdomain)
+                } else {
+                    format!("The jump host asks for the password above; then the device asks for its own login. The device answers as {} on our SSH server.", c.subdomain)
+                }
+            }</p>
             <Renewal rental={r.id.clone()} waiting={r.payment.as_ref().filter(|p| p.state == "pending").map(|p| p.instructions.clone())} reload={reload.clone()} />
         </article>
     }
