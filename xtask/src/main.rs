@@ -6,6 +6,7 @@
 //!   every test against Postgres.
 //! - `cargo xtask demo`: the server, three users and a simulated device (the real agent and a real sshd),
 //!   for a newcomer to rent a device within a minute.
+//! - `cargo xtask fuzz [SECONDS]`: the fuzz targets under `fuzz/`, each for a bounded time.
 //! - `cargo xtask deploy-check`: `compose.yaml` validated by Compose, the Dockerfile linted; no engine.
 //!
 //! Tools are installed only when missing, so repeated runs are fast.
@@ -15,6 +16,7 @@ mod bench_gateway;
 mod bench_web;
 mod demo;
 mod deploy;
+mod fuzz;
 mod postgres;
 mod tools;
 
@@ -33,6 +35,7 @@ fn main() -> Result<()> {
         "run" => run(&root, &rest),
         "test" => test(&root),
         "demo" => demo::demo(&root),
+        "fuzz" => fuzz::fuzz(&root, rest.first().map(String::as_str)),
         "frontend" => build_frontend(&root),
         "pg-stop" => postgres::stop(&root),
         "deploy-check" => deploy::check(&root),
@@ -43,6 +46,7 @@ fn main() -> Result<()> {
                  test           fmt, clippy, frontend build and the whole test suite\n  \
                  demo           the server with demo users and a simulated device online (the real agent and sshd)\n  frontend       build the dashboard into target/dist\n  \
                  bench [tunnel|gateway|web]  benchmarks (all by default; report in target/bench/report.md)\n  \
+                 fuzz [SECONDS] every fuzz target for SECONDS each (default 60)\n  \
                  deploy-check   validate compose.yaml and lint the Dockerfile (no Docker engine needed)\n  \
                  pg-stop        stop the private PostgreSQL started under target/pg"
             );

@@ -75,6 +75,26 @@ pub fn ensure_frontend_tools(root: &Path) -> Result<()> {
     Ok(())
 }
 
+const CARGO_FUZZ_VERSION: &str = "0.13.1";
+
+/// cargo-fuzz, which builds the fuzz targets with libFuzzer (on the stable toolchain, without a sanitizer).
+pub fn ensure_cargo_fuzz() -> Result<()> {
+    let have = output(cargo().args(["fuzz", "--version"])).unwrap_or_default();
+    if !have.contains(CARGO_FUZZ_VERSION) {
+        eprintln!("installing cargo-fuzz {CARGO_FUZZ_VERSION} (a minute, once)");
+        sh(cargo().args([
+            "install",
+            "--locked",
+            "-j",
+            "2",
+            "cargo-fuzz",
+            "--version",
+            CARGO_FUZZ_VERSION,
+        ]))?;
+    }
+    Ok(())
+}
+
 /// Debian's Chromium and ChromeDriver, which the dashboard's end-to-end tests drive (installed with apt,
 /// through sudo when not root, when either is missing).
 pub fn ensure_browser() -> Result<()> {

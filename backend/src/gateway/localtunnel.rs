@@ -201,31 +201,22 @@ impl Localtunnel {
         req: &Request<hyper::body::Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
-        let path = req.uri().path();
         if req.method() != hyper::Method::GET {
             return json(
                 StatusCode::METHOD_NOT_ALLOWED,
                 &serde_json::json!({"message": "use GET"}),
             );
         }
-        if path == "/api/status" {
-            return json(
-                StatusCode::OK,
-                &serde_json::json!({"tunnels": self.tunnels().len()}),
-            );
-        }
-        let wanted = match path.strip_prefix('/') {
-            Some("")
-                if req
-                    .uri()
-                    .query()
-                    .is_some_and(|q| q.split('&').any(|p| p == "new")) =>
-            {
-                None
+        let wanted = match control_request(req.uri().path(), req.uri().query()) {
+            ControlRequest::Status => {
+                return json(
+                    StatusCode::OK,
+                    &serde_json::json!({"tunnels": self.tunnels().len()}),
+                );
             }
-            Some("") | Some("favicon.ico") => return pages::unknown_site(),
-            Some(name) if !name.contains('/') => Some(name.to_ascii_lowercase()),
-            _ => return pages::unknown_site(),
+            ControlRequest::New => None,
+            ControlRequest::Named(name) => Some(name),
+            ControlRequest::Unknown => return pages::unknown_site(),
         };
         match self.open(req, peer, wanted).await {
             Ok(body) => json(StatusCode::OK, &body),
@@ -435,6 +426,31 @@ async fn accept(
     }
 }
 
+/// What a request to the control endpoint asks for (the client's `GET /?new` or `GET /NAME`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlRequest {
+    /// `/api/status`.
+    Status,
+    /// `/?new`: a tunnel under the device's own subdomain.
+    New,
+    /// `/NAME`: a tunnel for that subdomain (lower-cased; checked against the device's own later).
+    Named(String),
+    Unknown,
+}
+
+/// Reads the control request from the path and query: the localtunnel client's protocol, untrusted.
+pub fn control_request(path: &str, query: Option<&str>) -> ControlRequest {
+    if path == "/api/status" {
+        return ControlRequest::Status;
+    }
+    match path.strip_prefix('/') {
+        Some("") if query.is_some_and(|q| q.split('&').any(|p| p == "new")) => ControlRequest::New,
+        Some("") | Some("favicon.ico") => ControlRequest::Unknown,
+        Some(name) if !name.contains('/') => ControlRequest::Named(name.to_ascii_lowercase()),
+        _ => ControlRequest::Unknown,
+    }
+}
+
 fn basic_auth(req: &Request<hyper::body::Incoming>) -> Option<(String, String)> {
     crate::auth_guard::basic_credentials(req.headers())
 }
@@ -450,4 +466,28 @@ fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ControlRequest, control_request};
+
+    #[test]
+    fn control_requests_are_read_from_the_path_and_query() {
+        assert_eq!(control_request("/api/status", None), ControlRequest::Status);
+        assert_eq!(control_request("/", Some("new")), ControlRequest::New);
+        assert_eq!(control_request("/", Some("a=1&new")), ControlRequest::New);
+        assert_eq!(control_request("/", Some("renew")), ControlRequest::Unknown);
+        assert_eq!(control_request("/", None), ControlRequest::Unknown);
+        assert_eq!(
+            control_request("/favicon.ico", None),
+            ControlRequest::Unknown
+        );
+        assert_eq!(
+            control_request("/My-Pi", Some("new")),
+            ControlRequest::Named("my-pi".into())
+        );
+        assert_eq!(control_request("/a/b", None), ControlRequest::Unknown);
+        assert_eq!(control_request("", None), ControlRequest::Unknown);
+    }
 }

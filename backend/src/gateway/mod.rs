@@ -9,7 +9,7 @@
 //! - `tls`: certificates (files or a generated local CA) behind a trait ACME can implement later.
 
 pub mod host;
-mod localtunnel;
+pub mod localtunnel;
 mod pages;
 mod proxy;
 pub mod tls;

@@ -203,20 +203,6 @@ impl OpenBazaar {
             "coupons": [], "moderators": [], "termsAndConditions": "", "refundPolicy": "",
         })
     }
-
-    /// The paid amount of a notification or sale (v0.14 `{amount: "<str>", currency: {code}}`, v0.13
-    /// `{amount: <int>, currencyCode}`).
-    fn money(price: &Value) -> Option<Money> {
-        let amount = match &price["amount"] {
-            Value::String(s) => s.parse().ok()?,
-            Value::Number(n) => n.as_i64()?,
-            _ => return None,
-        };
-        let code = price["currency"]["code"]
-            .as_str()
-            .or_else(|| price["currencyCode"].as_str())?;
-        Money::price(amount, code).ok()
-    }
 }
 
 #[async_trait::async_trait]
@@ -247,60 +233,25 @@ impl Marketplace for OpenBazaar {
     }
 
     async fn new_orders(&self) -> Result<Vec<Order>, MarketError> {
-        let list: NotificationList = serde_json::from_value(
+        let (found, foreign) = read_notifications(
             self.call(Method::GET, "/ob/notifications?limit=-1", None)
                 .await?,
-        )
-        .map_err(|e| MarketError::Decode(e.to_string()))?;
-        let mut orders: BTreeMap<String, Order> = BTreeMap::new();
-        for n in list.notifications.into_iter().filter(|n| !n.read) {
-            let id = n.notification["notificationId"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
-            if n.kind != "order" {
-                // Not ours to act on: read it now, so it never stands in front of an order.
-                if !id.is_empty() {
-                    self.call(
-                        Method::POST,
-                        &format!("/ob/marknotificationasread/{id}"),
-                        None,
-                    )
-                    .await?;
-                }
-                continue;
-            }
-            let (Some(order), Some(slug)) = (
-                n.notification["orderId"].as_str(),
-                n.notification["slug"].as_str(),
-            ) else {
-                continue;
-            };
-            orders.insert(
-                order.to_owned(),
-                Order {
-                    id: order.to_owned(),
-                    slug: slug.to_owned(),
-                    notification: Some(id).filter(|i| !i.is_empty()),
-                    paid: Self::money(&n.notification["price"]),
-                },
-            );
+        )?;
+        // Not ours to act on: read now, so none ever stands in front of an order.
+        for id in foreign {
+            self.call(
+                Method::POST,
+                &format!("/ob/marknotificationasread/{id}"),
+                None,
+            )
+            .await?;
         }
+        let mut orders: BTreeMap<String, Order> =
+            found.into_iter().map(|o| (o.id.clone(), o)).collect();
         // The safety net: paid sales whose notification was lost or already read.
-        let sales: SalesList =
-            serde_json::from_value(self.call(Method::GET, "/ob/sales?state=0,3", None).await?)
-                .map_err(|e| MarketError::Decode(e.to_string()))?;
-        for sale in sales.sales {
-            let (Some(order), Some(slug)) = (sale["orderId"].as_str(), sale["slug"].as_str())
-            else {
-                continue;
-            };
-            orders.entry(order.to_owned()).or_insert_with(|| Order {
-                id: order.to_owned(),
-                slug: slug.to_owned(),
-                notification: None,
-                paid: Self::money(&sale["total"]),
-            });
+        let sales = read_sales(self.call(Method::GET, "/ob/sales?state=0,3", None).await?)?;
+        for sale in sales {
+            orders.entry(sale.id.clone()).or_insert(sale);
         }
         Ok(orders.into_values().collect())
     }
@@ -377,5 +328,114 @@ impl Marketplace for OpenBazaar {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// The orders among the unread notifications of `/ob/notifications`, and the ids of the other unread
+/// notifications (to mark read). Whatever the node sends, this answers or refuses; it never panics.
+pub fn read_notifications(body: Value) -> Result<(Vec<Order>, Vec<String>), MarketError> {
+    let list: NotificationList =
+        serde_json::from_value(body).map_err(|e| MarketError::Decode(e.to_string()))?;
+    let (mut orders, mut foreign) = (Vec::new(), Vec::new());
+    for n in list.notifications.into_iter().filter(|n| !n.read) {
+        let id = n.notification["notificationId"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if n.kind != "order" {
+            if !id.is_empty() {
+                foreign.push(id);
+            }
+            continue;
+        }
+        let (Some(order), Some(slug)) = (
+            n.notification["orderId"].as_str(),
+            n.notification["slug"].as_str(),
+        ) else {
+            continue;
+        };
+        orders.push(Order {
+            id: order.to_owned(),
+            slug: slug.to_owned(),
+            notification: Some(id).filter(|i| !i.is_empty()),
+            paid: money(&n.notification["price"]),
+        });
+    }
+    Ok((orders, foreign))
+}
+
+/// The sales awaiting fulfilment in `/ob/sales`.
+pub fn read_sales(body: Value) -> Result<Vec<Order>, MarketError> {
+    let sales: SalesList =
+        serde_json::from_value(body).map_err(|e| MarketError::Decode(e.to_string()))?;
+    Ok(sales
+        .sales
+        .iter()
+        .filter_map(|sale| {
+            let (Some(order), Some(slug)) = (sale["orderId"].as_str(), sale["slug"].as_str())
+            else {
+                return None;
+            };
+            Some(Order {
+                id: order.to_owned(),
+                slug: slug.to_owned(),
+                notification: None,
+                paid: money(&sale["total"]),
+            })
+        })
+        .collect())
+}
+
+/// The paid amount of a notification or sale (v0.14 `{amount: "<str>", currency: {code}}`, v0.13
+/// `{amount: <int>, currencyCode}`).
+fn money(price: &Value) -> Option<Money> {
+    let amount = match &price["amount"] {
+        Value::String(s) => s.parse().ok()?,
+        Value::Number(n) => n.as_i64()?,
+        _ => return None,
+    };
+    let code = price["currency"]["code"]
+        .as_str()
+        .or_else(|| price["currencyCode"].as_str())?;
+    Money::price(amount, code).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_notifications, read_sales};
+    use serde_json::json;
+
+    #[test]
+    fn orders_are_read_from_unread_order_notifications_and_sales() {
+        let body = json!({"notifications": [
+            {"read": false, "type": "order", "notification": {"notificationId": "n1", "orderId": "o1",
+             "slug": "pi", "price": {"amount": "500", "currency": {"code": "USD"}}}},
+            {"read": true, "type": "order", "notification": {"notificationId": "n2", "orderId": "o2", "slug": "pi"}},
+            {"read": false, "type": "follow", "notification": {"notificationId": "n3"}},
+            {"read": false, "type": "order", "notification": {"notificationId": "n4", "slug": "pi"}},
+            {"read": false, "type": "order", "notification": {"orderId": "o5", "slug": "pi",
+             "price": {"amount": -3, "currencyCode": "USD"}}}
+        ]});
+        let (orders, foreign) = read_notifications(body).unwrap();
+        assert_eq!(foreign, ["n3"]);
+        let seen: Vec<_> = orders
+            .iter()
+            .map(|o| {
+                (
+                    o.id.as_str(),
+                    o.notification.as_deref(),
+                    o.paid.as_ref().map(|p| p.minor),
+                )
+            })
+            .collect();
+        assert_eq!(seen, [("o1", Some("n1"), Some(500)), ("o5", None, None)]);
+        assert!(read_notifications(json!({"notifications": "no"})).is_err());
+        assert!(read_notifications(json!([1, 2])).is_err());
+
+        let sales = read_sales(json!({"sales": [{"orderId": "o9", "slug": "pi",
+            "total": {"amount": 700, "currencyCode": "USD"}}, {"slug": "no-order"}, 7]}))
+        .unwrap();
+        assert_eq!(sales.len(), 1);
+        assert_eq!(sales[0].paid.as_ref().map(|p| p.minor), Some(700));
     }
 }
