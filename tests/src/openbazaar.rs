@@ -841,3 +841,62 @@ pub async fn event(
     .await
     .unwrap_or(false)
 }
+
+/// `n` online devices of one owner, priced and listed on `node` (as `user`/`password`) under our slugs, as
+/// the server's reconcile would have left them (and keeps them, as they are for rent); the in-process app
+/// that created them is stopped again.
+/// Returns the slugs.
+pub async fn listed_devices(
+    pool: &sqlx::PgPool,
+    node: &FakeNode,
+    user: &str,
+    password: &str,
+    n: usize,
+) -> Vec<String> {
+    use p2pvps_server::marketplace::openbazaar::{Credentials, OpenBazaar};
+    use p2pvps_server::marketplace::{ListingSpec, Marketplace};
+    let app = crate::TestApp::start(pool.clone()).await;
+    let owner = app.user("o@example.com", p2pvps_shared::Role::Owner).await;
+    let ob = OpenBazaar::new(
+        &node.url(),
+        Credentials::Basic {
+            user: user.into(),
+            password: password.into(),
+        },
+    )
+    .unwrap();
+    let price = p2pvps_shared::Money::price(300, "USD").unwrap();
+    let mut slugs = Vec::new();
+    for i in 0..n {
+        let (device, _) = crate::add_device(&owner, &format!("pi-{i}")).await;
+        let device: uuid::Uuid = device.parse().unwrap();
+        sqlx::query(
+            "UPDATE devices SET price_minor = 300, currency = 'USD', for_rent = true WHERE id = $1",
+        )
+        .bind(device)
+        .execute(pool)
+        .await
+        .unwrap();
+        p2pvps_server::devices::record_status(pool, device, p2pvps_shared::DeviceStatus::Online)
+            .await
+            .unwrap();
+        let slug = p2pvps_server::reconcile::slug(device);
+        let mut tx = pool.begin().await.unwrap();
+        p2pvps_server::listings::mark_listed(&mut tx, "openbazaar", device, &slug, &price)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        ob.list(&ListingSpec {
+            slug: slug.clone(),
+            title: format!("VPS rental: pi-{i} (24 h)"),
+            description: "24 hours".into(),
+            price: price.clone(),
+            expiry: chrono::Utc::now() + chrono::Duration::days(30),
+        })
+        .await
+        .unwrap();
+        slugs.push(slug);
+    }
+    app.stop().await;
+    slugs
+}

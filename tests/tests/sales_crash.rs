@@ -2,59 +2,13 @@
 //! again: the order is delivered exactly once and marked read, one rental, a balanced ledger (asserted on
 //! the fake node's call log and the database).
 
-use p2pvps_server::marketplace::openbazaar::{Credentials, OpenBazaar};
-use p2pvps_server::marketplace::{ListingSpec, Marketplace};
-use p2pvps_shared::{Money, Role};
-use p2pvps_tests::openbazaar::{Auth, FULFILLED, FakeNode, Schema, expect_event};
+use p2pvps_tests::openbazaar::{Auth, FULFILLED, FakeNode, Schema, expect_event, listed_devices};
 use p2pvps_tests::server::Server;
-use p2pvps_tests::{TestApp, add_device};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 const USER: &str = "ob";
 const PASSWORD: &str = "secret-password";
-
-/// An owner's device, priced and listed on the node under our slug; the in-process app that created it
-/// is stopped again. Returns the slug.
-async fn listed_device(pool: &PgPool, node: &FakeNode) -> String {
-    let app = TestApp::start(pool.clone()).await;
-    let owner = app.user("o@example.com", Role::Owner).await;
-    let (device, _) = add_device(&owner, "pi").await;
-    let device: uuid::Uuid = device.parse().unwrap();
-    sqlx::query(
-        "UPDATE devices SET price_minor = 300, currency = 'USD', for_rent = true WHERE id = $1",
-    )
-    .bind(device)
-    .execute(pool)
-    .await
-    .unwrap();
-    let slug = p2pvps_server::reconcile::slug(device);
-    let price = Money::price(300, "USD").unwrap();
-    let mut tx = pool.begin().await.unwrap();
-    p2pvps_server::listings::mark_listed(&mut tx, "openbazaar", device, &slug, &price)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    let ob = OpenBazaar::new(
-        &node.url(),
-        Credentials::Basic {
-            user: USER.into(),
-            password: PASSWORD.into(),
-        },
-    )
-    .unwrap();
-    ob.list(&ListingSpec {
-        slug: slug.clone(),
-        title: "VPS rental: pi (24 h)".into(),
-        description: "24 hours".into(),
-        price,
-        expiry: chrono::Utc::now() + chrono::Duration::days(30),
-    })
-    .await
-    .unwrap();
-    app.stop().await;
-    slug
-}
 
 /// Kills the server when its request to `stall` reaches the node, starts it again, and checks that the
 /// order ends delivered once and read.
@@ -70,7 +24,9 @@ async fn killed_at(pool: PgPool, schema: Schema, stall: &str) {
         },
     )
     .await;
-    let slug = listed_device(&pool, &node).await;
+    let slug = listed_devices(&pool, &node, USER, PASSWORD, 1)
+        .await
+        .remove(0);
     let order = node.fund_order(&slug).unwrap();
     let data = std::env::temp_dir().join(format!("p2pvps-crash-{}", uuid::Uuid::new_v4()));
     let url = node.url();

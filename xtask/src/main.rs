@@ -6,6 +6,7 @@
 //!   every test against Postgres.
 //! - `cargo xtask demo`: the server, three users and a simulated device (the real agent and a real sshd),
 //!   for a newcomer to rent a device within a minute.
+//! - `cargo xtask chaos [KILLS]`: the long reliability tests (`tests/tests/chaos.rs`).
 //! - `cargo xtask fuzz [SECONDS]`: the fuzz targets under `fuzz/`, each for a bounded time.
 //! - `cargo xtask deploy-check`: `compose.yaml` validated by Compose, the Dockerfile linted; no engine.
 //!
@@ -36,6 +37,7 @@ fn main() -> Result<()> {
         "test" => test(&root),
         "demo" => demo::demo(&root),
         "fuzz" => fuzz::fuzz(&root, rest.first().map(String::as_str)),
+        "chaos" => chaos(&root, rest.first().map(String::as_str)),
         "frontend" => build_frontend(&root),
         "pg-stop" => postgres::stop(&root),
         "deploy-check" => deploy::check(&root),
@@ -46,6 +48,7 @@ fn main() -> Result<()> {
                  test           fmt, clippy, frontend build and the whole test suite\n  \
                  demo           the server with demo users and a simulated device online (the real agent and sshd)\n  frontend       build the dashboard into target/dist\n  \
                  bench [tunnel|gateway|web]  benchmarks (all by default; report in target/bench/report.md)\n  \
+                 chaos [KILLS]  SIGKILL the server KILLS times (default 50) mid-order, then check nothing was lost\n  \
                  fuzz [SECONDS] every fuzz target for SECONDS each (default 60)\n  \
                  deploy-check   validate compose.yaml and lint the Dockerfile (no Docker engine needed)\n  \
                  pg-stop        stop the private PostgreSQL started under target/pg"
@@ -170,6 +173,39 @@ fn run(root: &Path, extra: &[String]) -> Result<()> {
         .env_remove("P2PVPS_CONFIG")
         .env("P2PVPS_DATA_DIR", data)
         .env("P2PVPS_WEB_DIR", root.join("target/dist")))
+}
+
+/// The long reliability tests, ignored in the normal suite: the real server SIGKILLed `kills` times
+/// during order processing (see `tests/tests/chaos.rs`), figures printed at the end.
+fn chaos(root: &Path, kills: Option<&str>) -> Result<()> {
+    let kills = kills.unwrap_or("50");
+    if kills.parse::<usize>().map_or(true, |k| k == 0) {
+        bail!("cargo xtask chaos [KILLS]: KILLS is a whole number above 0");
+    }
+    let total = 2;
+    step(1, total, "database and builds");
+    let url = postgres::database_url(root)?;
+    step(
+        2,
+        total,
+        &format!("{kills} SIGKILLs during order processing"),
+    );
+    sh(cargo()
+        .args([
+            "test",
+            "-j",
+            "2",
+            "-p",
+            "p2pvps-tests",
+            "--test",
+            "chaos",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("DATABASE_URL", url)
+        .env("P2PVPS_WEB_DIR", root.join("target/dist"))
+        .env("CHAOS_KILLS", kills))
 }
 
 fn test(root: &Path) -> Result<()> {
