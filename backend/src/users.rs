@@ -138,6 +138,18 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<User>, sqlx::Error> {
     .await
 }
 
+/// The users among `ids` (for a page of rows that each name one).
+pub async fn get_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<User>, sqlx::Error> {
+    sqlx::query_as::<_, User>(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
 pub async fn find_by_email(
     conn: &mut PgConnection,
     email: &Email,

@@ -158,7 +158,24 @@ fn wrk(port: u16, host: &str, path: &str, pids: (Option<u32>, Option<u32>)) -> R
         .arg(format!("http://127.0.0.1:{port}{path}"))
         .output()
         .context("running wrk")?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (rps, p50_ms, p99_ms) = wrk_figures(
+        &String::from_utf8_lossy(&out.stdout),
+        &format!("{host}{path}"),
+    )?;
+    let requests = rps * f64::from(SECONDS) / 1000.0;
+    let per_k = |before: f64, pid| (cpu_ms(pid) - before) / requests.max(0.001);
+    Ok(Figures {
+        rps,
+        p50_ms,
+        p99_ms,
+        server_cpu: per_k(cpu_before.0, pids.0),
+        client_cpu: per_k(cpu_before.1, pids.1),
+    })
+}
+
+/// Requests per second, p50 and p99 (ms) from `wrk --latency`'s output; socket errors and non-2xx
+/// answers to `what` are warned about.
+pub(crate) fn wrk_figures(text: &str, what: &str) -> Result<(f64, f64, f64)> {
     let field = |prefix: &str| {
         text.lines()
             .map(str::trim)
@@ -168,22 +185,18 @@ fn wrk(port: u16, host: &str, path: &str, pids: (Option<u32>, Option<u32>)) -> R
     let rps: f64 = field("Requests/sec:")
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
-    let requests = rps * f64::from(SECONDS) / 1000.0;
-    let per_k = |before: f64, pid| (cpu_ms(pid) - before) / requests.max(0.001);
     if let Some(errors) = field("Socket errors:") {
-        eprintln!("    warning: socket errors through {host}{path}: {errors}");
+        eprintln!("    warning: socket errors through {what}: {errors}");
     }
     let errors = field("Non-2xx or 3xx responses:").unwrap_or("0");
     if errors != "0" {
-        eprintln!("    warning: {errors} non-2xx answers from {host}{path}");
+        eprintln!("    warning: {errors} non-2xx answers from {what}");
     }
-    Ok(Figures {
+    Ok((
         rps,
-        p50_ms: field("50%").and_then(millis).unwrap_or(f64::NAN),
-        p99_ms: field("99%").and_then(millis).unwrap_or(f64::NAN),
-        server_cpu: per_k(cpu_before.0, pids.0),
-        client_cpu: per_k(cpu_before.1, pids.1),
-    })
+        field("50%").and_then(millis).unwrap_or(f64::NAN),
+        field("99%").and_then(millis).unwrap_or(f64::NAN),
+    ))
 }
 
 /// The median of `ROUNDS` wrk runs (by req/s; its latencies with it).

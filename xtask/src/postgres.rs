@@ -29,7 +29,7 @@ fn is_root() -> bool {
 }
 
 /// The directory holding `initdb` and `pg_ctl`: `pg_config --bindir`, else the newest under /usr/lib/postgresql.
-fn bindir() -> Result<PathBuf> {
+pub fn bindir() -> Result<PathBuf> {
     let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map(|rd| {
             rd.filter_map(|e| e.ok())

@@ -45,8 +45,10 @@ pub fn sdl() -> String {
 
 pub fn schema(shared: Arc<context::Shared>, metrics: Arc<Metrics>) -> ApiSchema {
     let rented = DataLoader::new(loaders::Rented(shared.pool.clone()), tokio::spawn);
+    let users = DataLoader::new(loaders::Users(shared.pool.clone()), tokio::spawn);
     builder()
         .data(rented)
+        .data(users)
         .data(shared)
         .extension(OperationMetrics(metrics))
         .finish()

@@ -4,7 +4,7 @@ use super::context::ContextExt;
 use super::error::{ApiError, ApiResult};
 use crate::devices::{Device, Hardware};
 use crate::rentals::Rental;
-use crate::users::{self, User};
+use crate::users::User;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -263,8 +263,11 @@ impl DeviceObject {
     /// Owner and admin only.
     async fn owner(&self, ctx: &Context<'_>) -> ApiResult<UserObject> {
         self.owner_only("owner")?;
-        let user = users::get(&ctx.shared().pool, self.device.owner_id)
-            .await?
+        let user = ctx
+            .data_unchecked::<DataLoader<super::loaders::Users>>()
+            .load_one(self.device.owner_id)
+            .await
+            .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::not_found("user"))?;
         Ok(UserObject(user))
     }
