@@ -25,13 +25,22 @@ pub async fn serve(api: &Api, hooks: &Hooks) {
     loop {
         match api.jobs(WAIT).await {
             Ok(jobs) => {
-                delays = schedule();
+                let mut unreported = false;
                 for job in jobs {
                     let outcome = run(hooks, &job).await;
                     if let Err(e) = api.job_done(&job, &outcome).await {
                         // Asked again on the next round (it is still pending there): the hook runs again.
                         tracing::warn!(rental = %job.rental, action = %job.action, error = %e, "reporting a hook's outcome failed");
+                        unreported = true;
                     }
+                }
+                if unreported {
+                    // Not at once: a server that lists jobs but cannot record them would have the hooks
+                    // run in a tight loop.
+                    let wait = delays.next().unwrap_or(Duration::from_secs(60));
+                    tokio::time::sleep(wait).await;
+                } else {
+                    delays = schedule();
                 }
             }
             Err(e) => {
