@@ -842,17 +842,11 @@ pub async fn event(
     .unwrap_or(false)
 }
 
-/// `n` online devices of one owner, priced and listed on `node` (as `user`/`password`) under our slugs, as
+/// `n` online devices of one owner, priced and listed on `node` (logged in as [`NODE_USER`]) under our slugs, as
 /// the server's reconcile would have left them (and keeps them, as they are for rent); the in-process app
 /// that created them is stopped again.
 /// Returns the slugs.
-pub async fn listed_devices(
-    pool: &sqlx::PgPool,
-    node: &FakeNode,
-    user: &str,
-    password: &str,
-    n: usize,
-) -> Vec<String> {
+pub async fn listed_devices(pool: &sqlx::PgPool, node: &FakeNode, n: usize) -> Vec<String> {
     use p2pvps_server::marketplace::openbazaar::{Credentials, OpenBazaar};
     use p2pvps_server::marketplace::{ListingSpec, Marketplace};
     let app = crate::TestApp::start(pool.clone()).await;
@@ -860,8 +854,8 @@ pub async fn listed_devices(
     let ob = OpenBazaar::new(
         &node.url(),
         Credentials::Basic {
-            user: user.into(),
-            password: password.into(),
+            user: NODE_USER.into(),
+            password: NODE_PASSWORD.into(),
         },
     )
     .unwrap();
@@ -899,4 +893,42 @@ pub async fn listed_devices(
     }
     app.stop().await;
     slugs
+}
+
+/// The login our server uses on a fake node in the crash and chaos tests.
+pub const NODE_USER: &str = "ob";
+pub const NODE_PASSWORD: &str = "secret-password";
+
+/// A fake node expecting [`NODE_USER`] / [`NODE_PASSWORD`] by Basic auth (stored, as openbazaar-go does,
+/// as the password's hex SHA-256).
+pub async fn node_with_basic_auth(schema: Schema) -> FakeNode {
+    FakeNode::start(
+        schema,
+        Auth::Basic {
+            user: NODE_USER.into(),
+            password: Sha256::digest(NODE_PASSWORD.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        },
+    )
+    .await
+}
+
+/// `p2pvps serve` flags that sell on `node` (polled every second).
+pub fn market_args(node: &FakeNode) -> Vec<String> {
+    [
+        "--openbazaar-url",
+        &node.url(),
+        "--openbazaar-user",
+        NODE_USER,
+        "--openbazaar-password",
+        NODE_PASSWORD,
+        "--market-poll",
+        "1",
+        "--public-url",
+        "https://p2pvps.example",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }

@@ -4,15 +4,13 @@
 //! In the end every order is delivered exactly once and marked read, each has one active rental, the
 //! ledger balances, and no rental is left half-started.
 
-use p2pvps_tests::openbazaar::{Auth, FULFILLED, FakeNode, Schema, expect_event, listed_devices};
+use p2pvps_tests::openbazaar::{
+    FULFILLED, Schema, expect_event, listed_devices, market_args, node_with_basic_auth,
+};
 use p2pvps_tests::server::Server;
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-
-const USER: &str = "ob";
-const PASSWORD: &str = "secret-password";
 
 /// Where an order's processing can be cut: each is a request the server makes to the node for it.
 const POINTS: &[&str] = &[
@@ -30,18 +28,8 @@ async fn sigkill_at_random_points_of_order_processing_loses_and_repeats_nothing(
         .ok()
         .and_then(|k| k.parse().ok())
         .unwrap_or(50);
-    let node = FakeNode::start(
-        Schema::V5,
-        Auth::Basic {
-            user: USER.into(),
-            password: Sha256::digest(PASSWORD.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-        },
-    )
-    .await;
-    let slugs = listed_devices(&pool, &node, USER, PASSWORD, kills).await;
+    let node = node_with_basic_auth(Schema::V5).await;
+    let slugs = listed_devices(&pool, &node, kills).await;
     // Every event the node emits, kept in order (a reader that never falls behind).
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let changed = Arc::new(tokio::sync::Notify::new());
@@ -55,19 +43,8 @@ async fn sigkill_at_random_points_of_order_processing_loses_and_repeats_nothing(
         });
     }
     let data = std::env::temp_dir().join(format!("p2pvps-chaos-{}", uuid::Uuid::new_v4()));
-    let url = node.url();
-    let args = [
-        "--openbazaar-url",
-        &url,
-        "--openbazaar-user",
-        USER,
-        "--openbazaar-password",
-        PASSWORD,
-        "--market-poll",
-        "1",
-        "--public-url",
-        "https://p2pvps.example",
-    ];
+    let args = market_args(&node);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut orders = Vec::new();
     let mut cut_at: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, slug) in slugs.iter().enumerate() {

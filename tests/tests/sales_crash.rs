@@ -2,46 +2,21 @@
 //! again: the order is delivered exactly once and marked read, one rental, a balanced ledger (asserted on
 //! the fake node's call log and the database).
 
-use p2pvps_tests::openbazaar::{Auth, FULFILLED, FakeNode, Schema, expect_event, listed_devices};
+use p2pvps_tests::openbazaar::{
+    FULFILLED, Schema, expect_event, listed_devices, market_args, node_with_basic_auth,
+};
 use p2pvps_tests::server::Server;
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
-
-const USER: &str = "ob";
-const PASSWORD: &str = "secret-password";
 
 /// Kills the server when its request to `stall` reaches the node, starts it again, and checks that the
 /// order ends delivered once and read.
 async fn killed_at(pool: PgPool, schema: Schema, stall: &str) {
-    let node = FakeNode::start(
-        schema,
-        Auth::Basic {
-            user: USER.into(),
-            password: Sha256::digest(PASSWORD.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-        },
-    )
-    .await;
-    let slug = listed_devices(&pool, &node, USER, PASSWORD, 1)
-        .await
-        .remove(0);
+    let node = node_with_basic_auth(schema).await;
+    let slug = listed_devices(&pool, &node, 1).await.remove(0);
     let order = node.fund_order(&slug).unwrap();
     let data = std::env::temp_dir().join(format!("p2pvps-crash-{}", uuid::Uuid::new_v4()));
-    let url = node.url();
-    let args = [
-        "--openbazaar-url",
-        &url,
-        "--openbazaar-user",
-        USER,
-        "--openbazaar-password",
-        PASSWORD,
-        "--market-poll",
-        "1",
-        "--public-url",
-        "https://p2pvps.example",
-    ];
+    let args = market_args(&node);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (mut events, mut all) = (node.events(), node.events());
     node.stall_on(stall);
     let first = Server::start(&pool, &data, &args).await;
