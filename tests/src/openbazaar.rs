@@ -932,3 +932,26 @@ pub fn market_args(node: &FakeNode) -> Vec<String> {
     .map(str::to_owned)
     .to_vec()
 }
+
+/// Starts `p2pvps serve` with `args`, waits until its request to `point` reaches `node` (which holds it),
+/// then SIGKILLs it and lets the node answer again: a crash at that point of order processing.
+pub async fn killed_at(
+    node: &FakeNode,
+    pool: &sqlx::PgPool,
+    data: &std::path::Path,
+    args: &[&str],
+    point: &str,
+) {
+    let mut events = node.events();
+    node.stall_on(point);
+    let server = crate::server::Server::start(pool, data, args).await;
+    expect_event(
+        &mut events,
+        &format!("stalled {point}"),
+        30,
+        "the server reached the point where it is killed",
+    )
+    .await;
+    server.kill().await;
+    node.release();
+}

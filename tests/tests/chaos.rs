@@ -5,7 +5,7 @@
 //! ledger balances, and no rental is left half-started.
 
 use p2pvps_tests::openbazaar::{
-    FULFILLED, Schema, expect_event, listed_devices, market_args, node_with_basic_auth,
+    FULFILLED, Schema, killed_at, listed_devices, market_args, node_with_basic_auth,
 };
 use p2pvps_tests::server::Server;
 use sqlx::PgPool;
@@ -50,18 +50,7 @@ async fn sigkill_at_random_points_of_order_processing_loses_and_repeats_nothing(
     for (i, slug) in slugs.iter().enumerate() {
         orders.push(node.fund_order(slug).expect("a listed slug"));
         let point = POINTS[(uuid::Uuid::new_v4().as_u128() % POINTS.len() as u128) as usize];
-        let mut events = node.events();
-        node.stall_on(point);
-        let server = Server::start(&pool, &data, &args).await;
-        expect_event(
-            &mut events,
-            &format!("stalled {point}"),
-            30,
-            "the server reached the chosen point",
-        )
-        .await;
-        server.kill().await;
-        node.release();
+        killed_at(&node, &pool, &data, &args, point).await;
         *cut_at.entry(point).or_default() += 1;
         eprintln!("kill {}/{kills} at {point}", i + 1);
     }

@@ -3,14 +3,14 @@
 //! the fake node's call log and the database).
 
 use p2pvps_tests::openbazaar::{
-    FULFILLED, Schema, expect_event, listed_devices, market_args, node_with_basic_auth,
+    FULFILLED, Schema, expect_event, killed_at, listed_devices, market_args, node_with_basic_auth,
 };
 use p2pvps_tests::server::Server;
 use sqlx::PgPool;
 
 /// Kills the server when its request to `stall` reaches the node, starts it again, and checks that the
 /// order ends delivered once and read.
-async fn killed_at(pool: PgPool, schema: Schema, stall: &str) {
+async fn crash_at(pool: PgPool, schema: Schema, stall: &str) {
     let node = node_with_basic_auth(schema).await;
     let slug = listed_devices(&pool, &node, 1).await.remove(0);
     let order = node.fund_order(&slug).unwrap();
@@ -18,18 +18,7 @@ async fn killed_at(pool: PgPool, schema: Schema, stall: &str) {
     let args = market_args(&node);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (mut events, mut all) = (node.events(), node.events());
-    node.stall_on(stall);
-    let first = Server::start(&pool, &data, &args).await;
-    expect_event(
-        &mut events,
-        &format!("stalled {stall}"),
-        30,
-        "the server reached {stall}",
-    )
-    .await;
-    first.kill().await;
-
-    node.release();
+    killed_at(&node, &pool, &data, &args, stall).await;
     let second = Server::start(&pool, &data, &args).await;
     expect_event(
         &mut events,
@@ -84,10 +73,10 @@ async fn killed_at(pool: PgPool, schema: Schema, stall: &str) {
 
 #[sqlx::test(migrations = "../sql")]
 async fn killed_between_delivering_and_marking_read_it_delivers_once(pool: PgPool) {
-    killed_at(pool, Schema::V5, "/ob/marknotificationasread").await;
+    crash_at(pool, Schema::V5, "/ob/marknotificationasread").await;
 }
 
 #[sqlx::test(migrations = "../sql")]
 async fn killed_while_delivering_it_delivers_once_after_the_restart(pool: PgPool) {
-    killed_at(pool, Schema::V4, "/ob/orderfulfillment").await;
+    crash_at(pool, Schema::V4, "/ob/orderfulfillment").await;
 }

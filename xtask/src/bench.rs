@@ -190,6 +190,17 @@ fn ssh_client(config: &Path, askpass: Option<&Path>) -> Command {
     c
 }
 
+/// The bench's server binary with `args`, on database `url` and data directory `data`, ignoring any
+/// configuration file of the machine.
+pub(crate) fn server_command(bin: &Path, url: &str, data: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args)
+        .env("DATABASE_URL", url)
+        .env("P2PVPS_DATA_DIR", data)
+        .env_remove("P2PVPS_CONFIG");
+    c
+}
+
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -255,12 +266,8 @@ fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> R
     let ports = format!("{base}-{}", base as usize + idle + 2);
     let mut procs = Killer(Vec::new());
     let serve = |args: &[&str]| -> Command {
-        let mut c = Command::new(bin);
-        c.args(args)
-            .env("DATABASE_URL", url)
-            .env("P2PVPS_DATA_DIR", &data)
-            .env("P2PVPS_TUNNEL_PORTS", &ports)
-            .env_remove("P2PVPS_CONFIG");
+        let mut c = server_command(bin, url, &data, args);
+        c.env("P2PVPS_TUNNEL_PORTS", &ports);
         c
     };
     migrate_with_owner(&serve)?;

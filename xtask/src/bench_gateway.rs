@@ -248,14 +248,8 @@ fn run(
     let (http, ssh_port, gateway_port, reference_port) =
         (free_port()?, free_port()?, free_port()?, free_port()?);
     let mut procs = Killer(Vec::new());
-    let serve = |args: &[&str]| -> Command {
-        let mut c = Command::new(bin);
-        c.args(args)
-            .env("DATABASE_URL", url)
-            .env("P2PVPS_DATA_DIR", work.join("data"))
-            .env_remove("P2PVPS_CONFIG");
-        c
-    };
+    let data = work.join("data");
+    let serve = |args: &[&str]| crate::bench::server_command(bin, url, &data, args);
     migrate_with_owner(&serve)?;
     let rows = psql(
         url,

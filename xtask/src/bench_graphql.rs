@@ -55,14 +55,8 @@ struct Side {
 }
 
 fn run(root: &Path, bin: &Path, url: &str, work: &Path, pgbench: &Path) -> Result<String> {
-    let serve = |args: &[&str]| -> Command {
-        let mut c = Command::new(bin);
-        c.args(args)
-            .env("DATABASE_URL", url)
-            .env("P2PVPS_DATA_DIR", work.join("data"))
-            .env_remove("P2PVPS_CONFIG");
-        c
-    };
+    let data = work.join("data");
+    let serve = |args: &[&str]| crate::bench::server_command(bin, url, &data, args);
     migrate_with_owner(&serve)?;
     let owner = psql(
         url,
