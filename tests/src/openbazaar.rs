@@ -356,9 +356,9 @@ async fn websocket(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let (auth, refused) = {
+    let (auth, refused, events) = {
         let n = node.lock().unwrap_or_else(|p| p.into_inner());
-        (n.auth.clone(), n.no_websocket)
+        (n.auth.clone(), n.no_websocket, n.events.clone())
     };
     if refused {
         return (StatusCode::NOT_FOUND, "404 page not found").into_response();
@@ -366,7 +366,10 @@ async fn websocket(
     if !authorized(&auth, &headers) {
         return forbidden();
     }
-    upgrade.on_upgrade(move |socket| relay(socket, frames))
+    upgrade.on_upgrade(move |socket| {
+        let _ = events.send("websocket open".to_owned());
+        relay(socket, frames)
+    })
 }
 
 /// Pushes frames to one client; whatever it sends goes to every client ("just echo for now").

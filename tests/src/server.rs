@@ -7,9 +7,13 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The server binary of this workspace, built first if a test runs on its own (`cargo test -p ...`).
+/// The server binary of this workspace, built first if a test runs on its own (`cargo test -p ...`);
+/// `P2PVPS_SERVER_BIN` names another build (the benches use the release one).
 pub fn binary() -> PathBuf {
-    workspace_binary("p2pvps-server", "p2pvps")
+    match std::env::var_os("P2PVPS_SERVER_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => workspace_binary("p2pvps-server", "p2pvps"),
+    }
 }
 
 /// A binary of this workspace's `package`, built first when missing.
@@ -63,7 +67,10 @@ impl Server {
             .arg(data_dir)
             .args(args)
             .env("DATABASE_URL", database_url(pool))
-            .env("P2PVPS_LOG", "info")
+            .env(
+                "P2PVPS_LOG",
+                std::env::var("P2PVPS_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

@@ -15,6 +15,7 @@
 mod bench;
 mod bench_gateway;
 mod bench_graphql;
+mod bench_order;
 mod bench_web;
 mod demo;
 mod deploy;
@@ -48,7 +49,7 @@ fn main() -> Result<()> {
                 "usage: cargo xtask <task>\n\n  run [-- ARGS]  build everything and run the server (ARGS go to `p2pvps serve`)\n  \
                  test           fmt, clippy, frontend build and the whole test suite\n  \
                  demo           the server with demo users and a simulated device online (the real agent and sshd)\n  frontend       build the dashboard into target/dist\n  \
-                 bench [tunnel|gateway|graphql|web]  benchmarks (all by default; report in target/bench/report.md)\n  \
+                 bench [tunnel|gateway|graphql|order|web]  benchmarks (all by default; report in target/bench/report.md)\n  \
                  chaos [KILLS]  SIGKILL the server KILLS times (default 50) mid-order, then check nothing was lost\n  \
                  fuzz [SECONDS] every fuzz target for SECONDS each (default 60)\n  \
                  deploy-check   validate compose.yaml and lint the Dockerfile (no Docker engine needed)\n  \
@@ -83,12 +84,15 @@ fn bench(root: &Path, which: Option<&str>) -> Result<()> {
     if matches!(which, None | Some("graphql")) {
         sections.push(bench_graphql::graphql(root)?);
     }
+    if matches!(which, None | Some("order")) {
+        sections.push(bench_order::order(root)?);
+    }
     if matches!(which, None | Some("web")) {
         sections.push(bench_web::web(root)?);
     }
     if sections.is_empty() {
         bail!(
-            "unknown benchmark `{}` (available: tunnel, gateway, graphql, web)",
+            "unknown benchmark `{}` (available: tunnel, gateway, graphql, order, web)",
             which.unwrap_or_default()
         );
     }
@@ -98,7 +102,7 @@ fn bench(root: &Path, which: Option<&str>) -> Result<()> {
     std::fs::write(out.join("report.md"), &report)?;
     // report.json: every benchmark's figures from its own file (those of this run and earlier ones).
     let mut parts = Vec::new();
-    for name in ["tunnel", "gateway", "graphql", "web"] {
+    for name in ["tunnel", "gateway", "graphql", "order", "web"] {
         if let Ok(text) = std::fs::read_to_string(out.join(format!("{name}.json"))) {
             parts.push(format!("  \"{name}\": {}", text.trim()));
         }

@@ -1,0 +1,92 @@
+//! `cargo xtask bench order`: from a buyer funding an OpenBazaar order to the node holding their login
+//! details, with the node's websocket hint and without it (polling only, the server's default 30 s), each
+//! on a database of its own (the `order_latency` tool in `tests/`). Goal: < 2 s with the hint.
+//!
+//! It reports, never asserts: figures go to `target/bench/order.json` and its section of `report.md`.
+
+use crate::bench::{psql, with_database};
+use crate::{cargo, postgres};
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::process::Stdio;
+
+/// Orders measured per mode: the polling mode spaces them 3.7 s apart, so it takes about a minute.
+const ORDERS: [(&str, usize); 2] = [("hint", 20), ("poll", 8)];
+
+pub fn order(root: &Path) -> Result<String> {
+    eprintln!("==> bench order: release builds");
+    let bin = crate::build_server(root, true)?;
+    let web = root.join(format!("target/bench/order-web-{}", std::process::id()));
+    std::fs::create_dir_all(&web)?;
+    std::fs::write(
+        web.join("index.html"),
+        "<!doctype html><title>bench</title>",
+    )?;
+    let admin_url = postgres::database_url(root)?;
+    let mut results = Vec::new();
+    for (mode, orders) in ORDERS {
+        eprintln!("==> bench order: {orders} orders, {mode}");
+        let db = format!("p2pvps_orderbench_{mode}_{}", std::process::id());
+        psql(&admin_url, &format!("CREATE DATABASE {db}"))?;
+        let out = cargo()
+            .args([
+                "run",
+                "-q",
+                "--release",
+                "-j",
+                "2",
+                "-p",
+                "p2pvps-tests",
+                "--bin",
+                "order_latency",
+                "--",
+                mode,
+                &orders.to_string(),
+            ])
+            .env("DATABASE_URL", with_database(&admin_url, &db))
+            .env("P2PVPS_SERVER_BIN", &bin)
+            .env("P2PVPS_WEB_DIR", &web)
+            .env("P2PVPS_LOG", "warn")
+            .stderr(Stdio::inherit())
+            .output();
+        let _ = psql(
+            &admin_url,
+            &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        );
+        let out = out.context("running order_latency")?;
+        if !out.status.success() {
+            bail!("order_latency {mode} failed");
+        }
+        results.push(String::from_utf8(out.stdout)?.trim().to_owned());
+    }
+    let _ = std::fs::remove_dir_all(&web);
+    let field = |json: &str, name: &str| -> f64 {
+        json.split(&format!("\"{name}\":"))
+            .nth(1)
+            .and_then(|rest| rest.split([',', '}']).next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let (hint, poll) = (&results[0], &results[1]);
+    std::fs::write(
+        root.join("target/bench/order.json"),
+        format!("{{\n  \"hint\": {hint},\n  \"poll\": {poll}\n}}\n"),
+    )?;
+    let row = |json: &str| {
+        format!(
+            "{:.0} ms (max {:.0} ms, {}/{} delivered)",
+            field(json, "median_ms"),
+            field(json, "max_ms"),
+            field(json, "delivered"),
+            field(json, "orders")
+        )
+    };
+    Ok(format!(
+        "## Order to credentials (OpenBazaar)\n\n| measure | with websocket hint | polling only (30 s) | hint vs polling |\n\
+         |---|---|---|---|\n| funded order → fulfillment with login at the node, median | {} | {} | {:.0}x sooner |\n\n\
+         Goal: < 2 s with the hint.\n",
+        row(hint),
+        row(poll),
+        field(poll, "median_ms") / field(hint, "median_ms"),
+    ))
+}
