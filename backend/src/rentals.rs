@@ -517,10 +517,14 @@ pub async fn is_active(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
         .await
 }
 
-/// Whether the device is in a rental that grants access now: its public port carries connections only then.
-pub async fn device_is_let(pool: &PgPool, device: Uuid) -> Result<bool, sqlx::Error> {
+/// Until when the device is in a rental that grants access (`None`: not let now): its public port carries
+/// connections only then.
+pub async fn device_let_until(
+    pool: &PgPool,
+    device: Uuid,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND state = 'active' AND ends_at > now())",
+        "SELECT max(ends_at) FROM rentals WHERE device_id = $1 AND state = 'active' AND ends_at > now()",
     )
     .bind(device)
     .fetch_one(pool)

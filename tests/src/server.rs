@@ -48,6 +48,9 @@ pub fn database_url(pool: &PgPool) -> String {
 /// A running `p2pvps serve`. Killed (SIGKILL) when dropped.
 pub struct Server {
     child: Child,
+    /// Where its dashboard/API and its SSH server listen (as it printed them).
+    pub http: std::net::SocketAddr,
+    pub ssh: std::net::SocketAddr,
 }
 
 impl Server {
@@ -78,20 +81,32 @@ impl Server {
             .expect("p2pvps starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let serving = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        // "p2pvps is serving", then the addresses: the dashboard's, later the SSH server's.
+        let addresses = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            let mut http = None;
             while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("p2pvps is serving") {
-                    return true;
+                let line = line.trim();
+                if let Some(url) = line.strip_prefix("dashboard: http://") {
+                    http = url.trim_end_matches('/').parse().ok();
+                }
+                if let Some(addr) = line.strip_prefix("SSH tunnels: ") {
+                    return http.zip(addr.parse().ok());
                 }
             }
-            false
+            None
         })
         .await
-        .unwrap_or(false);
-        assert!(serving, "p2pvps did not say it was serving");
+        .ok()
+        .flatten();
+        let (http, ssh) = addresses.expect("p2pvps did not say it was serving, and where");
         // Keep reading, so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child }
+        Self { child, http, ssh }
+    }
+
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGKILL: no shutdown, no flushing, as a crash or an OOM kill.

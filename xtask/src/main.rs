@@ -202,12 +202,26 @@ fn chaos(root: &Path, kills: Option<&str>) -> Result<()> {
         bail!("cargo xtask chaos [KILLS]: KILLS is a whole number above 0");
     }
     let total = 2;
-    step(1, total, "database and builds");
-    let url = postgres::database_url(root)?;
+    step(
+        1,
+        total,
+        "private PostgreSQL (one test stops and starts it) and builds",
+    );
+    let url = postgres::start(root)?;
+    let (pg_stop, pg_start) = postgres::restart_commands(root)?;
+    // The server wants a dashboard to serve; these tests never open it.
+    let web = root.join("target/chaos-web");
+    std::fs::create_dir_all(&web)?;
+    std::fs::write(
+        web.join("index.html"),
+        "<!doctype html><title>chaos</title>",
+    )?;
     step(
         2,
         total,
-        &format!("{kills} SIGKILLs during order processing"),
+        &format!(
+            "{kills} SIGKILLs during order processing; PostgreSQL restarted under live tunnels"
+        ),
     );
     sh(cargo()
         .args([
@@ -221,9 +235,12 @@ fn chaos(root: &Path, kills: Option<&str>) -> Result<()> {
             "--",
             "--ignored",
             "--nocapture",
+            "--test-threads=1",
         ])
         .env("DATABASE_URL", url)
-        .env("P2PVPS_WEB_DIR", root.join("target/dist"))
+        .env("CHAOS_PG_STOP", pg_stop)
+        .env("CHAOS_PG_START", pg_start)
+        .env("P2PVPS_WEB_DIR", web)
         .env("CHAOS_KILLS", kills))
 }
 

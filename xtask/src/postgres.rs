@@ -100,7 +100,8 @@ fn cluster_dir(root: &Path) -> PathBuf {
     PathBuf::from(format!("/var/tmp/p2pvps-pg-{:016x}", hasher.finish()))
 }
 
-fn start(root: &Path) -> Result<String> {
+/// The private cluster's URL, started (and created) when needed, whatever `DATABASE_URL` says.
+pub fn start(root: &Path) -> Result<String> {
     let bin = bindir()?;
     let dir = cluster_dir(root);
     let data = dir.join("data");
@@ -131,28 +132,65 @@ fn start(root: &Path) -> Result<String> {
         .is_ok_and(|s| s.success());
     if !running {
         eprintln!("starting the private PostgreSQL (stop it with `cargo xtask pg-stop`)");
-        let log = dir.join("postgres.log");
-        let options = format!(
-            "-k {sock_s} -p {PORT} -c listen_addresses='' -c max_connections=200 -c fsync=off"
-        );
         sh(&mut pg(
             &bin,
             "pg_ctl",
-            &[
-                "-D",
-                data_s,
-                "-l",
-                log.to_str().context("non-UTF-8 path")?,
-                "-w",
-                "-o",
-                &options,
-                "start",
-            ],
+            &start_args(&dir)?
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
         ))?;
     }
     Ok(format!(
         "postgres://postgres@localhost/postgres?host={sock_s}&port={PORT}"
     ))
+}
+
+/// `pg_ctl`'s arguments that start the private cluster in `dir` (socket only, waiting until it is up).
+fn start_args(dir: &Path) -> Result<Vec<String>> {
+    let path = |p: PathBuf| p.to_str().map(str::to_owned).context("non-UTF-8 path");
+    let sock = path(dir.join("run"))?;
+    let options =
+        format!("-k {sock} -p {PORT} -c listen_addresses='' -c max_connections=200 -c fsync=off");
+    Ok(vec![
+        "-D".into(),
+        path(dir.join("data"))?,
+        "-l".into(),
+        path(dir.join("postgres.log"))?,
+        "-w".into(),
+        "-o".into(),
+        options,
+        "start".into(),
+    ])
+}
+
+/// Shell command lines that stop (fast: connections are cut, as in a crash or failover) and start the
+/// private cluster again, for the chaos test that restarts the database under a running server.
+pub fn restart_commands(root: &Path) -> Result<(String, String)> {
+    let bin = bindir()?;
+    let dir = cluster_dir(root);
+    let data = dir.join("data");
+    let data_s = data.to_str().context("non-UTF-8 path")?;
+    let line = |cmd: Command| {
+        let quote =
+            |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+        std::iter::once(quote(cmd.get_program()))
+            .chain(cmd.get_args().map(quote))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let stop = line(pg(
+        &bin,
+        "pg_ctl",
+        &["-D", data_s, "-m", "fast", "-w", "stop"],
+    ));
+    let start_args = start_args(&dir)?;
+    let start = line(pg(
+        &bin,
+        "pg_ctl",
+        &start_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    Ok((stop, start))
 }
 
 /// A new, empty database `name` in the private cluster (dropped first if it exists); its URL.

@@ -127,6 +127,7 @@ pub async fn start(
     });
     tracing::info!(%addr, %fingerprint, "SSH server listening");
     tokio::spawn(cut_ended_rentals(Arc::clone(&shared), stop.clone()));
+    tokio::spawn(tunnels::retry_statuses(Arc::clone(&shared), stop.clone()));
     let web = WebTunnels(Arc::clone(&shared));
     tokio::spawn(accept_loop(listener, config, shared, auth_timeout, stop));
     Ok(SshServer {

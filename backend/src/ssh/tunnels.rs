@@ -11,7 +11,7 @@ use crate::{devices, rentals};
 use p2pvps_shared::DeviceStatus;
 use russh::Disconnect;
 use russh::server::Handle;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,6 +48,12 @@ pub struct Registry {
     next_generation: AtomicU64,
     /// Connections being carried to each device through its public port, so a rental's end can cut them.
     carried: Mutex<HashMap<Uuid, Vec<AbortHandle>>>,
+    /// Devices whose last status write failed (the database was unreachable); [`retry_statuses`] writes
+    /// what the registry says now once it is back.
+    unwritten: Mutex<HashSet<Uuid>>,
+    unwritten_added: tokio::sync::Notify,
+    /// Until when each device's rental ran at the last successful check of its port (see `accept_loop`).
+    let_until: Mutex<HashMap<Uuid, chrono::DateTime<chrono::Utc>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +228,32 @@ impl Registry {
         }
     }
 
+    fn remember_let(&self, device: Uuid, until: chrono::DateTime<chrono::Utc>) {
+        let mut known = self.let_until.lock().unwrap_or_else(|p| p.into_inner());
+        known.insert(device, until);
+    }
+
+    fn known_let(&self, device: Uuid) -> bool {
+        let known = self.let_until.lock().unwrap_or_else(|p| p.into_inner());
+        known.get(&device).is_some_and(|u| *u > chrono::Utc::now())
+    }
+
+    fn unwritten_push(&self, device: Uuid) {
+        let mut set = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(device);
+        self.unwritten_added.notify_one();
+    }
+
+    fn unwritten_remove(&self, device: Uuid) {
+        let mut set = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&device);
+    }
+
+    fn unwritten_snapshot(&self) -> Vec<Uuid> {
+        let set = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+        set.iter().copied().collect()
+    }
+
     /// Where a connection to the device goes right now, if its tunnel is up.
     pub fn current(&self, device: Uuid) -> Option<(Handle, String, u16)> {
         let entries = self.lock();
@@ -241,6 +273,10 @@ impl Registry {
     /// Cuts every connection carried to the device through its public port (its rental ended; new ones are
     /// refused until the next rental, and the device's provisioner removes the renter's account).
     pub fn cut(&self, device: Uuid) -> usize {
+        self.let_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&device);
         let list = self
             .carried
             .lock()
@@ -302,12 +338,24 @@ async fn accept_loop(
             }
             // The port is the renter's way in: closed (accepted and dropped) unless the device is let now, so
             // an idle or ended device's sshd is not on the internet.
-            match rentals::device_is_let(&shared.pool, device).await {
-                Ok(true) => {}
-                Ok(false) => {
+            let checked = tokio::time::timeout(
+                RENTAL_CHECK_TIMEOUT,
+                rentals::device_let_until(&shared.pool, device),
+            )
+            .await
+            .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
+            match checked {
+                Ok(Some(until)) => shared.registry.remember_let(device, until),
+                Ok(None) => {
                     tracing::debug!(%device, %peer, "device port used while not rented; refused");
                     shared.metrics.ssh_refused("device-port-not-rented");
                     return;
+                }
+                // The database is unreachable: a rental known (from the last check) to run on is still
+                // honoured, so renters keep working through an outage; a rental ending meanwhile is cut
+                // by its event, which also forgets it here.
+                Err(e) if shared.registry.known_let(device) => {
+                    tracing::warn!(%device, error = %e, "cannot check the device's rental; the last check allows it");
                 }
                 Err(e) => {
                     tracing::warn!(%device, error = %e, "cannot check the device's rental; refused a port connection");
@@ -355,10 +403,55 @@ async fn accept_loop(
     }
 }
 
-/// Records the device's connection state, logging (not failing) when the database is unreachable: the
-/// tunnel keeps working and the next change is written.
+/// Records the device's connection state. When the database is unreachable the tunnel keeps working and
+/// the device is queued for [`retry_statuses`], which writes its state once the database is back.
 pub async fn set_status(shared: &SshShared, device: Uuid, status: DeviceStatus) {
     if let Err(e) = devices::record_status(&shared.pool, device, status).await {
-        tracing::warn!(%device, error = %e, "could not record device status");
+        tracing::warn!(%device, error = %e, "could not record device status; will retry");
+        shared.registry.unwritten_push(device);
+    }
+}
+
+/// How long a renter's connection waits for its rental check before the database counts as unreachable.
+const RENTAL_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long [`retry_statuses`] waits between attempts while the database stays unreachable.
+const STATUS_RETRY: Duration = Duration::from_secs(2);
+
+/// Writes the status of every device whose last write failed, as the registry has it at the time of
+/// writing (so a device that came and went during an outage ends up with its latest state), until every
+/// write lands. Runs until `stop`.
+pub async fn retry_statuses(shared: Arc<SshShared>, stop: crate::shutdown::Shutdown) {
+    loop {
+        let waiting = shared.registry.unwritten_snapshot();
+        if waiting.is_empty() {
+            tokio::select! {
+                () = shared.registry.unwritten_added.notified() => continue,
+                () = stop.wait() => return,
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(STATUS_RETRY) => {}
+            () = stop.wait() => return,
+        }
+        let mut written = 0usize;
+        for device in waiting {
+            // Taken off the queue before reading the registry: a change after this point queues it again.
+            shared.registry.unwritten_remove(device);
+            let status = if shared.registry.current(device).is_some() {
+                DeviceStatus::Online
+            } else {
+                DeviceStatus::Offline
+            };
+            match devices::record_status(&shared.pool, device, status).await {
+                Ok(_) => written += 1,
+                Err(_) => {
+                    shared.registry.unwritten_push(device);
+                }
+            }
+        }
+        if written > 0 {
+            tracing::info!(written, "device statuses written after a database outage");
+        }
     }
 }
