@@ -422,6 +422,7 @@ pub mod browser;
 pub mod openbazaar;
 pub mod openssh;
 pub mod server;
+pub mod swarm;
 pub mod web;
 
 /// Waits for `device` to reach `status` as seen through Postgres `NOTIFY device_status` (subscribe with

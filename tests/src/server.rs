@@ -104,6 +104,11 @@ impl Server {
         Self { child, http, ssh }
     }
 
+    /// Its process id (for sampling its memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
     /// Whether the process is still running (it has not exited or crashed).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -2,8 +2,10 @@
 //!
 //! - Throughput: the same client sends the same payload into a device's public port, once through our
 //!   server (`ssh -N -R` to `p2pvps`) and once through a stock `sshd` (`ssh -N -R` to it), same cipher.
-//! - Idle memory: N idle device tunnels held open against our one process, and N against sshd (one
-//!   process pair per connection); the growth in memory divided by N.
+//! - Idle memory: 1,000 and 10,000 idle device tunnels held open against our one process (by the
+//!   `tunnel_swarm` tool, one process of russh clients), and 1,000 OpenSSH clients against sshd (one
+//!   process per connection, whose cost per connection does not depend on how many there are); the growth
+//!   in memory divided by the tunnels that came up.
 //!
 //! It reports, never asserts: figures go to `target/bench/tunnel.json` and its section of `report.md`.
 
@@ -227,22 +229,38 @@ pub(crate) fn migrate_with_owner(serve: &dyn Fn(&[&str]) -> Command) -> Result<(
 
 /// Runs the tunnel benchmark; returns its section of the report.
 pub fn tunnel(root: &Path) -> Result<String> {
-    let idle: usize = std::env::var("BENCH_TUNNELS")
+    // Idle tunnel counts for our server (`BENCH_TUNNELS=1000,10000`); sshd gets the first.
+    let counts: Vec<usize> = std::env::var("BENCH_TUNNELS")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty() && v.iter().all(|n| (1..=12_000).contains(n)))
+        .unwrap_or_else(|| vec![1000, 10_000]);
+    let idle = counts.iter().copied().max().unwrap_or(1000);
     let out_dir = root.join("target/bench");
     let work = out_dir.join(format!("tunnel-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    eprintln!("==> bench tunnel: release build");
+    crate::tools::ensure_openssh()?;
+    eprintln!("==> bench tunnel: release builds");
     let bin = crate::build_server(root, true)?;
+    sh(crate::cargo().args([
+        "build",
+        "-q",
+        "--release",
+        "-j",
+        "2",
+        "-p",
+        "p2pvps-tests",
+        "--bin",
+        "tunnel_swarm",
+    ]))?;
+    let swarm = root.join("target/release/tunnel_swarm");
 
     eprintln!("==> bench tunnel: database and {idle} bench devices");
     let admin_url = postgres::database_url(root)?;
     let db = format!("p2pvps_bench_{}", std::process::id());
     psql(&admin_url, &format!("CREATE DATABASE {db}"))?;
     let url = with_database(&admin_url, &db);
-    let result = run_tunnel(root, &bin, &url, &work, idle);
+    let result = run_tunnel(root, &bin, &swarm, &url, &work, &counts);
     let _ = psql(
         &admin_url,
         &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
@@ -251,7 +269,122 @@ pub fn tunnel(root: &Path) -> Result<String> {
     result
 }
 
-fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> Result<String> {
+/// `cmd` run through `sh` with the open-file limit raised first (as root; otherwise as far as the hard
+/// limit allows): 10,000 tunnels take about 30,000 descriptors in the server, more than the usual 20,000.
+fn with_files_limit(cmd: &Command) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg("ulimit -n 65536 2>/dev/null || ulimit -n \"$(ulimit -Hn)\"; exec \"$0\" \"$@\"")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+fn online_devices(url: &str) -> usize {
+    psql(url, "SELECT count(*) FROM devices WHERE status = 'online'")
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Tunnels one server process holds in the bench: each takes three descriptors (the device's socket, a
+/// second handle to cut it, its port's listener) and machines without CAP_SYS_RESOURCE cannot raise the
+/// usual hard limit of 20,000; more tunnels are spread over more instances of the server (as a
+/// deployment with more than one would).
+const TUNNELS_PER_PROCESS: usize = 6_000;
+
+/// Holds `n` idle tunnels of the bench devices (after the first, the throughput one) with the swarm tool,
+/// spread over `servers` (SSH port, pid) as needed; returns how many came up and the servers' memory
+/// growth (PSS, RSS KiB), then lets them go and waits until the servers have seen them leave.
+fn swarm_memory(
+    swarm: &Path,
+    work: &Path,
+    url: &str,
+    devices: &[(String, u16)],
+    n: usize,
+    servers: &[(u16, u32)],
+    target: u16,
+) -> Result<(usize, u64, u64)> {
+    let used = n.div_ceil(TUNNELS_PER_PROCESS).clamp(1, servers.len());
+    let servers = &servers[..used];
+    let total = |f: fn(u32) -> (u64, u64)| {
+        servers
+            .iter()
+            .map(|(_, pid)| f(*pid))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    let (before, rss_before) = total(memory);
+    let mine: Vec<&(String, u16)> = devices.iter().skip(1).take(n).collect();
+    let mut swarms = Vec::new();
+    for (i, (ssh_port, _)) in servers.iter().enumerate() {
+        let list = work.join(format!("swarm-{n}-{i}.txt"));
+        let lines: Vec<String> = mine
+            .iter()
+            .skip(i)
+            .step_by(used)
+            .map(|(id, _)| format!("{id} {CREDENTIAL}"))
+            .collect();
+        std::fs::write(&list, lines.join("\n"))?;
+        let mut cmd = Command::new(swarm);
+        cmd.arg(format!("127.0.0.1:{ssh_port}"))
+            .arg(&list)
+            .arg(format!("127.0.0.1:{target}"));
+        swarms.push(
+            with_files_limit(&cmd)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .context("starting tunnel_swarm")?,
+        );
+    }
+    let mut up = 0;
+    for child in &mut swarms {
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        up += line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse::<usize>().ok())
+            .context("tunnel_swarm did not report")?;
+    }
+    // Every tunnel the swarms hold is registered; let the servers settle their status writes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while online_devices(url) < up + 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (after, rss_after) = total(memory);
+    for mut child in swarms {
+        drop(child.stdin.take());
+        let _ = child.wait();
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while online_devices(url) > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Ok((
+        up,
+        after.saturating_sub(before),
+        rss_after.saturating_sub(rss_before),
+    ))
+}
+
+fn run_tunnel(
+    root: &Path,
+    bin: &Path,
+    swarm: &Path,
+    url: &str,
+    work: &Path,
+    counts: &[usize],
+) -> Result<String> {
+    let idle = counts.iter().copied().max().unwrap_or(1000);
+    let peer_idle = counts.first().copied().unwrap_or(1000).min(2000);
     let web = work.join("web");
     std::fs::create_dir_all(&web)?;
     std::fs::write(
@@ -262,7 +395,8 @@ fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> R
     let (http, ssh_port) = (free_port()?, free_port()?);
     // Tunnel ports: below Linux's ephemeral range (32768+), so the bench's own client connections cannot
     // take one before its device binds it.
-    let base: u16 = 20_000 + (std::process::id() % 8_000) as u16;
+    let spare = (32_768 - 20_000 - idle - 2).max(1) as u32;
+    let base: u16 = 20_000 + (std::process::id() % spare) as u16;
     let ports = format!("{base}-{}", base as usize + idle + 2);
     let mut procs = Killer(Vec::new());
     let serve = |args: &[&str]| -> Command {
@@ -295,25 +429,35 @@ fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> R
              'USD', now(), now() + interval '1 day')"
         ),
     )?;
-    let server = serve(&[
-        "serve",
-        "--http",
-        &format!("127.0.0.1:{http}"),
-        "--ssh",
-        &format!("127.0.0.1:{ssh_port}"),
-        "--tunnel-bind",
-        "127.0.0.1",
-        "--web-dir",
-        web.to_str().context("path")?,
-        "--log",
-        "warn",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()?;
-    let server_pid = server.id();
-    procs.0.push(server);
-    wait_listening(ssh_port)?;
+    // The first instance carries the throughput run and the smaller idle counts; more join for more.
+    let mut servers = Vec::new();
+    for i in 0..idle.div_ceil(TUNNELS_PER_PROCESS).max(1) {
+        let (http, ssh) = if i == 0 {
+            (http, ssh_port)
+        } else {
+            (free_port()?, free_port()?)
+        };
+        let server = serve(&[
+            "serve",
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--ssh",
+            &format!("127.0.0.1:{ssh}"),
+            "--tunnel-bind",
+            "127.0.0.1",
+            "--web-dir",
+            web.to_str().context("path")?,
+            "--log",
+            "warn",
+        ]);
+        let server = with_files_limit(&server)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        servers.push((ssh, server.id()));
+        procs.0.push(server);
+        wait_listening(ssh)?;
+    }
 
     // OpenSSH's sshd as the peer, with a key for the current user.
     let sshd_port = free_port()?;
@@ -410,45 +554,26 @@ fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> R
     // The ratio of each round's pair, then the median: steadier than a ratio of two medians.
     let ratio = median(ratios);
 
-    eprintln!("==> bench tunnel: memory of {idle} idle tunnels each");
-    let (ours_before, ours_rss_before) = memory(server_pid);
-    let mut idle_clients = Killer(Vec::new());
-    for (i, (id, port)) in devices.iter().skip(1).enumerate() {
-        let c = ssh_client(&config, Some(&askpass))
-            .args([
-                "-R",
-                &format!("{port}:127.0.0.1:{sink_port}"),
-                &format!("{id}@ours"),
-            ])
-            .spawn()?;
-        idle_clients.0.push(c);
-        if (i + 1) % 100 == 0 {
-            eprintln!("    p2pvps: {} tunnels started", i + 1);
+    let mut ours_rows = Vec::new();
+    for &n in counts {
+        eprintln!("==> bench tunnel: memory of {n} idle p2pvps tunnels");
+        let (up, pss, rss) = swarm_memory(swarm, work, url, &devices, n, &servers, sink_port)?;
+        if up < n {
+            eprintln!("    warning: only {up} of {n} p2pvps tunnels came up; measuring those");
         }
+        ours_rows.push((
+            n,
+            up,
+            pss as f64 / up.max(1) as f64,
+            rss as f64 / up.max(1) as f64,
+        ));
     }
-    // Wait until every tunnel is up, or until the count stops growing for 20 s (then report what came up).
-    let (mut ours_up, mut last_change) = (0usize, Instant::now());
-    while ours_up < idle && last_change.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(500));
-        let online: usize = psql(url, "SELECT count(*) FROM devices WHERE status = 'online'")?
-            .trim()
-            .parse()
-            .unwrap_or(0);
-        let up = online.saturating_sub(1);
-        if up > ours_up {
-            (ours_up, last_change) = (up, Instant::now());
-        }
-    }
-    if ours_up < idle {
-        eprintln!("    warning: only {ours_up} of {idle} p2pvps tunnels came up; measuring those");
-    }
-    let (ours_after, ours_rss_after) = memory(server_pid);
-    drop(idle_clients);
 
+    eprintln!("==> bench tunnel: memory of {peer_idle} idle sshd tunnels");
     let (peer_before, _) = tree_memory(sshd_pid);
     let mut peer_clients = Killer(Vec::new());
     let mut ready = Vec::new();
-    for i in 0..idle {
+    for i in 0..peer_idle {
         let mut c = ssh_client(&config, None)
             .args(["-o", "LogLevel=INFO", "-R", "0:127.0.0.1:22", "peer"])
             .stderr(Stdio::piped())
@@ -477,53 +602,61 @@ fn run_tunnel(root: &Path, bin: &Path, url: &str, work: &Path, idle: usize) -> R
                 .is_ok()
         })
         .count();
-    if peer_up < idle {
-        eprintln!("    warning: only {peer_up} of {idle} sshd tunnels came up; measuring those");
+    if peer_up < peer_idle {
+        eprintln!(
+            "    warning: only {peer_up} of {peer_idle} sshd tunnels came up; measuring those"
+        );
     }
     let (peer_after, _) = tree_memory(sshd_pid);
     drop(peer_clients);
 
-    let per_n =
-        |before: u64, after: u64, n: usize| after.saturating_sub(before) as f64 / n.max(1) as f64;
-    let ours_per = |before: u64, after: u64| per_n(before, after, ours_up);
-    let peer_per = |before: u64, after: u64| per_n(before, after, peer_up);
-    let report = serde_like_json(&[
+    let peer_per = peer_after.saturating_sub(peer_before) as f64 / peer_up.max(1) as f64;
+    let mut fields = vec![
         ("payload_mib", PAYLOAD_MIB.to_string()),
         ("cipher", format!("\"{CIPHER}\"")),
         ("throughput_mib_s_p2pvps", format!("{ours_tp:.1}")),
         ("throughput_mib_s_sshd", format!("{peer_tp:.1}")),
         ("throughput_ratio", format!("{ratio:.2}")),
-        ("idle_tunnels_p2pvps", ours_up.to_string()),
         ("idle_tunnels_sshd", peer_up.to_string()),
-        (
-            "idle_kib_per_tunnel_p2pvps_pss",
-            format!("{:.1}", ours_per(ours_before, ours_after)),
-        ),
-        (
-            "idle_kib_per_tunnel_p2pvps_rss",
-            format!("{:.1}", ours_per(ours_rss_before, ours_rss_after)),
-        ),
-        (
-            "idle_kib_per_tunnel_sshd_pss",
-            format!("{:.1}", peer_per(peer_before, peer_after)),
-        ),
+        ("idle_kib_per_tunnel_sshd_pss", format!("{peer_per:.1}")),
         (
             "cores",
             std::thread::available_parallelism()
                 .map_or(0, |n| n.get())
                 .to_string(),
         ),
-    ]);
+    ];
+    let mut memory_rows = String::new();
+    let names: Vec<(String, String, String)> = ours_rows
+        .iter()
+        .map(|(n, ..)| {
+            (
+                format!("idle_tunnels_p2pvps_{n}"),
+                format!("idle_kib_per_tunnel_p2pvps_pss_{n}"),
+                format!("idle_kib_per_tunnel_p2pvps_rss_{n}"),
+            )
+        })
+        .collect();
+    for ((_, up, pss, rss), (k_up, k_pss, k_rss)) in ours_rows.iter().zip(&names) {
+        fields.push((k_up, up.to_string()));
+        fields.push((k_pss, format!("{pss:.1}")));
+        fields.push((k_rss, format!("{rss:.1}")));
+        memory_rows.push_str(&format!(
+            "| memory per idle tunnel, {up} p2pvps tunnels ({} server process{}) / {peer_up} sshd (PSS; goal ≤ 36 KiB) | {pss:.1} KiB (RSS {rss:.1}) | \
+             {peer_per:.1} KiB | {:.3}x |\n",
+            up.div_ceil(TUNNELS_PER_PROCESS).max(1),
+            if *up > TUNNELS_PER_PROCESS { "es" } else { "" },
+            pss / peer_per.max(0.001)
+        ));
+    }
+    let report = serde_like_json(&fields);
     let out_dir = root.join("target/bench");
     std::fs::write(out_dir.join("tunnel.json"), &report)?;
     let md = format!(
         "## Tunnel ({} cores)\n\n| measure | p2pvps | OpenSSH sshd | ratio |\n|---|---|---|---|\n\
          | reverse-forward throughput, {PAYLOAD_MIB} MiB, {CIPHER}, median of {ROUNDS} | {ours_tp:.0} MiB/s | \
-         {peer_tp:.0} MiB/s | {ratio:.2}x (median of per-round ratios) |\n| memory per idle tunnel, {ours_up} / {peer_up} tunnels (PSS) | {:.1} KiB | {:.1} KiB | {:.2}x |\n",
+         {peer_tp:.0} MiB/s | {ratio:.2}x (median of per-round ratios) |\n{memory_rows}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        ours_per(ours_before, ours_after),
-        peer_per(peer_before, peer_after),
-        ours_per(ours_before, ours_after) / peer_per(peer_before, peer_after).max(0.001),
     );
     Ok(md)
 }

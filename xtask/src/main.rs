@@ -50,7 +50,7 @@ fn main() -> Result<()> {
                  test           fmt, clippy, frontend build and the whole test suite\n  \
                  demo           the server with demo users and a simulated device online (the real agent and sshd)\n  frontend       build the dashboard into target/dist\n  \
                  bench [tunnel|gateway|graphql|order|web]  benchmarks (all by default; report in target/bench/report.md)\n  \
-                 chaos [KILLS]  SIGKILL the server KILLS times (default 50) mid-order, then check nothing was lost\n  \
+                 chaos [KILLS]  SIGKILL the server KILLS times (default 50) mid-order, restart PostgreSQL under live tunnels, 1,000 renters beside hostile clients\n  \
                  fuzz [SECONDS] every fuzz target for SECONDS each (default 60)\n  \
                  deploy-check   validate compose.yaml and lint the Dockerfile (no Docker engine needed)\n  \
                  pg-stop        stop the private PostgreSQL started under target/pg"
@@ -209,6 +209,8 @@ fn chaos(root: &Path, kills: Option<&str>) -> Result<()> {
     );
     let url = postgres::start(root)?;
     let (pg_stop, pg_start) = postgres::restart_commands(root)?;
+    // The release server: the load run measures it as deployed.
+    let server = build_server(root, true)?;
     // The server wants a dashboard to serve; these tests never open it.
     let web = root.join("target/chaos-web");
     std::fs::create_dir_all(&web)?;
@@ -220,7 +222,8 @@ fn chaos(root: &Path, kills: Option<&str>) -> Result<()> {
         2,
         total,
         &format!(
-            "{kills} SIGKILLs during order processing; PostgreSQL restarted under live tunnels"
+            "{kills} SIGKILLs during order processing; PostgreSQL restarted under live tunnels; \
+             1,000 renters over 100 devices beside hostile clients (CHAOS_LOAD_SECS, default 180)"
         ),
     );
     sh(cargo()
@@ -238,6 +241,8 @@ fn chaos(root: &Path, kills: Option<&str>) -> Result<()> {
             "--test-threads=1",
         ])
         .env("DATABASE_URL", url)
+        .env("P2PVPS_SERVER_BIN", server)
+        .env("P2PVPS_LOG", "warn")
         .env("CHAOS_PG_STOP", pg_stop)
         .env("CHAOS_PG_START", pg_start)
         .env("P2PVPS_WEB_DIR", web)

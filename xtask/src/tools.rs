@@ -173,6 +173,15 @@ pub fn localtunnel_reference_server(root: &Path) -> Result<std::path::PathBuf> {
     Ok(out)
 }
 
+/// OpenSSH's server and client, the tunnel benchmark's peer (Debian packages).
+pub fn ensure_openssh() -> Result<()> {
+    if Path::new("/usr/sbin/sshd").exists() && Path::new("/usr/bin/ssh").exists() {
+        return Ok(());
+    }
+    eprintln!("installing openssh-server and openssh-client (Debian packages)");
+    apt(&["install", "-y", "-qq", "openssh-server", "openssh-client"])
+}
+
 /// wrk, the HTTP load generator of the gateway benchmark (Debian package).
 pub fn ensure_wrk() -> Result<()> {
     if Command::new("wrk").arg("--version").output().is_ok() {

@@ -2,7 +2,9 @@
 //! `cargo xtask bench web`. It serves `WEB_DIR` from the real server on an empty database of its own
 //! (`DATABASE_URL`, created and dropped by xtask), filled with one owner with `DEVICES` devices, and measures from navigation start until the
 //! list's rows are painted: cold (fresh browser profile, empty cache) and warm (the same page again).
-//! Prints one JSON object; it reports, never asserts.
+//! The peer, measured the same way in the same browser: the same rows as a server-rendered HTML page with
+//! the dashboard's stylesheet and no script (what a classic server-rendered dashboard sends), served by
+//! the same server from a copy of `WEB_DIR`. Prints one JSON object; it reports, never asserts.
 //!
 //! Usage: `DATABASE_URL=... web-paint WEB_DIR [ROUNDS]`
 
@@ -27,9 +29,10 @@ check();";
 
 const FCP: &str = "const e = performance.getEntriesByName('first-contentful-paint')[0]; return e ? e.startTime : null;";
 
-/// Opens the device list; returns the ms from navigation start to its rows' first paint.
-async fn painted(b: &Browser) -> f64 {
-    b.goto("/devices").await;
+/// Opens `path` (a page with the device list); returns the ms from navigation start to its rows' first
+/// paint.
+async fn painted(b: &Browser, path: &str) -> f64 {
+    b.goto(path).await;
     let t = b
         .client
         .execute_async(UNTIL_ROWS, vec![])
@@ -61,11 +64,35 @@ async fn measure(
     web_dir: std::path::PathBuf,
     rounds: usize,
 ) -> serde_json::Value {
-    let app = TestApp::start_with(pool, move |s| s.web_dir = Some(web_dir)).await;
+    // A copy of the dashboard with the peer page added beside it.
+    let served = std::env::temp_dir().join(format!("p2pvps-web-paint-{}", std::process::id()));
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&web_dir)
+        .arg(&served)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(copied, "copying {} failed", web_dir.display());
+    let app = TestApp::start_with(pool, {
+        let served = served.clone();
+        move |s| s.web_dir = Some(served)
+    })
+    .await;
     let owner = app.user("bench@example.com", Role::Owner).await;
     for i in 0..DEVICES {
         add_device(&owner, &format!("bench pi {i}")).await;
     }
+    let list = owner
+        .gql(
+            "{ devices(first: 100) { nodes { name status tunnelPort subdomain } } }",
+            json!({}),
+        )
+        .await;
+    std::fs::write(
+        served.join("peer-devices.html"),
+        peer_page(&web_dir, list.data("devices.nodes")),
+    )
+    .expect("peer page");
     // A session cookie for the browser.
     let login = app
         .anonymous()
@@ -94,7 +121,7 @@ async fn measure(
             )
             .await
             .expect("cookie");
-        cold.push(painted(&b).await);
+        cold.push(painted(&b, "/devices").await);
         if let Some(f) = b
             .client
             .execute(FCP, vec![])
@@ -104,15 +131,64 @@ async fn measure(
         {
             fcp.push(f);
         }
-        warm.push(painted(&b).await);
+        warm.push(painted(&b, "/devices").await);
+        b.close().await;
+    }
+    let (mut peer_cold, mut peer_warm) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let b = Browser::start(&app.base, 1280).await;
+        peer_cold.push(painted(&b, "/peer-devices.html").await);
+        peer_warm.push(painted(&b, "/peer-devices.html").await);
         b.close().await;
     }
     app.stop().await;
+    let _ = std::fs::remove_dir_all(&served);
     json!({
         "devices": DEVICES,
         "rounds": rounds,
         "cold_ms": median(cold),
         "warm_ms": median(warm),
         "first_contentful_paint_ms": median(fcp),
+        "peer_cold_ms": median(peer_cold),
+        "peer_warm_ms": median(peer_warm),
     })
+}
+
+/// The device list as a server would render it: a table with the same rows, the dashboard's stylesheet,
+/// no script.
+fn peer_page(web_dir: &std::path::Path, nodes: &serde_json::Value) -> String {
+    let css = std::fs::read_dir(web_dir)
+        .expect("web dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(".css"))
+        .unwrap_or_default();
+    let escape = |v: &serde_json::Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string())
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+    };
+    let rows: String = nodes
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|n| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&n["name"]),
+                escape(&n["status"]),
+                escape(&n["tunnelPort"]),
+                escape(&n["subdomain"])
+            )
+        })
+        .collect();
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Devices</title>\
+         <link rel=\"stylesheet\" href=\"/{css}\"></head><body><main><h1>Devices</h1>\
+         <table id=\"devices\"><thead><tr><th>Name</th><th>Status</th><th>Port</th><th>Subdomain</th></tr>\
+         </thead><tbody>{rows}</tbody></table></main></body></html>"
+    )
 }
