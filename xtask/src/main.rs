@@ -96,7 +96,11 @@ fn bench(root: &Path, which: Option<&str>) -> Result<()> {
             which.unwrap_or_default()
         );
     }
-    let report = format!("# p2pvps benchmarks\n\n{}", sections.join("\n"));
+    let report = format!(
+        "# p2pvps benchmarks\n\n{}\n{}",
+        machine(root),
+        sections.join("\n")
+    );
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("report.md"), &report)?;
@@ -113,6 +117,72 @@ fn bench(root: &Path, which: Option<&str>) -> Result<()> {
     )?;
     println!("{report}");
     Ok(())
+}
+
+/// The machine and the versions the figures were measured with, for the report's head.
+fn machine(root: &Path) -> String {
+    let first_line = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .current_dir(root)
+            .output()
+            .ok()
+            .map(|o| {
+                let text = if o.stdout.is_empty() {
+                    o.stderr
+                } else {
+                    o.stdout
+                };
+                String::from_utf8_lossy(&text)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            })
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| "not found".into())
+    };
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or("unknown".into(), |kib| {
+            format!("{:.1} GiB", kib / 1024.0 / 1024.0)
+        });
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let pg = postgres::bindir()
+        .map(|b| {
+            first_line(
+                b.join("postgres").to_str().unwrap_or("postgres"),
+                &["--version"],
+            )
+        })
+        .unwrap_or_else(|_| "not found".into());
+    format!(
+        "Measured on {} cores ({cpu}), {memory} of memory, {}; p2pvps {} ({}), {}, {}, {pg}, {}, {}.\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        first_line("uname", &["-sr"]),
+        env!("CARGO_PKG_VERSION"),
+        first_line("git", &["rev-parse", "--short", "HEAD"]),
+        first_line("rustc", &["--version"]),
+        first_line("ssh", &["-V"]),
+        first_line("chromium", &["--version"]),
+        first_line("wrk", &["--version"])
+            .split(" Copyright")
+            .next()
+            .unwrap_or_default(),
+    )
 }
 
 /// Prints a step header, so long runs show where they are.
