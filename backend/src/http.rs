@@ -308,11 +308,18 @@ async fn payment_callback(
     (status, Json(serde_json::json!({ "message": message }))).into_response()
 }
 
+/// How long the health check waits for the database: an orchestrator's probe should learn of an outage
+/// quickly, not after the pool's acquire timeout.
+const HEALTH_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn healthz(State(state): State<AppState>) -> Response {
-    match sqlx::query_scalar::<_, i32>("SELECT 1")
-        .fetch_one(&state.shared.pool)
-        .await
-    {
+    let checked = tokio::time::timeout(
+        HEALTH_DB_TIMEOUT,
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.shared.pool),
+    )
+    .await
+    .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+    match checked {
         Ok(_) => Json(serde_json::json!({"status": "ok", "database": "ok"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unreachable");
