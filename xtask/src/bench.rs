@@ -661,6 +661,54 @@ fn run_tunnel(
     Ok(md)
 }
 
+/// Runs `tool` (a binary of `tests/src/bin`, release build) with `args` and `envs` on a database of its own
+/// (`DATABASE_URL`, created in `admin_url`'s server and dropped afterwards); returns its stdout.
+pub(crate) fn run_tool(
+    admin_url: &str,
+    tool: &str,
+    args: &[&std::ffi::OsStr],
+    envs: &[(&str, &std::ffi::OsStr)],
+) -> Result<String> {
+    let db = format!("p2pvps_{tool}_{}", std::process::id());
+    psql(admin_url, &format!("CREATE DATABASE {db}"))?;
+    let out = crate::cargo()
+        .args([
+            "run",
+            "-q",
+            "--release",
+            "-j",
+            "2",
+            "-p",
+            "p2pvps-tests",
+            "--bin",
+            tool,
+            "--",
+        ])
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("DATABASE_URL", with_database(admin_url, &db))
+        .stderr(Stdio::inherit())
+        .output();
+    let _ = psql(
+        admin_url,
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+    let out = out.with_context(|| format!("running {tool}"))?;
+    if !out.status.success() {
+        bail!("{tool} failed");
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// A number field of a flat JSON object a tool printed (NaN when missing).
+pub(crate) fn json_number(json: &str, name: &str) -> f64 {
+    json.split(&format!("\"{name}\":"))
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 /// A flat JSON object from already-encoded values (keeps xtask free of a JSON dependency).
 pub(crate) fn serde_like_json(fields: &[(&str, String)]) -> String {
     let body: Vec<String> = fields

@@ -4,11 +4,10 @@
 //!
 //! It reports, never asserts: figures go to `target/bench/order.json` and its section of `report.md`.
 
-use crate::bench::{psql, with_database};
-use crate::{cargo, postgres};
-use anyhow::{Context, Result, bail};
+use crate::bench::{json_number, run_tool};
+use crate::postgres;
+use anyhow::Result;
 use std::path::Path;
-use std::process::Stdio;
 
 /// Orders measured per mode: the polling mode spaces them 3.7 s apart, so it takes about a minute.
 const ORDERS: [(&str, usize); 2] = [("hint", 20), ("poll", 8)];
@@ -26,47 +25,21 @@ pub fn order(root: &Path) -> Result<String> {
     let mut results = Vec::new();
     for (mode, orders) in ORDERS {
         eprintln!("==> bench order: {orders} orders, {mode}");
-        let db = format!("p2pvps_orderbench_{mode}_{}", std::process::id());
-        psql(&admin_url, &format!("CREATE DATABASE {db}"))?;
-        let out = cargo()
-            .args([
-                "run",
-                "-q",
-                "--release",
-                "-j",
-                "2",
-                "-p",
-                "p2pvps-tests",
-                "--bin",
-                "order_latency",
-                "--",
-                mode,
-                &orders.to_string(),
-            ])
-            .env("DATABASE_URL", with_database(&admin_url, &db))
-            .env("P2PVPS_SERVER_BIN", &bin)
-            .env("P2PVPS_WEB_DIR", &web)
-            .env("P2PVPS_LOG", "warn")
-            .stderr(Stdio::inherit())
-            .output();
-        let _ = psql(
+        let orders = orders.to_string();
+        let out = run_tool(
             &admin_url,
-            &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-        );
-        let out = out.context("running order_latency")?;
-        if !out.status.success() {
-            bail!("order_latency {mode} failed");
-        }
-        results.push(String::from_utf8(out.stdout)?.trim().to_owned());
+            "order_latency",
+            &[mode.as_ref(), orders.as_ref()],
+            &[
+                ("P2PVPS_SERVER_BIN", bin.as_os_str()),
+                ("P2PVPS_WEB_DIR", web.as_os_str()),
+                ("P2PVPS_LOG", "warn".as_ref()),
+            ],
+        )?;
+        results.push(out);
     }
     let _ = std::fs::remove_dir_all(&web);
-    let field = |json: &str, name: &str| -> f64 {
-        json.split(&format!("\"{name}\":"))
-            .nth(1)
-            .and_then(|rest| rest.split([',', '}']).next())
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(f64::NAN)
-    };
+    let field = json_number;
     let (hint, poll) = (&results[0], &results[1]);
     std::fs::write(
         root.join("target/bench/order.json"),

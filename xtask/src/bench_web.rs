@@ -3,8 +3,8 @@
 //!
 //! It reports, never asserts: figures go to `target/bench/web.json` and its section of `report.md`.
 
-use crate::bench::{psql, with_database};
-use crate::{build_frontend, cargo, postgres, tools};
+use crate::bench::{json_number, run_tool};
+use crate::{build_frontend, postgres, tools};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -48,43 +48,13 @@ pub fn web(root: &Path) -> Result<String> {
     eprintln!("==> bench web: first useful paint in headless Chromium");
     tools::ensure_browser()?;
     let admin_url = postgres::database_url(root)?;
-    let db = format!("p2pvps_webbench_{}", std::process::id());
-    psql(&admin_url, &format!("CREATE DATABASE {db}"))?;
-    let out = cargo()
-        .args([
-            "run",
-            "-q",
-            "--release",
-            "-j",
-            "2",
-            "-p",
-            "p2pvps-tests",
-            "--bin",
-            "web_paint",
-            "--",
-        ])
-        .arg(&dist)
-        .arg("5")
-        .env("DATABASE_URL", with_database(&admin_url, &db))
-        .stderr(Stdio::inherit())
-        .output();
-    let _ = psql(
+    let paint = run_tool(
         &admin_url,
-        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-    );
-    let out = out.context("running web_paint")?;
-    if !out.status.success() {
-        bail!("web_paint failed");
-    }
-    let paint = String::from_utf8(out.stdout)?;
-    let field = |name: &str| -> f64 {
-        paint
-            .split(&format!("\"{name}\":"))
-            .nth(1)
-            .and_then(|rest| rest.split([',', '}']).next())
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(f64::NAN)
-    };
+        "web_paint",
+        &[dist.as_os_str(), "5".as_ref()],
+        &[],
+    )?;
+    let field = |name: &str| json_number(&paint, name);
     let (cold, warm, fcp, devices) = (
         field("cold_ms"),
         field("warm_ms"),
