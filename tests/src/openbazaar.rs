@@ -958,3 +958,22 @@ pub async fn killed_at(
     server.kill().await;
     node.release();
 }
+
+/// The ledger after OpenBazaar sales: how many rentals' entries do not sum to zero (per currency), and how
+/// many payments the marketplace made.
+pub async fn ledger_after_sales(pool: &sqlx::PgPool) -> (i64, i64) {
+    let unbalanced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT rental_id, currency FROM ledger_entries GROUP BY rental_id, currency \
+         HAVING sum(amount_minor) <> 0) x",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let payments: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ledger_entries WHERE account = 'marketplace:openbazaar'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    (unbalanced, payments)
+}

@@ -11,7 +11,8 @@
 
 use p2pvps_shared::Role;
 use p2pvps_tests::openbazaar::{
-    FULFILLED, Schema, killed_at, listed_devices, market_args, node_with_basic_auth,
+    FULFILLED, Schema, killed_at, ledger_after_sales, listed_devices, market_args,
+    node_with_basic_auth,
 };
 use p2pvps_tests::openssh::{SshKit, echo_roundtrip, echo_server};
 use p2pvps_tests::server::Server;
@@ -110,20 +111,8 @@ async fn sigkill_at_random_points_of_order_processing_loses_and_repeats_nothing(
         .collect();
     expected.sort();
     assert_eq!(rentals, expected, "one active rental per order");
-    let unbalanced: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT rental_id, currency FROM ledger_entries GROUP BY rental_id, currency \
-         HAVING sum(amount_minor) <> 0) x",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let (unbalanced, payments) = ledger_after_sales(&pool).await;
     assert_eq!(unbalanced, 0, "every rental's ledger sums to zero");
-    let payments: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM ledger_entries WHERE account = 'marketplace:openbazaar'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
     assert_eq!(payments, orders.len() as i64, "one payment per order");
     println!(
         "chaos: {kills} SIGKILLs survived (cut at {cut_at:?}); {} orders checked: each fulfilled once \

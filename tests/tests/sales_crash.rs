@@ -3,7 +3,8 @@
 //! the fake node's call log and the database).
 
 use p2pvps_tests::openbazaar::{
-    FULFILLED, Schema, expect_event, killed_at, listed_devices, market_args, node_with_basic_auth,
+    FULFILLED, Schema, expect_event, killed_at, ledger_after_sales, listed_devices, market_args,
+    node_with_basic_auth,
 };
 use p2pvps_tests::server::Server;
 use sqlx::PgPool;
@@ -52,20 +53,8 @@ async fn crash_at(pool: PgPool, schema: Schema, stall: &str) {
             .await
             .unwrap();
     assert_eq!(rentals, [(order.clone(), "active".to_owned())]);
-    let unbalanced: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT rental_id, currency FROM ledger_entries GROUP BY rental_id, currency \
-         HAVING sum(amount_minor) <> 0) x",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let (unbalanced, payments) = ledger_after_sales(&pool).await;
     assert_eq!(unbalanced, 0);
-    let payments: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM ledger_entries WHERE account = 'marketplace:openbazaar'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
     assert_eq!(payments, 1, "one payment recorded");
     second.kill().await;
     let _ = std::fs::remove_dir_all(data);

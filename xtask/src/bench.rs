@@ -242,17 +242,7 @@ pub fn tunnel(root: &Path) -> Result<String> {
     crate::tools::ensure_openssh()?;
     eprintln!("==> bench tunnel: release builds");
     let bin = crate::build_server(root, true)?;
-    sh(crate::cargo().args([
-        "build",
-        "-q",
-        "--release",
-        "-j",
-        "2",
-        "-p",
-        "p2pvps-tests",
-        "--bin",
-        "tunnel_swarm",
-    ]))?;
+    sh(&mut tests_tool("build", "tunnel_swarm"))?;
     let swarm = root.join("target/release/tunnel_swarm");
 
     eprintln!("==> bench tunnel: database and {idle} bench devices");
@@ -661,6 +651,23 @@ fn run_tunnel(
     Ok(md)
 }
 
+/// `cargo VERB` (build or run) of `tool`, a binary of `tests/src/bin`, in its release build.
+fn tests_tool(verb: &str, tool: &str) -> Command {
+    let mut c = crate::cargo();
+    c.args([
+        verb,
+        "-q",
+        "--release",
+        "-j",
+        "2",
+        "-p",
+        "p2pvps-tests",
+        "--bin",
+        tool,
+    ]);
+    c
+}
+
 /// Runs `tool` (a binary of `tests/src/bin`, release build) with `args` and `envs` on a database of its own
 /// (`DATABASE_URL`, created in `admin_url`'s server and dropped afterwards); returns its stdout.
 pub(crate) fn run_tool(
@@ -671,19 +678,8 @@ pub(crate) fn run_tool(
 ) -> Result<String> {
     let db = format!("p2pvps_{tool}_{}", std::process::id());
     psql(admin_url, &format!("CREATE DATABASE {db}"))?;
-    let out = crate::cargo()
-        .args([
-            "run",
-            "-q",
-            "--release",
-            "-j",
-            "2",
-            "-p",
-            "p2pvps-tests",
-            "--bin",
-            tool,
-            "--",
-        ])
+    let out = tests_tool("run", tool)
+        .arg("--")
         .args(args)
         .envs(envs.iter().copied())
         .env("DATABASE_URL", with_database(admin_url, &db))
