@@ -58,11 +58,13 @@ async fn device_of(
         ));
     };
     let guard = &state.shared.agent_guard;
-    if guard.is_blocked(address.ip(), &user) {
-        return Err(refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed logins; try again in a minute",
-        ));
+    if let Err(blocked) = guard.check(address.ip(), &user) {
+        let mut response = refuse(StatusCode::TOO_MANY_REQUESTS, &blocked.to_string());
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from(blocked.retry_after_secs()),
+        );
+        return Err(response);
     }
     let wrong = || refuse(StatusCode::UNAUTHORIZED, "wrong device id or credential");
     let Ok(id) = Uuid::parse_str(&user) else {

@@ -1,12 +1,13 @@
 //! Assembles a running server from settings and a database pool. Used by `p2pvps serve` and by the tests,
 //! which start the real application on port 0.
 
+use crate::auth_guard::{AuthGuard, Quotas};
 use crate::crypto::SecretBox;
 use crate::events::Bus;
 use crate::graphql::{self, context::Shared};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::ratelimit::LoginLimiter;
+use crate::ratelimit::AddressLimiter;
 use crate::sessions;
 use crate::shutdown::{self, Shutdown, Trigger};
 use sqlx::PgPool;
@@ -26,8 +27,10 @@ pub struct Settings {
     pub web_dir: Option<PathBuf>,
     pub secrets: SecretBox,
     pub tunnel_ports: RangeInclusive<u16>,
-    pub login_rate_per_address: u32,
-    pub login_rate_per_account: u32,
+    /// Failed dashboard log-ins allowed per address, per account from one address, per account overall.
+    pub login_failures: Quotas,
+    /// `signUp` and `changePassword` calls (each an Argon2 hash) allowed per address per minute.
+    pub password_rate_per_address: u32,
     pub cookie_secure: bool,
     /// The host name users connect to, for the commands shown to them.
     pub public_host: String,
@@ -53,8 +56,12 @@ impl Settings {
             web_dir: None,
             secrets,
             tunnel_ports: 6000..=6999,
-            login_rate_per_address: 100,
-            login_rate_per_account: 5,
+            login_failures: Quotas {
+                per_address_per_minute: 100,
+                per_name_from_address_per_minute: 5,
+                per_name_per_hour: Some(100),
+            },
+            password_rate_per_address: 100,
             cookie_secure: false,
             ssh: None,
             gateway: None,
@@ -159,15 +166,20 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         pool: pool.clone(),
         secrets: settings.secrets.clone(),
         tunnel_ports: settings.tunnel_ports.clone(),
-        login_limiter: LoginLimiter::new(
-            settings.login_rate_per_address,
-            settings.login_rate_per_account,
+        login_guard: AuthGuard::new(settings.login_failures),
+        password_limiter: AddressLimiter::per_minute(
+            "sign-ups and password changes",
+            settings.password_rate_per_address,
         ),
         bus,
         cookie_secure: settings.cookie_secure,
         fee_bps: settings.fee_bps,
         payments: settings.payments.clone(),
-        agent_guard: crate::auth_guard::AuthGuard::new(20, 5),
+        agent_guard: AuthGuard::new(Quotas {
+            per_address_per_minute: 20,
+            per_name_from_address_per_minute: 5,
+            per_name_per_hour: None,
+        }),
         shutdown: stop.clone(),
     });
     let schema = graphql::schema(Arc::clone(&shared), Arc::clone(&metrics));
@@ -236,7 +248,9 @@ fn spawn_housekeeping(shared: Arc<Shared>, stop: Shutdown) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cancelling unpaid orders failed"),
             }
-            shared.login_limiter.forget_idle();
+            shared.login_guard.forget_idle();
+            shared.agent_guard.forget_idle();
+            shared.password_limiter.forget_idle();
             match sessions::purge_expired(&shared.pool).await {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired sessions"),
                 Ok(_) => {}

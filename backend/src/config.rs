@@ -183,7 +183,8 @@ pub struct ServeArgs {
     /// the one shown in the SSH commands given to renters and devices.
     #[arg(long, env = "P2PVPS_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
-    /// Log-in attempts allowed per client address per minute.
+    /// Failed log-ins allowed per client address per minute; then that address's log-ins are refused until
+    /// the quota recovers.
     #[arg(
         long,
         env = "P2PVPS_LOGIN_RATE_PER_ADDRESS",
@@ -191,7 +192,8 @@ pub struct ServeArgs {
         value_name = "N"
     )]
     pub login_rate_per_address: u32,
-    /// Log-in attempts allowed per account per minute.
+    /// Failed log-ins allowed per account from one address per minute; the owner logging in from another
+    /// address is not affected.
     #[arg(
         long,
         env = "P2PVPS_LOGIN_RATE_PER_ACCOUNT",
@@ -199,6 +201,23 @@ pub struct ServeArgs {
         value_name = "N"
     )]
     pub login_rate_per_account: u32,
+    /// Failed log-ins allowed per account per hour from all addresses together: the backstop against
+    /// guessing spread over many addresses.
+    #[arg(
+        long,
+        env = "P2PVPS_LOGIN_FAILURES_PER_ACCOUNT_PER_HOUR",
+        default_value_t = 100,
+        value_name = "N"
+    )]
+    pub login_failures_per_account_per_hour: u32,
+    /// Sign-ups and password changes (each hashes a password with Argon2) allowed per address per minute.
+    #[arg(
+        long,
+        env = "P2PVPS_PASSWORD_RATE_PER_ADDRESS",
+        default_value_t = 10,
+        value_name = "N"
+    )]
+    pub password_rate_per_address: u32,
     /// On first start (no admin exists), create this admin and print a one-time password.
     #[arg(long, env = "P2PVPS_BOOTSTRAP_ADMIN", value_name = "EMAIL")]
     pub bootstrap_admin: Option<String>,

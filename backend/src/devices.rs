@@ -62,6 +62,8 @@ pub struct AgentReport {
 #[derive(Debug, Clone)]
 pub struct Device {
     pub id: Uuid,
+    /// The device's id in the storefront (the device id is its login name and stays private).
+    pub offer_id: Uuid,
     pub owner_id: Uuid,
     pub name: String,
     pub description: String,
@@ -83,7 +85,7 @@ pub struct Device {
 /// The columns every query of this table reads, in `FromRow` order.
 macro_rules! device_columns {
     () => {
-        "id, owner_id, name, description, cpu_model, cpu_cores, memory_mb, disk_gb, arch, \
+        "id, offer_id, owner_id, name, description, cpu_model, cpu_cores, memory_mb, disk_gb, arch, \
     internet_mbps, price_minor, currency, rental_hours, for_rent, status, last_seen, tunnel_port, subdomain, \
     web_publishing, os, agent_version, facts_reported_at, provisioner, created_at, updated_at"
     };
@@ -105,6 +107,7 @@ impl<'r> sqlx::FromRow<'r, PgRow> for Device {
         let port: i32 = row.try_get("tunnel_port")?;
         Ok(Self {
             id: row.try_get("id")?,
+            offer_id: row.try_get("offer_id")?,
             owner_id: row.try_get("owner_id")?,
             name: row.try_get("name")?,
             description: row.try_get("description")?,
@@ -387,6 +390,14 @@ pub async fn offered(pool: &PgPool, limit: i64) -> Result<Vec<Device>, sqlx::Err
     .bind(limit)
     .fetch_all(pool)
     .await
+}
+
+/// The device behind a storefront offer id.
+pub async fn by_offer(conn: &mut PgConnection, offer: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM devices WHERE offer_id = $1 AND deleted_at IS NULL")
+        .bind(offer)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Whether `user` holds a live rental of the device (and so may see it).

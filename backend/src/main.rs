@@ -121,8 +121,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 web_dir,
                 secrets,
                 tunnel_ports: global.tunnel_ports.clone(),
-                login_rate_per_address: args.login_rate_per_address,
-                login_rate_per_account: args.login_rate_per_account,
+                login_failures: p2pvps_server::auth_guard::Quotas {
+                    per_address_per_minute: args.login_rate_per_address,
+                    per_name_from_address_per_minute: args.login_rate_per_account,
+                    per_name_per_hour: Some(args.login_failures_per_account_per_hour),
+                },
+                password_rate_per_address: args.password_rate_per_address,
                 cookie_secure: args
                     .public_url
                     .as_deref()

@@ -1,6 +1,9 @@
-//! Log-in rate limits, per client address and per account, so neither one address trying many accounts nor
-//! many addresses trying one account get far. In memory per instance: a deliberate trade-off (several
-//! instances each allow the quota), noted in ARCHITECTURE.md.
+//! Attempts per client address, for requests that are expensive whether or not they succeed: `signUp` and
+//! `changePassword` each hash a password with Argon2 (19 MiB, tens of milliseconds), and storefront orders
+//! hold a device. Failed logins have their own guard (`auth_guard`), which counts failures only.
+//!
+//! In memory per instance: a deliberate trade-off (several instances each allow the quota), noted in
+//! ARCHITECTURE.md.
 
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -9,52 +12,60 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
-
-pub struct LoginLimiter {
-    by_address: Keyed<IpAddr>,
-    by_account: Keyed<String>,
+pub struct AddressLimiter {
+    what: &'static str,
+    by_address: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>,
 }
 
-/// Which limit was hit, and when to try again.
+/// An attempt over the quota: what was limited and when to try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited {
-    pub per_account: bool,
+    pub what: &'static str,
     pub retry_after: Duration,
 }
 
-impl LoginLimiter {
-    pub fn new(per_address_per_minute: u32, per_account_per_minute: u32) -> Self {
-        let quota =
-            |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+impl Limited {
+    pub fn retry_after_secs(&self) -> u64 {
+        self.retry_after.as_secs().max(1)
+    }
+}
+
+impl std::fmt::Display for Limited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "too many {} from this address; try again in {} s",
+            self.what,
+            self.retry_after_secs()
+        )
+    }
+}
+
+impl AddressLimiter {
+    /// `what` names the attempts in refusals ("sign-ups and password changes").
+    pub fn per_minute(what: &'static str, n: u32) -> Self {
         Self {
-            by_address: RateLimiter::keyed(quota(per_address_per_minute)),
-            by_account: RateLimiter::keyed(quota(per_account_per_minute)),
+            what,
+            by_address: RateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN),
+            )),
         }
     }
 
-    /// Counts one attempt against both limits.
-    pub fn check(&self, address: IpAddr, account: &str) -> Result<(), Limited> {
-        let now = DefaultClock::default().now();
-        if let Err(until) = self.by_address.check_key(&address) {
-            return Err(Limited {
-                per_account: false,
-                retry_after: until.wait_time_from(now),
-            });
-        }
-        if let Err(until) = self.by_account.check_key(&account.trim().to_lowercase()) {
-            return Err(Limited {
-                per_account: true,
-                retry_after: until.wait_time_from(now),
-            });
-        }
-        Ok(())
+    /// Counts one attempt.
+    pub fn check(&self, address: IpAddr) -> Result<(), Limited> {
+        self.by_address
+            .check_key(&address)
+            .map_err(|until| Limited {
+                what: self.what,
+                retry_after: until.wait_time_from(DefaultClock::default().now()),
+            })
     }
 
-    /// Forgets keys whose quota has fully recovered (bounds memory under a spray of addresses).
+    /// Forgets addresses whose quota has fully recovered (bounds memory under a spray of addresses).
     pub fn forget_idle(&self) {
         self.by_address.retain_recent();
-        self.by_account.retain_recent();
+        self.by_address.shrink_to_fit();
     }
 }
 
@@ -63,23 +74,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limits_each_account_and_each_address() {
-        let limiter = LoginLimiter::new(5, 2);
+    fn limits_each_address() {
+        let limiter = AddressLimiter::per_minute("sign-ups", 2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        assert!(limiter.check(a, "x@example.com").is_ok());
-        assert!(limiter.check(b, "X@example.com").is_ok());
-        let hit = limiter.check(a, "x@example.com").unwrap_err();
-        assert!(hit.per_account);
+        assert!(limiter.check(a).is_ok());
+        assert!(limiter.check(a).is_ok());
+        let hit = limiter.check(a).unwrap_err();
         assert!(hit.retry_after > Duration::ZERO);
-        for i in 0..3 {
-            assert!(limiter.check(a, &format!("other{i}@example.com")).is_ok());
-        }
         assert!(
-            !limiter
-                .check(a, "fresh@example.com")
-                .unwrap_err()
-                .per_account
+            hit.to_string()
+                .starts_with("too many sign-ups from this address")
         );
+        assert!(limiter.check(b).is_ok());
     }
 }

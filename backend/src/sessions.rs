@@ -69,6 +69,22 @@ pub async fn close(pool: &PgPool, token: &str) -> Result<bool, sqlx::Error> {
     Ok(done.rows_affected() > 0)
 }
 
+/// Ends every session and token of a user but `keep` (the one asking), e.g. after a password change.
+pub async fn close_others(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    keep: Option<&str>,
+) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash IS DISTINCT FROM $2")
+            .bind(user_id)
+            .bind(keep.map(crypto::token_hash))
+            .execute(conn)
+            .await?
+            .rows_affected(),
+    )
+}
+
 /// Drops expired rows; run periodically by the server.
 pub async fn purge_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(

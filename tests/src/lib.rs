@@ -127,6 +127,18 @@ impl TestApp {
         Client::new(self, None)
     }
 
+    /// A client with no session whose connections come from `address` (another loopback address plays
+    /// another host: the server listens on 127.0.0.1 and sees the source address).
+    pub fn anonymous_from(&self, address: std::net::IpAddr) -> Client {
+        let mut client = Client::new(self, None);
+        client.http = reqwest::Client::builder()
+            .cookie_store(true)
+            .local_address(address)
+            .build()
+            .expect("client");
+        client
+    }
+
     /// Creates a user directly in the database (any role, admins too) and signs in with a bearer token.
     pub async fn user(&self, email: &str, role: Role) -> Client {
         let mut tx = self.pool.begin().await.expect("begin");
@@ -427,6 +439,16 @@ pub mod web;
 
 /// Waits for `device` to reach `status` as seen through Postgres `NOTIFY device_status` (subscribe with
 /// [`status_listener`] before causing the change).
+/// The storefront's id for a device (what `offers` shows and `orderRental` takes).
+pub async fn offer_of(pool: &PgPool, device: &str) -> String {
+    sqlx::query_scalar::<_, uuid::Uuid>("SELECT offer_id FROM devices WHERE id = $1::uuid")
+        .bind(device)
+        .fetch_one(pool)
+        .await
+        .expect("the device exists")
+        .to_string()
+}
+
 pub async fn wait_status(listener: &mut sqlx::postgres::PgListener, device: &str, status: &str) {
     let deadline = std::time::Duration::from_secs(20);
     tokio::time::timeout(deadline, async {

@@ -100,8 +100,11 @@ async fn wrong_password_unknown_user_and_duplicate_email(pool: PgPool) {
     );
 
     let (_, dup) = app.sign_up_cookie("CAT@example.com", "OWNER").await;
-    dup.assert_code("CONFLICT");
-    assert_eq!(dup.field(), Some("email"));
+    // Sign-up does not say that the e-mail is taken (that would tell who has an account).
+    dup.assert_code("BAD_USER_INPUT");
+    assert_eq!(dup.field(), None);
+    assert!(!dup.message().contains("exists"), "{}", dup.message());
+    assert!(dup.message().contains("check them"), "{}", dup.message());
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
         .fetch_one(&app.pool)
         .await
@@ -150,21 +153,25 @@ async fn sign_up_reports_every_bad_field(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../sql")]
-async fn log_in_is_rate_limited_per_account(pool: PgPool) {
-    let app = TestApp::start_with(pool, |s| s.login_rate_per_account = 3).await;
+async fn failed_log_ins_block_the_guesser_not_the_owner(pool: PgPool) {
+    let app = TestApp::start(pool).await;
     app.sign_up_cookie("eve@example.com", "OWNER").await.1.ok();
     let login = "mutation($i: LogInInput!) { logIn(input: $i) { user { id } } }";
-    let anon = app.anonymous();
-    for _ in 0..3 {
-        anon.gql(
-            login,
-            json!({"i": {"email": "eve@example.com", "password": "wrong password!"}}),
-        )
-        .await
-        .assert_code("UNAUTHENTICATED");
+    let attacker = app.anonymous();
+    let mut codes = Vec::new();
+    for _ in 0..11 {
+        let r = attacker
+            .gql(
+                login,
+                json!({"i": {"email": "eve@example.com", "password": "wrong password!"}}),
+            )
+            .await;
+        codes.push(r.body["errors"][0]["extensions"]["code"].clone());
     }
-    // Even the right password is refused now, for this account only.
-    let limited = anon
+    assert_eq!(codes[0], "UNAUTHENTICATED");
+    assert_eq!(codes[10], "RATE_LIMITED", "{codes:?}");
+    // Even the right password is refused from the guesser's address now ...
+    let limited = attacker
         .gql(
             login,
             json!({"i": {"email": "EVE@example.com", "password": PASSWORD}}),
@@ -177,22 +184,63 @@ async fn log_in_is_rate_limited_per_account(pool: PgPool) {
             .unwrap()
             >= 1
     );
+    // ... but the owner, from another address, logs in at once.
+    app.anonymous_from(std::net::IpAddr::from([127, 0, 0, 2]))
+        .gql(
+            login,
+            json!({"i": {"email": "eve@example.com", "password": PASSWORD}}),
+        )
+        .await
+        .ok();
+    // Right log-ins do not count: other accounts from the guesser's address are not blocked.
     app.sign_up_cookie("fay@example.com", "OWNER").await.1.ok();
-    anon.gql(
-        login,
-        json!({"i": {"email": "fay@example.com", "password": PASSWORD}}),
-    )
-    .await
-    .ok();
+    attacker
+        .gql(
+            login,
+            json!({"i": {"email": "fay@example.com", "password": PASSWORD}}),
+        )
+        .await
+        .ok();
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn log_in_guessing_spread_over_addresses_hits_the_accounts_backstop(pool: PgPool) {
+    let app = TestApp::start_with(pool, |s| s.login_failures.per_name_per_hour = Some(6)).await;
+    app.sign_up_cookie("eve@example.com", "OWNER").await.1.ok();
+    let login = "mutation($i: LogInInput!) { logIn(input: $i) { user { id } } }";
+    for last in 2..=8u8 {
+        let r = app
+            .anonymous_from(std::net::IpAddr::from([127, 0, 0, last]))
+            .gql(
+                login,
+                json!({"i": {"email": "eve@example.com", "password": "wrong password!"}}),
+            )
+            .await;
+        r.assert_code("UNAUTHENTICATED");
+    }
+    let r = app
+        .anonymous_from(std::net::IpAddr::from([127, 0, 0, 9]))
+        .gql(
+            login,
+            json!({"i": {"email": "eve@example.com", "password": PASSWORD}}),
+        )
+        .await;
+    r.assert_code("RATE_LIMITED");
+    assert!(r.message().contains("from any address"), "{}", r.message());
     app.stop().await;
 }
 
 #[sqlx::test(migrations = "../sql")]
 async fn log_in_is_rate_limited_per_address(pool: PgPool) {
-    let app = TestApp::start_with(pool, |s| s.login_rate_per_address = 4).await;
+    let app = TestApp::start_with(pool, |s| {
+        s.login_failures.per_address_per_minute = 4;
+    })
+    .await;
     let login = "mutation($i: LogInInput!) { logIn(input: $i) { user { id } } }";
     let anon = app.anonymous();
-    for i in 0..4 {
+    // Four failures are allowed; the fifth is refused as wrong and blocks the address.
+    for i in 0..5 {
         anon.gql(
             login,
             json!({"i": {"email": format!("u{i}@example.com"), "password": PASSWORD}}),

@@ -510,3 +510,60 @@ async fn the_unmodified_lt_client_publishes_a_device_site(pool: PgPool) {
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn guessing_a_device_id_at_lt_blocks_the_guesser_not_the_device(pool: PgPool) {
+    let dir = data_dir();
+    let (app, _ca) = start(pool, &dir, false).await;
+    let http = app.gateway().http.unwrap().port();
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let pi = site(&owner, "pi", "pi-guessed").await;
+    let local = origin("pi after the guesses").await;
+    // Twenty wrong credentials for the device's id from one address: refused, then blocked ...
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let r = curl(
+            &format!("http://127.0.0.1:{http}/pi-guessed"),
+            http,
+            None,
+            &[
+                "--interface",
+                "127.0.0.2",
+                "-u",
+                &format!("{}:guess{i}", pi.id),
+            ],
+        )
+        .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses.first(), Some(&401));
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let right = curl(
+        &format!("http://127.0.0.1:{http}/pi-guessed"),
+        http,
+        None,
+        &[
+            "--interface",
+            "127.0.0.2",
+            "-u",
+            &format!("{}:{}", pi.id, pi.credential),
+        ],
+    )
+    .await;
+    assert_eq!(right.status, 429, "the guesser's address stays blocked");
+    // ... while the device's own `lt`, from its address, publishes its site at once.
+    let (_lt, _url) = lt(&pi, &pi.credential, http, local).await;
+    let page = curl(
+        &format!("http://pi-guessed.{DOMAIN}:{http}/"),
+        http,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (page.status, page.body.as_str()),
+        (200, web::page("pi after the guesses").as_str())
+    );
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -7,13 +7,13 @@ use p2pvps_server::payments::{
 };
 use p2pvps_shared::{Money, Role};
 use p2pvps_tests::openssh::{DeviceSshd, SshKit, Via, output};
-use p2pvps_tests::{Client, TestApp, status_listener, wait_status, ws};
+use p2pvps_tests::{Client, TestApp, offer_of, status_listener, wait_status, ws};
 use serde_json::json;
 use sqlx::PgPool;
 use std::sync::Arc;
 
 const OFFERS: &str = "{ offers { id name price { minor currency } rentalHours hardware { cpuCores memoryMb } uptime(hours: 168) { onlineFraction } } }";
-const ORDER: &str = "mutation($d: ID!) { orderRental(device: $d) { id state deviceName price { minor currency } \
+const ORDER: &str = "mutation($o: ID!) { orderRental(offer: $o) { id state deviceName price { minor currency } \
                      payment { provider state instructions confirmedByHand amount { minor currency } } login { name } } }";
 const CONFIRM: &str = "mutation($r: ID!) { confirmPayment(rental: $r) { id state endsAt } }";
 const CANCEL: &str = "mutation($r: ID!) { cancelOrder(rental: $r) { id state payment { state } } }";
@@ -65,7 +65,7 @@ async fn a_renter_buys_from_the_storefront_and_logs_in_once_the_owner_confirms_p
     let none = app.anonymous().gql(OFFERS, json!({})).await;
     assert_eq!(none.ok().data("offers"), &json!([]));
     renter
-        .gql(ORDER, json!({"d": id}))
+        .gql(ORDER, json!({"o": offer_of(&app.pool, &id).await}))
         .await
         .assert_code("CONFLICT");
 
@@ -90,11 +90,11 @@ async fn a_renter_buys_from_the_storefront_and_logs_in_once_the_owner_confirms_p
 
     // Ordering needs an account, and not the device's owner.
     app.anonymous()
-        .gql(ORDER, json!({"d": id}))
+        .gql(ORDER, json!({"o": offer_of(&app.pool, &id).await}))
         .await
         .assert_code("UNAUTHENTICATED");
     owner
-        .gql(ORDER, json!({"d": id}))
+        .gql(ORDER, json!({"o": offer_of(&app.pool, &id).await}))
         .await
         .assert_code("FORBIDDEN");
 
@@ -107,7 +107,9 @@ async fn a_renter_buys_from_the_storefront_and_logs_in_once_the_owner_confirms_p
     )
     .await;
 
-    let order = renter.gql(ORDER, json!({"d": id})).await;
+    let order = renter
+        .gql(ORDER, json!({"o": offer_of(&app.pool, &id).await}))
+        .await;
     let o = order.ok().data("orderRental");
     let rental = o["id"].as_str().unwrap().to_owned();
     assert_eq!(o["state"], "ORDERED");
@@ -135,7 +137,7 @@ async fn a_renter_buys_from_the_storefront_and_logs_in_once_the_owner_confirms_p
     let offers = app.anonymous().gql(OFFERS, json!({})).await;
     assert_eq!(offers.ok().data("offers"), &json!([]));
     second
-        .gql(ORDER, json!({"d": id}))
+        .gql(ORDER, json!({"o": offer_of(&app.pool, &id).await}))
         .await
         .assert_code("CONFLICT");
 
@@ -264,7 +266,9 @@ async fn orders_are_cancelled_by_hand_or_by_expiry_and_then_cannot_be_paid(pool:
     set_online(&app.pool, &id).await;
 
     // The renter cancels; a stranger cannot; the device is offered again; the payment cannot follow.
-    let first = renter.gql(ORDER, json!({"d": id})).await;
+    let first = renter
+        .gql(ORDER, json!({"o": offer_of(&app.pool, &id).await}))
+        .await;
     let first = first
         .ok()
         .data("orderRental.id")
@@ -279,14 +283,19 @@ async fn orders_are_cancelled_by_hand_or_by_expiry_and_then_cannot_be_paid(pool:
     assert_eq!(cancelled.ok().data("cancelOrder.state"), "CANCELLED");
     assert_eq!(cancelled.data("cancelOrder.payment.state"), "failed");
     let offers = app.anonymous().gql("{ offers { id } }", json!({})).await;
-    assert_eq!(offers.ok().data("offers.0.id"), id.as_str());
+    assert_eq!(
+        offers.ok().data("offers.0.id"),
+        offer_of(&app.pool, &id).await.as_str()
+    );
     owner
         .gql(CONFIRM, json!({"r": first}))
         .await
         .assert_code("CONFLICT");
 
     // An admin may cancel too.
-    let second = renter.gql(ORDER, json!({"d": id})).await;
+    let second = renter
+        .gql(ORDER, json!({"o": offer_of(&app.pool, &id).await}))
+        .await;
     let second = second
         .ok()
         .data("orderRental.id")
@@ -297,7 +306,9 @@ async fn orders_are_cancelled_by_hand_or_by_expiry_and_then_cannot_be_paid(pool:
     assert_eq!(by_admin.ok().data("cancelOrder.state"), "CANCELLED");
 
     // An order left unpaid past the hold is cancelled by the housekeeping pass.
-    let third = renter.gql(ORDER, json!({"d": id})).await;
+    let third = renter
+        .gql(ORDER, json!({"o": offer_of(&app.pool, &id).await}))
+        .await;
     let third = third
         .ok()
         .data("orderRental.id")
@@ -349,7 +360,9 @@ async fn orders_are_cancelled_by_hand_or_by_expiry_and_then_cannot_be_paid(pool:
     // An owner may rent someone else's device, and sees it among their own rentals as renter.
     let (theirs, _, _) = offered_device(&admin, "admin-pi").await;
     set_online(&app.pool, &theirs).await;
-    let bought = owner.gql(ORDER, json!({"d": theirs})).await;
+    let bought = owner
+        .gql(ORDER, json!({"o": offer_of(&app.pool, &theirs).await}))
+        .await;
     let bought = bought
         .ok()
         .data("orderRental.id")
@@ -376,12 +389,12 @@ async fn orders_are_cancelled_by_hand_or_by_expiry_and_then_cannot_be_paid(pool:
     owner
         .gql(
             "mutation($d: ID!) { updateDevice(id: $d, input: {forRent: false}) { id } }",
-            json!({"d": id}),
+            json!({"o": offer_of(&app.pool, &id).await}),
         )
         .await
         .ok();
     renter
-        .gql(ORDER, json!({"d": id}))
+        .gql(ORDER, json!({"o": offer_of(&app.pool, &id).await}))
         .await
         .assert_code("CONFLICT");
     app.stop().await;
@@ -451,7 +464,9 @@ async fn a_provider_callback_settles_an_order_once_and_forged_ones_are_refused(p
     let renter = app.user("renter@example.com", Role::Renter).await;
     let (id, _, _) = offered_device(&owner, "paid-pi").await;
     set_online(&app.pool, &id).await;
-    let order = renter.gql(ORDER, json!({"d": id})).await;
+    let order = renter
+        .gql(ORDER, json!({"o": offer_of(&app.pool, &id).await}))
+        .await;
     let o = order.ok().data("orderRental");
     let rental = o["id"].as_str().unwrap().to_owned();
     assert_eq!(o["payment"]["provider"], "signed");
@@ -563,7 +578,9 @@ async fn a_renewal_extends_the_rental_and_offline_time_beyond_the_grace_is_refun
     let admin = app.user("admin@example.com", Role::Admin).await;
     let (id, _, _) = offered_device(&owner, "renew-pi").await;
     set_online(&app.pool, &id).await;
-    let order = renter.gql(ORDER, json!({"d": id})).await;
+    let order = renter
+        .gql(ORDER, json!({"o": offer_of(&app.pool, &id).await}))
+        .await;
     let rental = order
         .ok()
         .data("orderRental.id")

@@ -410,7 +410,7 @@ async fn a_device_may_log_in_with_a_registered_key(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../sql")]
-async fn ssh_authentication_is_rate_limited_per_device(pool: PgPool) {
+async fn guessing_a_device_id_blocks_the_guesser_not_the_device(pool: PgPool) {
     let Rig {
         dir,
         app,
@@ -418,10 +418,11 @@ async fn ssh_authentication_is_rate_limited_per_device(pool: PgPool) {
         pi,
         kit,
     } = Rig::start(pool).await;
-    // Eleven wrong guesses at once (each is padded to a second, so they run side by side) ...
-    let guesses = (0..11).map(|i| refused(kit.ssh(&pi.id, &format!("guess {i}"), &["-N"])));
+    // Twenty wrong guesses for the device's (public) id from one address, side by side (each failure is
+    // padded to a second) ...
+    let guesses = (0..20).map(|i| refused(kit.ssh(&pi.id, &format!("guess {i}"), &["-N"])));
     futures::future::join_all(guesses).await;
-    // ... and now even the right credential is refused for a while.
+    // ... block that address's attempts at the device, even with the right credential ...
     let err = refused(kit.ssh(&pi.id, &pi.credential, &["-N"])).await;
     assert!(err.contains("Permission denied"), "{err}");
     let metrics = app.metrics().await;
@@ -429,6 +430,20 @@ async fn ssh_authentication_is_rate_limited_per_device(pool: PgPool) {
         metrics.contains("p2pvps_ssh_refused_requests_total{request=\"auth-rate-limit\"} 1"),
         "{metrics}"
     );
+    // ... but the device itself, from its own address, connects at once and carries data.
+    let mut status = status_listener(&app.pool).await;
+    let echo = echo_server().await;
+    let spec = format!("{}:127.0.0.1:{echo}", pi.port);
+    let _device = kit
+        .ssh(
+            &pi.id,
+            &pi.credential,
+            &["-b", "127.0.0.2", "-N", "-R", &spec],
+        )
+        .spawn()
+        .expect("ssh starts");
+    wait_status(&mut status, &pi.id, "online").await;
+    echo_roundtrip(at(pi.port), 64 << 10).await;
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }

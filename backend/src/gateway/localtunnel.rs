@@ -37,9 +37,12 @@ pub const MAX_SOCKETS: usize = 10;
 const IDLE_GRACE: Duration = Duration::from_secs(30);
 /// How long a request waits for a free socket of the device's tunnel.
 const SOCKET_WAIT: Duration = Duration::from_secs(10);
-/// Failed control authentications allowed per minute, per address and per device.
-const FAILURES_PER_ADDRESS: u32 = 60;
-const FAILURES_PER_DEVICE: u32 = 10;
+/// Failed control authentications allowed per minute, per address and per device from one address.
+const FAILURES: crate::auth_guard::Quotas = crate::auth_guard::Quotas {
+    per_address_per_minute: 60,
+    per_name_from_address_per_minute: 10,
+    per_name_per_hour: None,
+};
 
 /// An HTTP/1.1 connection over one data socket; it holds one of its tunnel's slots while it lives.
 pub type Sender = hyper::client::conn::http1::SendRequest<Counted<Incoming>>;
@@ -157,7 +160,7 @@ impl Localtunnel {
             address,
             bind,
             ports,
-            guard: AuthGuard::new(FAILURES_PER_ADDRESS, FAILURES_PER_DEVICE),
+            guard: AuthGuard::new(FAILURES),
             tunnels: Mutex::new(HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
         })
@@ -250,11 +253,8 @@ impl Localtunnel {
                 ),
             )
         })?;
-        if self.guard.is_blocked(peer.ip(), &user) {
-            return Err(Refusal(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many failed logins; try again in a minute".into(),
-            ));
+        if let Err(blocked) = self.guard.check(peer.ip(), &user) {
+            return Err(Refusal(StatusCode::TOO_MANY_REQUESTS, blocked.to_string()));
         }
         let wrong = || {
             Refusal(
@@ -262,7 +262,10 @@ impl Localtunnel {
                 "wrong device id or credential".into(),
             )
         };
-        let device = Uuid::parse_str(&user).map_err(|_| wrong())?;
+        let device = Uuid::parse_str(&user).map_err(|_| {
+            self.guard.failed(peer.ip(), &user);
+            wrong()
+        })?;
         let login = devices::tunnel_login_by_credential(&self.pool, device, &credential)
             .await
             .map_err(|e| {

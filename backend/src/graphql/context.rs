@@ -2,9 +2,10 @@
 
 use super::error::{ApiError, ApiResult};
 use crate::audit::Actor;
+use crate::auth_guard::AuthGuard;
 use crate::crypto::SecretBox;
 use crate::events::Bus;
-use crate::ratelimit::LoginLimiter;
+use crate::ratelimit::AddressLimiter;
 use crate::users::User;
 use async_graphql::Context;
 use p2pvps_shared::Role;
@@ -18,7 +19,10 @@ pub struct Shared {
     pub pool: PgPool,
     pub secrets: SecretBox,
     pub tunnel_ports: RangeInclusive<u16>,
-    pub login_limiter: LoginLimiter,
+    /// Failed dashboard log-ins.
+    pub login_guard: AuthGuard,
+    /// Password hashing on behalf of anyone (sign-up, password change), per address.
+    pub password_limiter: AddressLimiter,
     pub bus: Bus,
     /// Mark the session cookie `Secure` (the dashboard is served over HTTPS).
     pub cookie_secure: bool,
@@ -39,7 +43,7 @@ pub struct Shared {
     /// How storefront orders are paid.
     pub payments: crate::payments::Providers,
     /// Failed device logins on the agent API.
-    pub agent_guard: crate::auth_guard::AuthGuard,
+    pub agent_guard: AuthGuard,
     /// Fires when the server stops: long waits (the agent's job poll) answer at once.
     pub shutdown: crate::shutdown::Shutdown,
 }

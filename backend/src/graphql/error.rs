@@ -74,6 +74,13 @@ impl ApiError {
         )
     }
 
+    /// RATE_LIMITED, with `retryAfterSeconds`.
+    pub fn rate_limited(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(Code::RateLimited, message);
+        e.retry_after_secs = Some(retry_after_secs);
+        e
+    }
+
     pub fn conflict(field: Option<&str>, message: impl Into<String>) -> Self {
         let message = message.into();
         let mut e = Self::new(Code::Conflict, message.clone());

@@ -213,6 +213,14 @@ async fn open_session(
     })
 }
 
+/// Counts a call that hashes a password (Argon2, 19 MiB) against the caller's address.
+fn password_attempt(ctx: &Context<'_>) -> ApiResult<()> {
+    ctx.shared()
+        .password_limiter
+        .check(ctx.viewer().address)
+        .map_err(|limited| ApiError::rate_limited(limited.to_string(), limited.retry_after_secs()))
+}
+
 #[Object]
 impl MutationRoot {
     /// Creates an owner or renter account and signs it in.
@@ -224,8 +232,19 @@ impl MutationRoot {
             SignUpRole::Owner => Role::Owner,
             SignUpRole::Renter => Role::Renter,
         };
+        password_attempt(ctx)?;
         let mut tx = ctx.shared().pool.begin().await?;
-        let user = users::create(&mut tx, None, &email, &password, role, false).await?;
+        // A taken e-mail gets the same words as any refusal that is not about the input's form, so sign-up
+        // does not tell who has an account (the password is hashed either way, so neither does its timing).
+        let user = match users::create(&mut tx, None, &email, &password, role, false).await {
+            Err(users::UserError::EmailTaken) => {
+                return Err(ApiError::new(
+                    Code::BadUserInput,
+                    "cannot sign up with these details: check them, or log in if you have an account",
+                ));
+            }
+            other => other?,
+        };
         let payload = open_session(ctx, &mut tx, user, input.bearer).await?;
         tx.commit().await?;
         Ok(payload)
@@ -235,25 +254,16 @@ impl MutationRoot {
     async fn log_in(&self, ctx: &Context<'_>, input: LogInInput) -> ApiResult<AuthPayload> {
         let shared = ctx.shared();
         let viewer = ctx.viewer();
-        if let Err(limited) = shared.login_limiter.check(viewer.address, &input.email) {
-            let mut e = ApiError::new(
-                Code::RateLimited,
-                format!(
-                    "too many log-in attempts for this {}; try again in {} s",
-                    if limited.per_account {
-                        "account"
-                    } else {
-                        "address"
-                    },
-                    limited.retry_after.as_secs().max(1)
-                ),
-            );
-            e.retry_after_secs = Some(limited.retry_after.as_secs().max(1));
-            tracing::warn!(address = %viewer.address, per_account = limited.per_account, "log-in rate limited");
-            return Err(e);
+        if let Err(blocked) = shared.login_guard.check(viewer.address, &input.email) {
+            tracing::warn!(address = %viewer.address, scope = ?blocked.scope, "log-in refused: too many failures");
+            return Err(ApiError::rate_limited(
+                blocked.to_string(),
+                blocked.retry_after_secs(),
+            ));
         }
         let Some(user) = users::authenticate(&shared.pool, &input.email, &input.password).await?
         else {
+            shared.login_guard.failed(viewer.address, &input.email);
             tracing::info!(address = %viewer.address, "failed log-in");
             return Err(ApiError::new(
                 Code::Unauthenticated,
@@ -284,7 +294,8 @@ impl MutationRoot {
         Ok(ended)
     }
 
-    /// Replaces the signed-in user's password. Other sessions stay open.
+    /// Replaces the signed-in user's password and ends the user's other sessions and tokens (this one
+    /// stays open).
     async fn change_password(
         &self,
         ctx: &Context<'_>,
@@ -294,6 +305,7 @@ impl MutationRoot {
         let user = ctx.viewer().user()?;
         let new_password =
             Password::parse(&new_password).map_err(|e| e.for_field("newPassword"))?;
+        password_attempt(ctx)?;
         let shared = ctx.shared();
         if users::authenticate(&shared.pool, &user.email, &current_password)
             .await?
@@ -307,6 +319,11 @@ impl MutationRoot {
         let mut tx = shared.pool.begin().await?;
         let user =
             users::set_password(&mut tx, &ctx.viewer().actor()?, user.id, &new_password).await?;
+        let keep = match &ctx.viewer().credential {
+            Credential::Cookie(token) | Credential::Bearer(token) => Some(token.as_str()),
+            Credential::None => None,
+        };
+        sessions::close_others(&mut tx, user.id, keep).await?;
         tx.commit().await?;
         Ok(UserObject(user))
     }
@@ -574,14 +591,18 @@ impl MutationRoot {
         })
     }
 
-    /// Orders a device from the storefront for one rental period at its price, and opens its payment. The
-    /// order reserves the device until it is paid, cancelled or left unpaid for a day; the rental starts
-    /// when the payment is confirmed. Any signed-in user, for a device they do not own.
-    async fn order_rental(&self, ctx: &Context<'_>, device: ID) -> ApiResult<RentalObject> {
+    /// Orders a device from the storefront (`offer`: an `Offer`'s id) for one rental period at its price,
+    /// and opens its payment. The order reserves the device until it is paid, cancelled or left unpaid for a
+    /// day; the rental starts when the payment is confirmed. Any signed-in user, for a device they do not
+    /// own.
+    async fn order_rental(&self, ctx: &Context<'_>, offer: ID) -> ApiResult<RentalObject> {
         let user = ctx.viewer().user()?.id;
-        let device = parse_id(&device, "device")?;
+        let offer = parse_id(&offer, "offer")?;
         let shared = ctx.shared();
         let mut tx = shared.pool.begin().await?;
+        let device = devices::by_offer(&mut tx, offer)
+            .await?
+            .ok_or_else(|| ApiError::not_found("offer"))?;
         let placed = crate::storefront::place(
             &mut tx,
             &ctx.viewer().actor()?,

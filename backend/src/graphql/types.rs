@@ -328,9 +328,9 @@ pub struct OfferObject(pub Device);
 
 #[Object(name = "Offer")]
 impl OfferObject {
-    /// The device's id (what `orderRental` takes).
+    /// The offer's id (what `orderRental` takes); not the device's id, which stays private.
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.0.offer_id.to_string())
     }
     async fn name(&self) -> &str {
         &self.0.name

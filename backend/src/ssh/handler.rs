@@ -66,10 +66,10 @@ impl Connection {
         self.shared.metrics.ssh_refused(what);
     }
 
-    /// True when this address or user name is blocked after too many failures.
+    /// True when this address, or this user name from this address, is blocked after too many failures.
     fn over_limit(&self, user: &str) -> bool {
         let Some(peer) = self.peer else { return false };
-        let blocked = self.shared.auth_guard.is_blocked(peer.ip(), user);
+        let blocked = self.shared.auth_guard.check(peer.ip(), user).is_err();
         if blocked {
             self.shared.metrics.ssh_refused("auth-rate-limit");
         }

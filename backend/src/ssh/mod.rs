@@ -46,13 +46,16 @@ pub struct SshShared {
     pub metrics: Arc<Metrics>,
     pub registry: tunnels::Registry,
     pub tunnel_bind: IpAddr,
-    /// Failed authentications per client address and per user name (device id or jump login).
+    /// Failed authentications per client address and per (address, user name) (device id or jump login).
     pub auth_guard: crate::auth_guard::AuthGuard,
 }
 
-/// Failed authentications allowed per minute from one address, and against one user name.
-const AUTH_FAILURES_PER_ADDRESS_PER_MINUTE: u32 = 60;
-const AUTH_FAILURES_PER_USER_PER_MINUTE: u32 = 10;
+/// Failed authentications allowed per minute from one address, and against one user name from one address.
+const AUTH_FAILURES: crate::auth_guard::Quotas = crate::auth_guard::Quotas {
+    per_address_per_minute: 60,
+    per_name_from_address_per_minute: 10,
+    per_name_per_hour: None,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -120,10 +123,7 @@ pub async fn start(
         metrics,
         registry: tunnels::Registry::default(),
         tunnel_bind: settings.tunnel_bind,
-        auth_guard: crate::auth_guard::AuthGuard::new(
-            AUTH_FAILURES_PER_ADDRESS_PER_MINUTE,
-            AUTH_FAILURES_PER_USER_PER_MINUTE,
-        ),
+        auth_guard: crate::auth_guard::AuthGuard::new(AUTH_FAILURES),
     });
     tracing::info!(%addr, %fingerprint, "SSH server listening");
     tokio::spawn(cut_ended_rentals(Arc::clone(&shared), stop.clone()));

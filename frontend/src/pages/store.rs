@@ -38,7 +38,7 @@ pub fn store_page() -> Html {
             let (error, busy, device) = (error.clone(), busy.clone(), id.clone());
             busy.set(true);
             wasm_bindgen_futures::spawn_local(async move {
-                match api::send::<OrderRental>(order_rental::Variables { device }).await {
+                match api::send::<OrderRental>(order_rental::Variables { offer: device }).await {
                     Ok(_) => n.push(&Route::Rentals),
                     Err(e) => {
                         error.set(Some(e));
