@@ -574,7 +574,8 @@ pub enum Taken {
 }
 
 /// Turns a paid marketplace order into a rental, exactly once however often it is seen: keyed on
-/// (marketplace, order id), in the caller's transaction, with its ledger entries.
+/// (marketplace, order id), in the caller's transaction, with its ledger entries. The caller has checked
+/// that the order is paid in full (`sales` refuses the others); `paid` is what the buyer paid.
 pub async fn take_order(
     conn: &mut sqlx::PgConnection,
     marketplace: &'static str,
@@ -642,6 +643,21 @@ pub async fn take_order(
     } else {
         Taken::New(rental)
     })
+}
+
+/// Whether the marketplace order has been taken (as a rental of any state) already.
+pub async fn order_taken(
+    conn: &mut sqlx::PgConnection,
+    marketplace: &str,
+    order_ref: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM rentals WHERE marketplace = $1 AND order_ref = $2)",
+    )
+    .bind(marketplace)
+    .bind(order_ref)
+    .fetch_one(conn)
+    .await
 }
 
 async fn by_order(

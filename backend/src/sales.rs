@@ -1,15 +1,21 @@
-//! Selling devices on marketplaces: each paid order becomes one rental with access, delivered once.
+//! Selling devices on marketplaces: each order paid in full becomes one rental with access, delivered
+//! once; the others are refused (table `refused_orders`) and never delivered.
 //!
-//! For every order a marketplace reports: take it (one rental per marketplace order id, with its ledger
-//! entries), start the rental (login, claim token, its time), deliver a note with a claim link (never the
-//! password: fulfilment notes are visible to moderators), mark the order handled, and take the listing
-//! down. Each step is idempotent, so a crash anywhere is repaired by the next pass: a delivered order is
-//! not delivered again, a taken order is not taken again.
+//! For every order a marketplace reports: check with the marketplace that it is funded and that the
+//! amount paid is the listing's price or more, in the listing's currency (a report is only a hint: an
+//! OpenBazaar sale may be PENDING and unpaid, or a buyer's order may carry a lower amount); if not, record
+//! the refusal with its reason, once, and mark the order handled. Otherwise take it (one rental per
+//! marketplace order id, with its ledger entries), start the rental (login, claim token, its time),
+//! deliver a note with a claim link (never the password: fulfilment notes are visible to moderators;
+//! the marketplace accepts an order it holds for confirmation first), mark the order handled, and take
+//! the listing down. Each step is idempotent, so a crash anywhere is repaired by the next pass: a
+//! delivered order is not delivered again, a taken order is not taken again, a refused one is not
+//! examined again (except an unfunded one once the marketplace announces it funded).
 
 use crate::crypto::SecretBox;
-use crate::marketplace::{MarketError, Marketplace, Order};
+use crate::marketplace::{MarketError, Marketplace, Order, Payment};
 use crate::rentals::{self, Activated, RentalError, Taken};
-use p2pvps_shared::RentalState;
+use p2pvps_shared::{Money, RentalState};
 use sqlx::PgPool;
 
 /// What the deliveries need to say.
@@ -44,6 +50,8 @@ impl std::fmt::Debug for MarketSettings {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
     pub delivered: usize,
+    /// Orders refused in this pass because they were not paid in full.
+    pub refused: usize,
     pub oversold: usize,
     pub unknown: usize,
     pub failed: usize,
@@ -71,6 +79,7 @@ pub async fn process_orders(
     for order in market.new_orders().await? {
         match process(pool, secrets, market, settings, &order).await {
             Ok(Outcome::Delivered) => report.delivered += 1,
+            Ok(Outcome::Refused) => report.refused += 1,
             Ok(Outcome::Oversold) => report.oversold += 1,
             Ok(Outcome::Unknown) => report.unknown += 1,
             Ok(Outcome::Done) => {}
@@ -85,6 +94,7 @@ pub async fn process_orders(
 
 enum Outcome {
     Delivered,
+    Refused,
     Oversold,
     Unknown,
     Done,
@@ -98,13 +108,41 @@ async fn process(
     order: &Order,
 ) -> Result<Outcome, SaleError> {
     let name = market.name();
+    let taken_before = {
+        let mut conn = pool.acquire().await?;
+        rentals::order_taken(&mut conn, name, &order.id).await?
+    };
+    // What a new order's buyer paid (a taken one was checked when it was taken).
+    let mut paid = None;
+    if !taken_before {
+        match admit(pool, market, order).await? {
+            Admission::Paid(money) => paid = Some(money),
+            Admission::Unchecked => {}
+            Admission::Refused => {
+                market.mark_handled(order).await?;
+                return Ok(Outcome::Refused);
+            }
+            Admission::RefusedBefore => {
+                market.mark_handled(order).await?;
+                return Ok(Outcome::Done);
+            }
+        }
+    }
     let mut tx = pool.begin().await?;
+    if paid.is_some() {
+        // Refused earlier as unfunded, paid in full since.
+        sqlx::query("DELETE FROM refused_orders WHERE marketplace = $1 AND order_ref = $2")
+            .bind(name)
+            .bind(&order.id)
+            .execute(&mut *tx)
+            .await?;
+    }
     let taken = rentals::take_order(
         &mut tx,
         name,
         &order.id,
         &order.slug,
-        order.paid.as_ref(),
+        paid.as_ref(),
         settings.fee_bps,
     )
     .await?;
@@ -145,6 +183,171 @@ async fn process(
     crate::listings::mark_withdrawn(&mut conn, name, &order.slug).await?;
     tracing::info!(marketplace = name, order = %order.id, rental = %activated.rental.id, "order delivered");
     Ok(Outcome::Delivered)
+}
+
+/// Whether a new order may become a rental.
+enum Admission {
+    /// Funded and paid in full: what the buyer paid.
+    Paid(Money),
+    /// Nothing to check: not for a listing of ours (taking it says so), or taken meanwhile.
+    Unchecked,
+    /// Refused now (recorded, with its reason).
+    Refused,
+    /// Refused in an earlier pass; nothing new to examine.
+    RefusedBefore,
+}
+
+/// Why an order is not turned into a rental (`refused_orders.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// The marketplace does not hold the buyer's whole payment.
+    Unfunded,
+    /// Funded, but the marketplace does not say for how much.
+    UnknownAmount,
+    /// Paid in another currency than the listing's price.
+    WrongCurrency,
+    /// Paid less than the listing's price.
+    Underpaid,
+}
+
+impl RefusalReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::Unfunded => "unfunded",
+            RefusalReason::UnknownAmount => "unknown_amount",
+            RefusalReason::WrongCurrency => "wrong_currency",
+            RefusalReason::Underpaid => "underpaid",
+        }
+    }
+}
+
+/// An order's payment that falls short of the listing's price.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: RefusalReason,
+    /// What the buyer's order says it pays, when the marketplace says.
+    pub paid: Option<Money>,
+    /// The listing's price.
+    pub price: Money,
+}
+
+impl Refusal {
+    /// The order's payment against the listing's price: what was paid when it is funded and pays the
+    /// price or more, in the price's currency (no conversion: another currency is refused, whatever its
+    /// worth).
+    pub fn check(payment: &Payment, price: &Money) -> Result<Money, Refusal> {
+        let refused = |reason| Refusal {
+            reason,
+            paid: payment.paid.clone(),
+            price: price.clone(),
+        };
+        match &payment.paid {
+            _ if !payment.funded => Err(refused(RefusalReason::Unfunded)),
+            None => Err(refused(RefusalReason::UnknownAmount)),
+            Some(paid) if paid.currency != price.currency => {
+                Err(refused(RefusalReason::WrongCurrency))
+            }
+            Some(paid) if paid.minor < price.minor => Err(refused(RefusalReason::Underpaid)),
+            Some(paid) => Ok(paid.clone()),
+        }
+    }
+
+    /// The reason in words, with the amounts (for admins, the audit log and the server's log).
+    pub fn detail(&self) -> String {
+        let price = self.price.to_decimal_string();
+        let paid = self.paid.as_ref().map(Money::to_decimal_string);
+        match (self.reason, paid) {
+            (RefusalReason::Unfunded, Some(paid)) => format!(
+                "not funded: the buyer has not paid the order's {paid}; the listing's price is {price}"
+            ),
+            (RefusalReason::Unfunded, None) => {
+                format!("not funded: the buyer has not paid; the listing's price is {price}")
+            }
+            (RefusalReason::UnknownAmount, _) | (_, None) => format!(
+                "funded, but the marketplace does not say how much was paid; the listing's price is {price}"
+            ),
+            (RefusalReason::WrongCurrency, Some(paid)) => {
+                format!("paid {paid}, another currency than the listing's price of {price}")
+            }
+            (RefusalReason::Underpaid, Some(paid)) => {
+                format!("paid {paid}, less than the listing's price of {price}")
+            }
+        }
+    }
+}
+
+/// Checks a new order's payment with the marketplace, and records the refusal of one not paid in full
+/// (with an `order.refuse` audit entry, in one transaction). An order refused before is not examined
+/// again, unless it was refused as unfunded and the marketplace now announces it (an unread
+/// notification: OpenBazaar notifies an order when it is funded).
+async fn admit(
+    pool: &PgPool,
+    market: &dyn Marketplace,
+    order: &Order,
+) -> Result<Admission, SaleError> {
+    let name = market.name();
+    let (listed, before) = {
+        let mut conn = pool.acquire().await?;
+        let Some(listed) = crate::listings::device_for(&mut conn, name, &order.slug).await? else {
+            return Ok(Admission::Unchecked);
+        };
+        let before: Option<String> = sqlx::query_scalar(
+            "SELECT reason FROM refused_orders WHERE marketplace = $1 AND order_ref = $2",
+        )
+        .bind(name)
+        .bind(&order.id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        (listed, before)
+    };
+    if let Some(reason) = before
+        && (reason != RefusalReason::Unfunded.as_str() || order.notification.is_none())
+    {
+        return Ok(Admission::RefusedBefore);
+    }
+    let payment = market.payment(order).await?;
+    let refusal = match Refusal::check(&payment, &listed.price) {
+        Ok(paid) => return Ok(Admission::Paid(paid)),
+        Err(refusal) => refusal,
+    };
+    let detail = refusal.detail();
+    let mut tx = pool.begin().await?;
+    let recorded = sqlx::query(
+        "INSERT INTO refused_orders (marketplace, order_ref, listing, device_id, reason, detail, paid_minor,          paid_currency, price_minor, currency)          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10          WHERE NOT EXISTS (SELECT 1 FROM rentals WHERE marketplace = $1 AND order_ref = $2)          ON CONFLICT (marketplace, order_ref) DO UPDATE SET reason = EXCLUDED.reason, detail = EXCLUDED.detail,          paid_minor = EXCLUDED.paid_minor, paid_currency = EXCLUDED.paid_currency, refused_at = now()",
+    )
+    .bind(name)
+    .bind(&order.id)
+    .bind(&order.slug)
+    .bind(listed.device)
+    .bind(refusal.reason.as_str())
+    .bind(&detail)
+    .bind(refusal.paid.as_ref().map(|p| p.minor))
+    .bind(refusal.paid.as_ref().map(|p| p.currency.as_str()))
+    .bind(refusal.price.minor)
+    .bind(refusal.price.currency.as_str())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if recorded == 0 {
+        // Taken meanwhile (by another instance): it is delivered as usual.
+        tx.rollback().await?;
+        return Ok(Admission::Unchecked);
+    }
+    crate::audit::record(
+        &mut tx,
+        &crate::audit::Actor::system(),
+        "order.refuse",
+        "order",
+        format!("{name}:{}", order.id),
+        serde_json::json!({
+            "marketplace": name, "order": order.id, "listing": order.slug, "device": listed.device,
+            "reason": refusal.reason.as_str(), "detail": detail,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::warn!(marketplace = name, order = %order.id, slug = %order.slug, reason = refusal.reason.as_str(), %detail, "order refused: not paid in full; not delivered (refund it on the marketplace if the buyer paid)");
+    Ok(Admission::Refused)
 }
 
 /// The delivery note: where to claim the rental. No password (notes are kept in both parties' contracts
@@ -245,6 +448,7 @@ pub fn spawn(
             }
             if let Ok(r) = &sold {
                 metrics.market(name, "delivered", r.delivered);
+                metrics.market(name, "refused", r.refused);
                 metrics.market(name, "oversold", r.oversold);
                 metrics.market(name, "unknown", r.unknown);
                 metrics.market(name, "order-failed", r.failed);
@@ -300,4 +504,59 @@ pub fn spawn(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Refusal, RefusalReason};
+    use crate::marketplace::Payment;
+    use p2pvps_shared::Money;
+
+    fn usd(minor: i64) -> Money {
+        Money::price(minor, "USD").unwrap()
+    }
+
+    #[test]
+    fn only_a_funded_order_paying_the_price_in_its_currency_is_accepted() {
+        let price = usd(300);
+        let paying = |funded, paid: Option<Money>| Payment { funded, paid };
+        assert_eq!(
+            Refusal::check(&paying(true, Some(usd(300))), &price),
+            Ok(usd(300))
+        );
+        assert_eq!(
+            Refusal::check(&paying(true, Some(usd(301))), &price),
+            Ok(usd(301)),
+            "more is fine"
+        );
+        let reason = |p: Payment| Refusal::check(&p, &price).unwrap_err().reason;
+        assert_eq!(
+            reason(paying(false, Some(usd(300)))),
+            RefusalReason::Unfunded
+        );
+        assert_eq!(reason(paying(true, None)), RefusalReason::UnknownAmount);
+        assert_eq!(
+            reason(paying(true, Some(usd(299)))),
+            RefusalReason::Underpaid
+        );
+        let btc = Money::price(300, "BTC").unwrap();
+        assert_eq!(
+            reason(paying(true, Some(btc.clone()))),
+            RefusalReason::WrongCurrency
+        );
+        let detail = Refusal::check(&paying(true, Some(usd(200))), &price)
+            .unwrap_err()
+            .detail();
+        assert_eq!(
+            detail,
+            "paid 2.00 USD, less than the listing's price of 3.00 USD"
+        );
+        let detail = Refusal::check(&paying(true, Some(btc)), &price)
+            .unwrap_err()
+            .detail();
+        assert_eq!(
+            detail,
+            "paid 0.00000300 BTC, another currency than the listing's price of 3.00 USD"
+        );
+    }
 }

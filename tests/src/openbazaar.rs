@@ -9,9 +9,20 @@
 //! `/wallet/currencies` only in v5); notifications newest first with per-version `price`; sales and the
 //! fulfillment gate; `/ws` frames without replay, echoing what clients send.
 //!
+//! Orders as openbazaar-go's vendor side keeps them: an order placed while the vendor is online is
+//! confirmed at once and waits in AWAITING_PAYMENT; one that reached the vendor offline (a DIRECT payment)
+//! is stored PENDING, unconfirmed and unpaid. Funding (`processSalePayment`) compares the payments with
+//! the amount of the buyer's order (not the listing's price: a buyer's node may ask less), then moves a
+//! confirmed order to AWAITING_FULFILLMENT, leaves an unconfirmed one PENDING ("Unconfirmed orders go into
+//! PENDING"), and only then stores and pushes the `order` notification. `POST /ob/orderconfirmation`
+//! accepts only a PENDING order (400 `order has already been confirmed`) and only once funded unless
+//! rejecting (400 `payment address must be funded before confirmation`); `GET /ob/order/{id}` reports
+//! `funded` and the buyer's payment.
+//!
 //! Test hooks are methods of [`FakeNode`], not HTTP paths (nothing can collide with OpenBazaar's API): a
-//! funded order for a listing, any other notification, faults (500, garbage, a stall until released) for the next requests,
-//! and the call log.
+//! buyer's order for a listing (online or offline, for any amount and currency) and its funding, any
+//! other notification, faults (500, garbage, a stall until released) for the next requests, and the call
+//! log.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -57,8 +68,11 @@ pub enum Fault {
 }
 
 /// The order states of `pb/protos/orders.proto` the fake uses.
+pub const PENDING: u8 = 0;
+pub const AWAITING_PAYMENT: u8 = 1;
 pub const AWAITING_FULFILLMENT: u8 = 3;
 pub const FULFILLED: u8 = 5;
+pub const DECLINED: u8 = 8;
 
 #[derive(Debug, Clone)]
 pub struct Sale {
@@ -68,8 +82,28 @@ pub struct Sale {
     pub read: bool,
     /// The fulfillment the vendor sent, as posted.
     pub fulfillment: Option<Value>,
+    /// The amount of the buyer's order (what its funding is compared with), in its currency.
     pub price_minor: u64,
     pub currency: String,
+    /// The order's payment address holds its whole amount.
+    pub funded: bool,
+    /// The vendor has confirmed the order (at once when online; by `POST /ob/orderconfirmation` for an
+    /// order that reached it offline).
+    pub confirmed: bool,
+    /// Reached the vendor offline (a DIRECT payment).
+    pub offline: bool,
+}
+
+/// A buyer's order as it reaches the vendor (a test hook): by default placed while the vendor is online,
+/// for the listing's price in its currency.
+#[derive(Debug, Clone, Default)]
+pub struct Purchase {
+    /// Sent while the vendor was offline: stored PENDING and unconfirmed.
+    pub offline: bool,
+    /// What the buyer's order pays, when not the listing's price (the buyer's node computes it).
+    pub amount: Option<u64>,
+    /// The currency it pays in, when not the listing's.
+    pub currency: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,8 +128,9 @@ struct Node {
     calls: Vec<String>,
     faults: VecDeque<Fault>,
     counter: u64,
-    /// `listed <slug>`, `delisted <slug>`, `fulfilled <order id>`, `read <order id>` (its notification),
-    /// `stalled <prefix>`, `forbidden` (a request with wrong credentials), as they happen.
+    /// `listed <slug>`, `delisted <slug>`, `confirmed <order id>`, `declined <order id>`,
+    /// `fulfilled <order id>`, `read <order id>` (its notification), `stalled <prefix>`, `forbidden` (a
+    /// request with wrong credentials), as they happen.
     events: broadcast::Sender<String>,
     /// Answer `/ws` upgrades with 404 (a node whose websocket is unreachable).
     no_websocket: bool,
@@ -174,8 +209,9 @@ impl FakeNode {
         self.lock().listings.get(slug).cloned()
     }
 
-    /// What happens from now on: `listed <slug>`, `delisted <slug>`, `fulfilled <order id>`, `read <order id>`
-    /// (its notification marked read), `stalled <prefix>`, `forbidden` (wrong credentials).
+    /// What happens from now on: `listed <slug>`, `delisted <slug>`, `confirmed <order id>`,
+    /// `declined <order id>`, `fulfilled <order id>`, `read <order id>` (its notification marked read),
+    /// `stalled <prefix>`, `forbidden` (wrong credentials).
     pub fn events(&self) -> broadcast::Receiver<String> {
         self.lock().events.subscribe()
     }
@@ -207,9 +243,18 @@ impl FakeNode {
         self.lock().faults.extend(std::iter::repeat_n(fault, n));
     }
 
-    /// A buyer funds an order for the listing `slug`: the sale awaits fulfillment, an `order` notification
-    /// is stored and pushed on `/ws`. Returns the order id.
+    /// A buyer orders the listing `slug` while the vendor is online and pays it in full: the sale awaits
+    /// fulfillment, an `order` notification is stored and pushed on `/ws`. Returns the order id.
     pub fn fund_order(&self, slug: &str) -> Option<String> {
+        let order_id = self.place_order(slug, Purchase::default())?;
+        self.pay(&order_id);
+        Some(order_id)
+    }
+
+    /// A buyer's order for the listing `slug` reaches the vendor, not paid yet: online, it is confirmed
+    /// and awaits payment; offline, it is stored PENDING, unconfirmed. No notification (openbazaar-go
+    /// notifies an order once funded). Returns the order id.
+    pub fn place_order(&self, slug: &str, purchase: Purchase) -> Option<String> {
         let mut node = self.lock();
         let listing = node.listings.get(slug)?.clone();
         let order_id = node.next_id("Order");
@@ -219,28 +264,62 @@ impl FakeNode {
             Sale {
                 order_id: order_id.clone(),
                 slug: slug.to_owned(),
-                state: AWAITING_FULFILLMENT,
+                state: if purchase.offline {
+                    PENDING
+                } else {
+                    AWAITING_PAYMENT
+                },
                 read: false,
                 fulfillment: None,
-                price_minor: minor,
-                currency: currency.clone(),
+                price_minor: purchase.amount.unwrap_or(minor),
+                currency: purchase.currency.unwrap_or(currency),
+                funded: false,
+                confirmed: !purchase.offline,
+                offline: purchase.offline,
             },
         );
-        let price = match node.schema {
-            Schema::V5 => {
-                json!({"amount": minor.to_string(), "currency": {"code": currency, "divisibility": 2}})
-            }
-            Schema::V4 => json!({"amount": minor, "currencyCode": currency, "priceModifier": 0}),
+        Some(order_id)
+    }
+
+    /// The buyer pays the whole amount of their order (`processSalePayment`): it is funded; a confirmed
+    /// order awaiting payment moves to AWAITING_FULFILLMENT, an unconfirmed one is (or stays) PENDING; the
+    /// `order` notification, carrying the order's amount, is stored and pushed. False for an unknown or
+    /// already funded order.
+    pub fn pay(&self, order_id: &str) -> bool {
+        let mut node = self.lock();
+        let schema = node.schema;
+        let title = {
+            let Some(sale) = node.sales.get(order_id) else {
+                return false;
+            };
+            node.listings
+                .get(&sale.slug)
+                .map(|l| l["item"]["title"].clone())
+                .unwrap_or(Value::Null)
         };
-        let title = listing["item"]["title"].clone();
+        let Some(sale) = node.sales.get_mut(order_id) else {
+            return false;
+        };
+        if sale.funded {
+            return false;
+        }
+        sale.funded = true;
+        if sale.state == AWAITING_PAYMENT {
+            sale.state = if sale.confirmed {
+                AWAITING_FULFILLMENT
+            } else {
+                PENDING
+            };
+        }
+        let price = money_json(sale.price_minor, &sale.currency, schema);
         let payload = json!({
-            "type": "order", "orderId": order_id, "slug": slug, "title": title,
+            "type": "order", "orderId": order_id, "slug": sale.slug, "title": title,
             "buyerId": "QmBuyerPeer", "buyerHandle": "", "listingType": "SERVICE",
             "price": price, "priceModifier": 0, "thumbnail": {"tiny": "QmThumb", "small": "QmThumb"},
         });
         drop(node);
         self.notify("order", payload);
-        Some(order_id)
+        true
     }
 
     /// Stores and pushes a notification of any type (e.g. `follow`) with `payload`'s fields.
@@ -264,6 +343,24 @@ impl FakeNode {
             .frames
             .send(sanitize(json!({ "notification": payload })).to_string());
         id
+    }
+}
+
+/// An amount as the node writes it: v0.14 `{amount: "<str>", currency: {code, divisibility}}`, v0.13
+/// `{amount: <int>, currencyCode}`.
+fn money_json(minor: u64, currency: &str, schema: Schema) -> Value {
+    match schema {
+        Schema::V5 => {
+            json!({"amount": minor.to_string(), "currency": {"code": currency, "divisibility": divisibility(currency)}})
+        }
+        Schema::V4 => json!({"amount": minor, "currencyCode": currency}),
+    }
+}
+
+fn divisibility(currency: &str) -> u32 {
+    match currency {
+        "BTC" | "BCH" | "LTC" | "ZEC" => 8,
+        _ => 2,
     }
 }
 
@@ -637,11 +734,41 @@ fn handle(
             match node.sales.get_mut(&id) {
                 Some(sale) => {
                     sale.read = true;
-                    ok(
-                        json!({"contract": {"buyerOrder": {"buyerID": {"peerID": "QmBuyerPeer"}}}, "state": state_name(sale.state), "read": true, "funded": true, "sale": sale_json(sale, schema)}),
-                    )
+                    ok(order_json(sale, schema))
                 }
                 None => error(StatusCode::NOT_FOUND, "order not found"),
+            }
+        }
+        ("POST", p) if p.starts_with("/ob/orderconfirmation") => {
+            // `POSTOrderConfirmation`: decoded with encoding/json, then the sale's state and funding.
+            let conf = match serde_json::from_slice::<Value>(body) {
+                Ok(v) if v.is_object() => v,
+                _ => return error(StatusCode::BAD_REQUEST, "unexpected end of JSON input"),
+            };
+            let id = conf["orderId"].as_str().unwrap_or("").to_owned();
+            let reject = conf["reject"].as_bool().unwrap_or(false);
+            let events = node.events.clone();
+            match node.sales.get_mut(&id) {
+                None => error(StatusCode::NOT_FOUND, "sql: no rows in result set"),
+                Some(sale) if sale.state != PENDING => {
+                    error(StatusCode::BAD_REQUEST, "order has already been confirmed")
+                }
+                Some(sale) if !sale.funded && !reject => error(
+                    StatusCode::BAD_REQUEST,
+                    "payment address must be funded before confirmation",
+                ),
+                Some(sale) if reject => {
+                    sale.state = DECLINED;
+                    let _ = events.send(format!("declined {id}"));
+                    ok(json!({}))
+                }
+                Some(sale) => {
+                    // `ConfirmOfflineOrder`: signed confirmation, funds swept, AWAITING_FULFILLMENT.
+                    sale.confirmed = true;
+                    sale.state = AWAITING_FULFILLMENT;
+                    let _ = events.send(format!("confirmed {id}"));
+                    ok(json!({}))
+                }
             }
         }
         ("POST", p) if p.starts_with("/ob/orderfulfillment") => {
@@ -698,14 +825,49 @@ fn state_name(state: u8) -> &'static str {
 }
 
 fn sale_json(sale: &Sale, schema: Schema) -> Value {
-    let total = match schema {
-        Schema::V5 => {
-            json!({"amount": sale.price_minor.to_string(), "currency": {"code": sale.currency, "divisibility": 2}})
-        }
-        Schema::V4 => json!({"amount": sale.price_minor, "currencyCode": sale.currency}),
-    };
+    let total = money_json(sale.price_minor, &sale.currency, schema);
     json!({"orderId": sale.order_id, "slug": sale.slug, "state": state_name(sale.state), "read": sale.read,
            "buyerId": "QmBuyerPeer", "total": total, "timestamp": "2026-01-01T00:00:00Z"})
+}
+
+/// `OrderRespApi`: the contract (the listing bought, the buyer's order and payment, the vendor's
+/// confirmation once given), `state`, `read`, `funded` and the payment address's transactions.
+fn order_json(sale: &Sale, schema: Schema) -> Value {
+    let method = if sale.offline {
+        "DIRECT"
+    } else {
+        "ADDRESS_REQUEST"
+    };
+    let payment = match schema {
+        Schema::V5 => {
+            json!({"method": method, "address": "1PaymentAddress", "bigAmount": sale.price_minor.to_string(),
+            "amountCurrency": {"code": sale.currency, "divisibility": divisibility(&sale.currency)}})
+        }
+        Schema::V4 => {
+            json!({"method": method, "address": "1PaymentAddress", "amount": sale.price_minor,
+            "coin": sale.currency})
+        }
+    };
+    let confirmation = sale
+        .confirmed
+        .then(|| json!({"orderID": sale.order_id, "paymentAddress": "1PaymentAddress"}));
+    let transactions: Vec<Value> = if sale.funded {
+        vec![
+            json!({"txid": "feedface", "confirmations": 1, "height": 1, "value": 0,
+            "bigValue": sale.price_minor.to_string(), "currency": {"code": sale.currency, "divisibility": divisibility(&sale.currency)}}),
+        ]
+    } else {
+        Vec::new()
+    };
+    json!({
+        "contract": {
+            "vendorListings": [{"slug": sale.slug}],
+            "buyerOrder": {"buyerID": {"peerID": "QmBuyerPeer"}, "payment": payment},
+            "vendorOrderConfirmation": confirmation,
+        },
+        "state": state_name(sale.state), "read": true, "funded": sale.funded, "unreadChatMessages": 0,
+        "paymentAddressTransactions": transactions,
+    })
 }
 
 fn index_entry(listing: &Value, schema: Schema) -> Value {

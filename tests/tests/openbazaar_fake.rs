@@ -340,3 +340,157 @@ async fn a_funded_order_is_notified_pushed_and_fulfilled_once() {
             .any(|c| c == "POST /ob/orderfulfillment")
     );
 }
+
+#[tokio::test]
+async fn an_order_placed_offline_waits_pending_and_is_confirmed_once_funded() {
+    use p2pvps_tests::openbazaar::{
+        AWAITING_FULFILLMENT, AWAITING_PAYMENT, DECLINED, PENDING, Purchase,
+    };
+    let node = FakeNode::start(Schema::V5, basic()).await;
+    let body = listing(&node, Schema::V5, Some("rent-pi"), "pi").await;
+    assert_eq!(
+        call(&node, reqwest::Method::POST, "/ob/listing", Some(body))
+            .await
+            .0,
+        200
+    );
+    let offline = Purchase {
+        offline: true,
+        ..Purchase::default()
+    };
+    let order = node.place_order("rent-pi", offline.clone()).unwrap();
+    let json = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+    let confirm = |id: &str, reject: bool| json!({"orderId": id, "reject": reject});
+
+    // Stored PENDING and unpaid: listed among the sales, not notified, not confirmable, not fulfillable.
+    let (_, sales) = call(&node, reqwest::Method::GET, "/ob/sales?state=0,3", None).await;
+    assert_eq!(json(&sales)["sales"][0]["state"], "PENDING");
+    let (_, notes) = call(&node, reqwest::Method::GET, "/ob/notifications", None).await;
+    assert_eq!(json(&notes)["total"], 0, "an order is notified once funded");
+    let (_, detail) = call(
+        &node,
+        reqwest::Method::GET,
+        &format!("/ob/order/{order}"),
+        None,
+    )
+    .await;
+    let detail = json(&detail);
+    assert_eq!(detail["funded"], false);
+    assert_eq!(
+        detail["contract"]["buyerOrder"]["payment"]["bigAmount"],
+        "300"
+    );
+    assert!(detail["contract"]["vendorOrderConfirmation"].is_null());
+    let (status, text) = call(
+        &node,
+        reqwest::Method::POST,
+        "/ob/orderconfirmation",
+        Some(confirm(&order, false)),
+    )
+    .await;
+    assert_eq!(
+        (status, json(&text)["reason"].as_str()),
+        (
+            400,
+            Some("payment address must be funded before confirmation")
+        )
+    );
+    let fulfil = json!({"orderId": order, "note": "n"});
+    let (status, _) = call(
+        &node,
+        reqwest::Method::POST,
+        "/ob/orderfulfillment",
+        Some(fulfil.clone()),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // Paid: funded and notified (with the order's amount), still PENDING until confirmed.
+    assert!(node.pay(&order));
+    assert!(!node.pay(&order), "funded once");
+    let sale = node.sale(&order).unwrap();
+    assert_eq!((sale.state, sale.funded), (PENDING, true));
+    let (_, notes) = call(&node, reqwest::Method::GET, "/ob/notifications", None).await;
+    let notes = json(&notes);
+    assert_eq!(
+        notes["notifications"][0]["notification"]["orderId"],
+        order.as_str()
+    );
+    assert_eq!(
+        notes["notifications"][0]["notification"]["price"]["amount"],
+        "300"
+    );
+    let mut events = node.events();
+    let (status, text) = call(
+        &node,
+        reqwest::Method::POST,
+        "/ob/orderconfirmation",
+        Some(confirm(&order, false)),
+    )
+    .await;
+    assert_eq!((status, text.as_str()), (200, "{}"));
+    assert_eq!(events.try_recv().unwrap(), format!("confirmed {order}"));
+    let sale = node.sale(&order).unwrap();
+    assert_eq!((sale.state, sale.confirmed), (AWAITING_FULFILLMENT, true));
+    let (status, text) = call(
+        &node,
+        reqwest::Method::POST,
+        "/ob/orderconfirmation",
+        Some(confirm(&order, false)),
+    )
+    .await;
+    assert_eq!(
+        (status, json(&text)["reason"].as_str()),
+        (400, Some("order has already been confirmed"))
+    );
+    assert_eq!(
+        call(
+            &node,
+            reqwest::Method::POST,
+            "/ob/orderfulfillment",
+            Some(fulfil)
+        )
+        .await
+        .0,
+        200
+    );
+
+    // An order placed online is confirmed at once: it awaits payment (not among PENDING or awaiting
+    // fulfillment), then fulfillment; it cannot be confirmed again.
+    let online = node.place_order("rent-pi", Purchase::default()).unwrap();
+    assert_eq!(node.sale(&online).unwrap().state, AWAITING_PAYMENT);
+    let (_, sales) = call(&node, reqwest::Method::GET, "/ob/sales?state=0,3", None).await;
+    assert_eq!(json(&sales)["queryCount"], 0);
+    assert!(node.pay(&online));
+    assert_eq!(node.sale(&online).unwrap().state, AWAITING_FULFILLMENT);
+    let (status, _) = call(
+        &node,
+        reqwest::Method::POST,
+        "/ob/orderconfirmation",
+        Some(confirm(&online, false)),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // Rejecting needs no funding; an unknown order is 404; a body that is not JSON is 400.
+    let declined = node.place_order("rent-pi", offline).unwrap();
+    let (status, _) = call(
+        &node,
+        reqwest::Method::POST,
+        "/ob/orderconfirmation",
+        Some(confirm(&declined, true)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(node.sale(&declined).unwrap().state, DECLINED);
+    let (status, _) = call(
+        &node,
+        reqwest::Method::POST,
+        "/ob/orderconfirmation",
+        Some(confirm("QmNope", false)),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = call(&node, reqwest::Method::POST, "/ob/orderconfirmation", None).await;
+    assert_eq!(status, 400);
+}

@@ -1,5 +1,5 @@
-//! Where devices are sold: a [`Marketplace`] lists devices for rent, reports paid orders, delivers the
-//! renter's access and is told when an order has been handled.
+//! Where devices are sold: a [`Marketplace`] lists devices for rent, reports orders, says what each one's
+//! buyer has paid, delivers the renter's access and is told when an order has been handled.
 //!
 //! - `openbazaar`: an OpenBazaar node's API (schema v4 and v5), over reqwest.
 //!
@@ -24,7 +24,8 @@ pub struct ListingSpec {
     pub expiry: DateTime<Utc>,
 }
 
-/// A paid order waiting for its access.
+/// An order waiting for its access, as the marketplace reports it. Whether it is paid in full is asked
+/// separately ([`Marketplace::payment`]): a report is only a hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
     /// The marketplace's order id (our idempotency key, with the marketplace's name).
@@ -35,6 +36,15 @@ pub struct Order {
     /// sales safety net).
     pub notification: Option<String>,
     /// What the buyer paid, when the marketplace says.
+    pub paid: Option<Money>,
+}
+
+/// What the marketplace holds of an order's payment now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    /// The buyer has paid the whole amount of their order (OpenBazaar's `funded`).
+    pub funded: bool,
+    /// The amount of the buyer's order, in the currency it is paid in, when the marketplace says.
     pub paid: Option<Money>,
 }
 
@@ -85,9 +95,14 @@ pub trait Marketplace: Send + Sync {
     async fn list(&self, listing: &ListingSpec) -> Result<(), MarketError>;
     /// Removes the listing; a listing that is already gone is fine.
     async fn delist(&self, slug: &str) -> Result<(), MarketError>;
-    /// Paid orders not yet handled (each once per call; the same order may come again until handled).
+    /// Orders not yet handled (each once per call; the same order may come again until handled). Paid
+    /// ones as a rule, but not necessarily: check with [`Marketplace::payment`].
     async fn new_orders(&self) -> Result<Vec<Order>, MarketError>;
-    /// Delivers the access note to the buyer; an order already delivered is left as it is.
+    /// Whether the order is funded now, and for how much.
+    async fn payment(&self, order: &Order) -> Result<Payment, MarketError>;
+    /// Delivers the access note to the buyer of a funded order, first accepting the order if the
+    /// marketplace still holds it for the seller's confirmation; an order already delivered is left as
+    /// it is.
     async fn deliver(&self, order: &Order, note: &str) -> Result<(), MarketError>;
     /// Records that the order has been handled (it stops appearing in `new_orders`' notifications).
     async fn mark_handled(&self, order: &Order) -> Result<(), MarketError>;

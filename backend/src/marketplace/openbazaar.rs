@@ -4,9 +4,13 @@
 //! images it does not hold, and fails).
 //!
 //! Orders come from unread `order` notifications (each marked read once handled; other types are marked
-//! read at once, so none can block an order) and, as a safety net, from sales awaiting fulfillment.
+//! read at once, so none can block an order) and, as a safety net, from sales PENDING or awaiting
+//! fulfillment. A PENDING sale may be unfunded (openbazaar-go stores an order that reached the vendor
+//! offline as PENDING before it is paid), so what an order's buyer paid is read from the order itself
+//! (`GET /ob/order/{id}`: `funded` and the buyer's payment amount). A funded order still PENDING ("unconfirmed
+//! orders go into PENDING") is confirmed with `POST /ob/orderconfirmation` before it is fulfilled.
 
-use super::{ListingSpec, MarketError, Marketplace, Order};
+use super::{ListingSpec, MarketError, Marketplace, Order, Payment};
 use base64::Engine;
 use p2pvps_shared::Money;
 use reqwest::{Method, StatusCode};
@@ -256,16 +260,37 @@ impl Marketplace for OpenBazaar {
         Ok(orders.into_values().collect())
     }
 
+    async fn payment(&self, order: &Order) -> Result<Payment, MarketError> {
+        let current = self
+            .call(Method::GET, &format!("/ob/order/{}", order.id), None)
+            .await?;
+        Ok(read_payment(&current))
+    }
+
     async fn deliver(&self, order: &Order, note: &str) -> Result<(), MarketError> {
         let current = self
             .call(Method::GET, &format!("/ob/order/{}", order.id), None)
             .await?;
-        if !matches!(
-            current["state"].as_str(),
-            Some("AWAITING_FULFILLMENT" | "PARTIALLY_FULFILLED")
-        ) {
+        match current["state"].as_str() {
+            Some("AWAITING_FULFILLMENT" | "PARTIALLY_FULFILLED") => {}
+            // Paid while we were not confirming orders: accept it first (the node refuses an unfunded
+            // one, and one confirmed meanwhile, which is then fulfilled as usual).
+            Some("PENDING") => {
+                let body = json!({"orderId": order.id, "reject": false});
+                match self
+                    .call(Method::POST, "/ob/orderconfirmation", Some(&body))
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(MarketError::Refused {
+                        status: 400,
+                        reason,
+                    }) if reason == "order has already been confirmed" => {}
+                    Err(e) => return Err(e),
+                }
+            }
             // Already fulfilled (a retry after a crash), or not ours to fulfil.
-            return Ok(());
+            _ => return Ok(()),
         }
         let body = json!({"orderId": order.id, "slug": order.slug, "note": note});
         self.call(Method::POST, "/ob/orderfulfillment", Some(&body))
@@ -364,7 +389,7 @@ pub fn read_notifications(body: Value) -> Result<(Vec<Order>, Vec<String>), Mark
     Ok((orders, foreign))
 }
 
-/// The sales awaiting fulfilment in `/ob/sales`.
+/// The sales listed by `/ob/sales` (PENDING or awaiting fulfilment, as asked).
 pub fn read_sales(body: Value) -> Result<Vec<Order>, MarketError> {
     let sales: SalesList =
         serde_json::from_value(body).map_err(|e| MarketError::Decode(e.to_string()))?;
@@ -386,6 +411,27 @@ pub fn read_sales(body: Value) -> Result<Vec<Order>, MarketError> {
         .collect())
 }
 
+/// What `GET /ob/order/{id}` says of the order's payment: `funded`, and the amount of the buyer's order
+/// (v0.14 `payment.bigAmount` in `payment.amountCurrency`, v0.13 `payment.amount` in `payment.coin`).
+pub fn read_payment(order: &Value) -> Payment {
+    let payment = &order["contract"]["buyerOrder"]["payment"];
+    let amount = match (&payment["bigAmount"], &payment["amount"]) {
+        (Value::String(s), _) => s.parse().ok(),
+        (_, Value::Number(n)) => n.as_i64(),
+        (_, Value::String(s)) => s.parse().ok(),
+        _ => None,
+    };
+    let code = payment["amountCurrency"]["code"]
+        .as_str()
+        .or_else(|| payment["coin"].as_str());
+    Payment {
+        funded: order["funded"].as_bool().unwrap_or(false),
+        paid: amount
+            .zip(code)
+            .and_then(|(amount, code)| Money::price(amount, code).ok()),
+    }
+}
+
 /// The paid amount of a notification or sale (v0.14 `{amount: "<str>", currency: {code}}`, v0.13
 /// `{amount: <int>, currencyCode}`).
 fn money(price: &Value) -> Option<Money> {
@@ -402,8 +448,29 @@ fn money(price: &Value) -> Option<Money> {
 
 #[cfg(test)]
 mod tests {
-    use super::{read_notifications, read_sales};
+    use super::{read_notifications, read_payment, read_sales};
+    use p2pvps_shared::Money;
     use serde_json::json;
+
+    #[test]
+    fn the_payment_is_read_from_the_order_in_either_schema() {
+        let v5 = read_payment(
+            &json!({"state": "PENDING", "funded": true, "contract": {"buyerOrder":
+            {"payment": {"method": "DIRECT", "bigAmount": "250", "amountCurrency": {"code": "USD", "divisibility": 2}}}}}),
+        );
+        assert!(v5.funded);
+        assert_eq!(v5.paid, Some(Money::price(250, "USD").unwrap()));
+        let v4 = read_payment(&json!({"funded": false, "contract": {"buyerOrder":
+            {"payment": {"amount": 300, "coin": "BCH"}}}}));
+        assert!(!v4.funded);
+        assert_eq!(v4.paid, Some(Money::price(300, "BCH").unwrap()));
+        let unknown = read_payment(&json!({"funded": true, "contract": {}}));
+        assert_eq!(unknown.paid, None);
+        assert!(!read_payment(&json!([1])).funded);
+        let zero = read_payment(&json!({"funded": true, "contract": {"buyerOrder":
+            {"payment": {"bigAmount": "0", "amountCurrency": {"code": "USD"}}}}}));
+        assert_eq!(zero.paid, None);
+    }
 
     #[test]
     fn orders_are_read_from_unread_order_notifications_and_sales() {
