@@ -38,6 +38,9 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
+        // GraphiQL's own address, as printed by `cargo xtask run`/`demo` (GET /graphql serves it too).
+        .route("/graphiql", get(graphiql))
+        .route("/graphiql/", get(graphiql))
         .route("/healthz", get(healthz))
         .route("/payments/{provider}/callback", post(payment_callback))
         .route("/metrics", get(metrics))
@@ -185,6 +188,10 @@ async fn graphql_post(
     out.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     out
+}
+
+async fn graphiql() -> Html<&'static str> {
+    Html(GRAPHIQL_PAGE)
 }
 
 /// GET `/graphql`: a websocket upgrade for subscriptions, otherwise the GraphiQL page.

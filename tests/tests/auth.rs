@@ -260,6 +260,60 @@ async fn log_in_is_rate_limited_per_address(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../sql")]
+async fn sign_ups_and_password_changes_are_limited_per_address(pool: PgPool) {
+    let app = TestApp::start_with(pool, |s| s.password_rate_per_address = 2).await;
+    app.sign_up_cookie("a@example.com", "OWNER").await.1.ok();
+    let (b, r) = app.sign_up_cookie("b@example.com", "OWNER").await;
+    r.ok();
+    let (_, r) = app.sign_up_cookie("c@example.com", "OWNER").await;
+    r.assert_code("RATE_LIMITED");
+    assert!(r.message().contains("from this address"), "{}", r.message());
+    b.gql(
+        "mutation { changePassword(currentPassword: \"x\", newPassword: \"another long pw\") { id } }",
+        json!({}),
+    )
+    .await
+    .assert_code("RATE_LIMITED");
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn changing_the_password_ends_the_other_sessions(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let here = app.user("eve@example.com", Role::Owner).await;
+    let there = app.anonymous();
+    there
+        .gql(
+            "mutation($i: LogInInput!) { logIn(input: $i) { user { id } } }",
+            json!({"i": {"email": "eve@example.com", "password": PASSWORD}}),
+        )
+        .await
+        .ok();
+    there.gql("{ me { email } }", json!({})).await.ok();
+    here.gql(
+        "mutation($c: String!) { changePassword(currentPassword: $c, newPassword: \"a new long password\") { id } }",
+        json!({"c": PASSWORD}),
+    )
+    .await
+    .ok();
+    assert_eq!(
+        here.gql("{ me { email } }", json!({}))
+            .await
+            .ok()
+            .data("me.email"),
+        "eve@example.com",
+        "the session that changed it stays"
+    );
+    let r = there.gql("{ me { email } }", json!({})).await;
+    assert!(
+        r.data("me").is_null(),
+        "the other session is over: {}",
+        r.body
+    );
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
 async fn disabling_a_user_ends_their_sessions_and_blocks_log_in(pool: PgPool) {
     let app = TestApp::start(pool).await;
     let admin = app.user("root@example.com", Role::Admin).await;

@@ -89,12 +89,69 @@ async fn deep_queries_are_refused(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../sql")]
+async fn costly_queries_are_refused_and_introspection_is_not(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let anon = app.anonymous();
+    // The query GraphiQL, Altair, Insomnia and graphql-codegen send to read the schema.
+    let r = anon
+        .gql(
+            include_str!("../../backend/src/graphql/introspection.graphql"),
+            json!({}),
+        )
+        .await;
+    r.ok();
+    let types = r.data("__schema.types").as_array().unwrap();
+    assert!(types.iter().any(|t| t["name"] == "Offer"));
+    // One list of a hundred offers each with its uptime spans, under 140 aliases: refused unrun.
+    let one = |i: usize| {
+        format!("o{i}: offers(first: 100) {{ uptime(hours: 720) {{ spans {{ status }} }} }} ")
+    };
+    let r = anon.gql(&format!("{{ {} }}", one(0)), json!({})).await;
+    r.assert_code("BAD_USER_INPUT");
+    assert!(r.message().contains("too expensive"), "{}", r.message());
+    let aliased: String = (0..140).map(one).collect();
+    anon.gql(&format!("{{ {aliased} }}"), json!({}))
+        .await
+        .assert_code("BAD_USER_INPUT");
+    let cheap: String = (0..140)
+        .map(|i| format!("o{i}: offers(first: 1) {{ id }} "))
+        .collect();
+    let r = anon.gql(&format!("{{ {cheap} }}"), json!({})).await;
+    assert!(r.message().contains("root fields"), "{}", r.message());
+    let names: String = (0..40).map(|i| format!("n{i}: name ")).collect();
+    let r = anon
+        .gql(&format!("{{ offers(first: 1) {{ {names} }} }}"), json!({}))
+        .await;
+    assert!(r.message().contains("aliases"), "{}", r.message());
+    // Fifty aliased sign-ups are refused before any is hashed or stored.
+    let signups: String = (0..50)
+        .map(|i| {
+            format!(
+                "s{i}: signUp(input: {{email: \"u{i}@example.com\", password: \"long enough pw\", role: OWNER}}) {{ user {{ id }} }} "
+            )
+        })
+        .collect();
+    let r = anon
+        .gql(&format!("mutation {{ {signups} }}"), json!({}))
+        .await;
+    r.assert_code("BAD_USER_INPUT");
+    assert!(r.message().contains("one per request"), "{}", r.message());
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 0);
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
 async fn healthz_and_metrics(pool: PgPool) {
     let app = TestApp::start(pool).await;
     let r = reqwest::get(app.url("/healthz")).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["database"], "ok");
 
+    // Names the server does not know count as `other` (a client cannot grow the label set).
     app.anonymous()
         .gql("query Probe { me { id } }", json!({}))
         .await
@@ -104,12 +161,12 @@ async fn healthz_and_metrics(pool: PgPool) {
         .await;
     let text = app.metrics().await;
     assert!(
-        text.contains("p2pvps_graphql_operations_total{operation=\"Probe\",outcome=\"ok\"} 1"),
+        text.contains("p2pvps_graphql_operations_total{operation=\"other\",outcome=\"ok\"} 1"),
         "{text}"
     );
     assert!(
         text.contains(
-            "p2pvps_graphql_operations_total{operation=\"Denied\",outcome=\"UNAUTHENTICATED\"} 1"
+            "p2pvps_graphql_operations_total{operation=\"other\",outcome=\"UNAUTHENTICATED\"} 1"
         ),
         "{text}"
     );

@@ -5,6 +5,7 @@
 
 pub mod context;
 pub mod error;
+pub mod limits;
 mod loaders;
 mod mutation;
 mod query;
@@ -22,10 +23,6 @@ use std::sync::Arc;
 pub type ApiSchema =
     Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
 
-/// Deep or expensive queries are refused before they run.
-pub const MAX_DEPTH: usize = 10;
-pub const MAX_COMPLEXITY: usize = 1000;
-
 pub fn builder()
 -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot> {
     Schema::build(
@@ -33,8 +30,9 @@ pub fn builder()
         mutation::MutationRoot,
         subscription::SubscriptionRoot,
     )
-    .limit_depth(MAX_DEPTH)
-    .limit_complexity(MAX_COMPLEXITY)
+    // Deep, wide or expensive queries are refused before they run (`limits`); the parser's own recursion
+    // limit stays as a guard for the parser itself.
+    .extension(limits::Limits)
     .limit_recursive_depth(32)
 }
 
@@ -52,6 +50,51 @@ pub fn schema(shared: Arc<context::Shared>, metrics: Arc<Metrics>) -> ApiSchema 
         .data(shared)
         .extension(OperationMetrics(metrics))
         .finish()
+}
+
+/// The operations the dashboard sends (`frontend/queries/`) and the introspection query: the only names
+/// that get a metrics label of their own, so that clients cannot grow the label set without bound.
+const KNOWN_OPERATIONS: &[&str] = &[
+    "AddSshKey",
+    "AllRentals",
+    "AuditLog",
+    "CancelOrder",
+    "ChangePassword",
+    "ClaimRental",
+    "ConfirmPayment",
+    "CreateDevice",
+    "DeleteDevice",
+    "Device",
+    "DeviceStatusChanged",
+    "Devices",
+    "DisableUser",
+    "IntrospectionQuery",
+    "LogIn",
+    "LogOut",
+    "Me",
+    "MyRentals",
+    "Offers",
+    "OrderRental",
+    "PlatformEarnings",
+    "RemoveSshKey",
+    "RenewRental",
+    "RentalChanged",
+    "RetryProvisioning",
+    "RotateCredential",
+    "SetUserRole",
+    "SetWebPublishing",
+    "SignUp",
+    "TunnelServerInfo",
+    "Users",
+];
+
+/// The metrics label for an operation name: known names as they are, no name `anonymous`, others `other`.
+fn operation_label(name: Option<&str>) -> &str {
+    match name {
+        None => "anonymous",
+        Some(n) if KNOWN_OPERATIONS.contains(&n) => n,
+        Some(_) => "other",
+    }
 }
 
 /// Counts operations by name and outcome (`ok` or the first error's code).
@@ -87,15 +130,28 @@ impl Extension for OperationMetricsExt {
                     )
             })
             .unwrap_or_else(|| "ok".to_owned());
-        let operation: String = operation_name
-            .unwrap_or("anonymous")
-            .chars()
-            .take(64)
-            .collect();
+        let operation = operation_label(operation_name).to_owned();
         self.0
             .graphql_operations
             .get_or_create(&GraphqlLabels { operation, outcome })
             .inc();
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_dashboard_operation_has_its_own_label() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend/queries");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let doc = async_graphql::parser::parse_query(&text).unwrap();
+            for (name, _) in doc.operations.iter() {
+                let name = name.unwrap().as_str();
+                assert_eq!(super::operation_label(Some(name)), name);
+            }
+        }
+        assert_eq!(super::operation_label(Some("Probe")), "other");
     }
 }
