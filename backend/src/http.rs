@@ -3,7 +3,7 @@
 
 use crate::graphql::context::{Credential, Shared, Viewer};
 use crate::graphql::error::add_missing_codes;
-use crate::graphql::{ApiSchema, SESSION_COOKIE};
+use crate::graphql::{ApiSchema, session_cookie_name};
 use crate::metrics::{HttpLabels, Metrics};
 use crate::sessions;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
@@ -66,7 +66,10 @@ pub fn router(state: AppState) -> Router {
 async fn viewer(shared: &Shared, headers: &HeaderMap, address: SocketAddr) -> Viewer {
     let credential = bearer(headers)
         .map(Credential::Bearer)
-        .or_else(|| session_cookie(headers).map(Credential::Cookie))
+        .or_else(|| {
+            session_cookie(headers, session_cookie_name(shared.cookie_secure))
+                .map(Credential::Cookie)
+        })
         .unwrap_or(Credential::None);
     let user = match &credential {
         Credential::Bearer(token) | Credential::Cookie(token) => {
@@ -94,14 +97,16 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
+/// The session cookie's value; only the name in use counts (over HTTPS a plain `p2pvps_session`, which any
+/// site under the parent domain could set, is ignored).
+fn session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == SESSION_COOKIE && !c.value().is_empty())
+        .find(|c| c.name() == name && !c.value().is_empty())
         .map(|c| c.value().to_owned())
 }
 
@@ -506,7 +511,15 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; p2pvps_session=tok; b=2"),
         );
-        assert_eq!(session_cookie(&h).as_deref(), Some("tok"));
+        assert_eq!(
+            session_cookie(&h, session_cookie_name(false)).as_deref(),
+            Some("tok")
+        );
+        assert_eq!(
+            session_cookie(&h, session_cookie_name(true)),
+            None,
+            "over HTTPS only the __Host- cookie counts"
+        );
         h.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("bearer xyz"),

@@ -25,6 +25,7 @@ pub async fn origin(name: &str) -> u16 {
     let app = Router::new()
         .route("/", get(move || async move { axum::response::Html(page) }))
         .route("/headers", get(headers))
+        .route("/cookies", get(cookies))
         .route("/upload", any(upload))
         .route("/ws", get(ws))
         .route("/stall", get(stall));
@@ -40,6 +41,28 @@ async fn headers(headers: HeaderMap) -> axum::Json<serde_json::Value> {
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").into()))
         .collect();
     axum::Json(map.into())
+}
+
+/// Sets a host-only cookie, one for its own host, and one for the parent domain (cookie tossing).
+async fn cookies(headers: HeaderMap) -> axum::response::Response {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).to_owned();
+    let parent = host.split_once('.').map_or("", |(_, p)| p).to_owned();
+    let mut response = axum::response::IntoResponse::into_response("cookies set");
+    for cookie in [
+        "own=1; Path=/".to_owned(),
+        format!("mine=1; Domain={host}; Path=/"),
+        format!("p2pvps_session=tossed; Domain={parent}; Path=/"),
+    ] {
+        response.headers_mut().append(
+            axum::http::header::SET_COOKIE,
+            cookie.parse().expect("a header value"),
+        );
+    }
+    response
 }
 
 async fn upload(body: axum::body::Body) -> String {

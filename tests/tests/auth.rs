@@ -314,6 +314,54 @@ async fn changing_the_password_ends_the_other_sessions(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../sql")]
+async fn over_https_the_session_cookie_is_host_only_and_a_tossed_one_is_ignored(pool: PgPool) {
+    let app = TestApp::start_with(pool, |s| s.cookie_secure = true).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(app.url("/graphql"))
+        .json(&json!({"query": "mutation { signUp(input: {email: \"c@example.com\", password: \"long enough pw\"}) { user { id } } }"}))
+        .send()
+        .await
+        .unwrap();
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.starts_with("__Host-p2pvps_session="), "{set}");
+    for part in ["Secure", "Path=/", "HttpOnly"] {
+        assert!(set.contains(part), "{set}");
+    }
+    assert!(!set.to_lowercase().contains("domain="), "{set}");
+    let token = set
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let me = |cookie: String| {
+        http.post(app.url("/graphql"))
+            .header("cookie", cookie)
+            .json(&json!({"query": "{ me { email } }"}))
+            .send()
+    };
+    let body: serde_json::Value = me(format!("__Host-p2pvps_session={token}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["data"]["me"]["email"], "c@example.com");
+    // The same token under the unprefixed name, as a device site under the parent domain could set it.
+    let body: serde_json::Value = me(format!("p2pvps_session={token}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body["data"]["me"].is_null(), "{body}");
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
 async fn disabling_a_user_ends_their_sessions_and_blocks_log_in(pool: PgPool) {
     let app = TestApp::start(pool).await;
     let admin = app.user("root@example.com", Role::Admin).await;

@@ -567,3 +567,38 @@ async fn guessing_a_device_id_at_lt_blocks_the_guesser_not_the_device(pool: PgPo
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_device_site_cannot_set_cookies_for_the_parent_domain(pool: PgPool) {
+    let dir = data_dir();
+    let (app, _ca) = start(pool, &dir, false).await;
+    let http = app.gateway().http.unwrap().port();
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let pi = site(&owner, "pi", "pi-cookies").await;
+    let local = origin("cookies").await;
+    let (_lt, _url) = lt(&pi, &pi.credential, http, local).await;
+    let r = curl(
+        &format!("http://pi-cookies.{DOMAIN}:{http}/cookies"),
+        http,
+        None,
+        &["-D", "-"],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let set: Vec<&str> = r
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: "))
+        .collect();
+    assert_eq!(
+        set,
+        [
+            "own=1; Path=/",
+            &format!("mine=1; Domain=pi-cookies.{DOMAIN}; Path=/")
+        ],
+        "{}",
+        r.body
+    );
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -242,11 +242,13 @@ async fn forward(
                 metrics.gateway.bytes(&site, "response", down);
             }
         });
-        let (parts, _) = response.into_parts();
+        let (mut parts, _) = response.into_parts();
+        keep_cookies_to_the_site(&mut parts.headers, authority);
         return Response::from_parts(parts, pages::empty());
     }
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    keep_cookies_to_the_site(&mut parts.headers, authority);
     let mut body = Counted::new(
         body,
         state.body_idle,
@@ -293,6 +295,41 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1), plus those `Connection` names.
+/// Drops every `Set-Cookie` of a device's response that names a `Domain` other than the site's own host
+/// (or below it), and any that cannot be read: a site must not set cookies for its parent domain, where
+/// they would reach the dashboard and every other device's site ("cookie tossing").
+fn keep_cookies_to_the_site(headers: &mut HeaderMap, authority: &str) {
+    if !headers.contains_key(header::SET_COOKIE) {
+        return;
+    }
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_ascii_lowercase();
+    let cookies: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for value in cookies {
+        let allowed = value
+            .to_str()
+            .ok()
+            .and_then(|v| cookie::Cookie::parse(v).ok())
+            .is_some_and(|c| match c.domain() {
+                None => true,
+                Some(domain) => {
+                    let domain = domain.trim_start_matches('.').to_ascii_lowercase();
+                    domain == host || domain.ends_with(&format!(".{host}"))
+                }
+            });
+        if allowed {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+}
+
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -431,6 +468,35 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies_for_the_parent_domain_are_dropped() {
+        let mut h = HeaderMap::new();
+        for c in [
+            "own=1; Path=/",
+            "tossed=1; Domain=example.com; Path=/",
+            "dotted=1; Domain=.Example.com",
+            "mine=1; Domain=pi.example.com",
+            "below=1; Domain=a.pi.example.com",
+            "other=1; Domain=evil-pi.example.com",
+        ] {
+            h.append(header::SET_COOKIE, HeaderValue::from_static(c));
+        }
+        keep_cookies_to_the_site(&mut h, "pi.example.com:8443");
+        let kept: Vec<&str> = h
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "own=1; Path=/",
+                "mine=1; Domain=pi.example.com",
+                "below=1; Domain=a.pi.example.com"
+            ]
+        );
+    }
 
     #[test]
     fn hop_by_hop_headers_are_dropped_with_those_connection_names() {

@@ -12,7 +12,7 @@ mod query;
 mod subscription;
 pub mod types;
 
-pub use mutation::SESSION_COOKIE;
+pub use mutation::{SESSION_COOKIE, session_cookie_name};
 
 use crate::metrics::{GraphqlLabels, Metrics};
 use async_graphql::dataloader::DataLoader;

@@ -15,6 +15,17 @@ use p2pvps_shared::{DeviceName, Email, Money, Password, Role, SubdomainLabel, Va
 
 pub const SESSION_COOKIE: &str = "p2pvps_session";
 
+/// The session cookie's name: over HTTPS with the `__Host-` prefix, which browsers accept only from the
+/// dashboard's own host (Secure, `Path=/`, no `Domain`), so a device site under the same parent domain
+/// cannot plant one ("cookie tossing"). Over plain HTTP (local use) browsers refuse the prefix.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-p2pvps_session"
+    } else {
+        SESSION_COOKIE
+    }
+}
+
 pub struct MutationRoot;
 
 /// Roles open to self sign-up (admins are made by admins).
@@ -177,7 +188,7 @@ fn parse_description(value: Option<String>) -> Result<Option<String>, Validation
 }
 
 fn session_cookie(token: &str, secure: bool, max_age: chrono::Duration) -> String {
-    cookie::Cookie::build((SESSION_COOKIE, token.to_owned()))
+    cookie::Cookie::build((session_cookie_name(secure), token.to_owned()))
         .path("/")
         .http_only(true)
         .secure(secure)
