@@ -42,6 +42,57 @@ pub struct RentalChanged {
     pub state: p2pvps_shared::RentalState,
 }
 
+/// How far back, before the listener noticed its connection was lost, rental ends are read again.
+const RESYNC_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Publishes `rental_ended` for rentals that ended since `since` on devices not let again since, as the
+/// NOTIFYs sent while the listener was away are lost. Runs until the database answers, then once more a
+/// little later (the listener re-listens only on its next wait).
+async fn resync_ended(
+    pool: PgPool,
+    since: chrono::DateTime<chrono::Utc>,
+    ended: broadcast::Sender<RentalEnded>,
+    shutdown: Shutdown,
+) {
+    for round in 0..2 {
+        loop {
+            let rows: Result<Vec<(Uuid, Uuid)>, sqlx::Error> = sqlx::query_as(
+                "SELECT r.id, r.device_id FROM rentals r WHERE r.state = 'ended' AND r.updated_at >= $1 \
+                 AND NOT EXISTS (SELECT 1 FROM rentals n WHERE n.device_id = r.device_id \
+                     AND n.state = 'active' AND n.ends_at > now())",
+            )
+            .bind(since)
+            .fetch_all(&pool)
+            .await;
+            match rows {
+                Ok(rows) => {
+                    if !rows.is_empty() {
+                        tracing::info!(
+                            count = rows.len(),
+                            round,
+                            "re-read rental ends missed while reconnecting"
+                        );
+                    }
+                    for (rental, device) in rows {
+                        let _ = ended.send(RentalEnded { rental, device });
+                    }
+                    break;
+                }
+                Err(_) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = shutdown.wait() => return,
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = shutdown.wait() => return,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Bus {
     sender: broadcast::Sender<DeviceStatusEvent>,
@@ -72,6 +123,7 @@ impl Bus {
         let out = bus.sender.clone();
         let ended = bus.rental_ended.clone();
         let changed = bus.rental_changed.clone();
+        let pool = pool.clone();
         tokio::spawn(async move {
             loop {
                 let next = tokio::select! {
@@ -112,8 +164,16 @@ impl Bus {
                         }
                     }
                     // The connection was lost; PgListener reconnects and re-listens on the next call.
+                    // Rentals that ended meanwhile are read again once the database answers.
                     Ok(None) => {
-                        tracing::warn!("event listener lost its database connection; reconnecting")
+                        tracing::warn!("event listener lost its database connection; reconnecting");
+                        let since = chrono::Utc::now() - RESYNC_MARGIN;
+                        tokio::spawn(resync_ended(
+                            pool.clone(),
+                            since,
+                            ended.clone(),
+                            shutdown.clone(),
+                        ));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "event listener error; retrying in 1 s");

@@ -519,6 +519,20 @@ pub async fn is_active(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
 
 /// Until when the device is in a rental that grants access (`None`: not let now): its public port carries
 /// connections only then.
+/// The end of the rental while it is active and not over (`None` once ended).
+pub async fn active_until(
+    pool: &PgPool,
+    rental: Uuid,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT ends_at FROM rentals WHERE id = $1 AND state = 'active' AND ends_at > now()",
+    )
+    .bind(rental)
+    .fetch_optional(pool)
+    .await
+    .map(Option::flatten)
+}
+
 pub async fn device_let_until(
     pool: &PgPool,
     device: Uuid,

@@ -252,3 +252,67 @@ async fn grant_rental_reports_each_bad_field(pool: PgPool) {
     assert_eq!(rentals, 0);
     app.stop().await;
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_jump_session_lasts_while_renewed_and_is_cut_at_the_end_without_events(pool: PgPool) {
+    let dir = std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()));
+    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let owner = app.user("owner@example.com", Role::Owner).await;
+    app.user("renter@example.com", Role::Renter).await;
+    let (id, credential) = p2pvps_tests::add_device(&owner, "jump-pi").await;
+    let subdomain: String = sqlx::query_scalar("SELECT subdomain FROM devices WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let port: i32 = sqlx::query_scalar("SELECT tunnel_port FROM devices WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let sshd = DeviceSshd::start().await;
+    let kit = SshKit::new(&dir, app.ssh_addr());
+    let mut status = status_listener(&app.pool).await;
+    let _device = kit.device(&id, &credential, port as u16, sshd.port);
+    wait_status(&mut status, &id, "online").await;
+    let rental =
+        p2pvps_tests::rent(&app.pool, &app.secrets, &id, "renter@example.com", "jumper").await;
+    // The rental ends in 3 s; it is renewed by 5 s before that, with no event either way (the expiry
+    // sweep runs every 30 s).
+    sqlx::query("UPDATE rentals SET ends_at = now() + interval '3 seconds' WHERE id = $1")
+        .bind(rental)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let jump = Via::Jump {
+        login: "jumper",
+        secret: "renter-secret",
+        subdomain: &subdomain,
+    };
+    let first_end = std::time::Instant::now() + Duration::from_secs(3);
+    let mut session = kit
+        .renter(&sshd, jump, &["echo", "up;", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    // Logged in (with the 3 s end) before the renewal.
+    let mut lines = BufReader::new(session.stdout.take().unwrap()).lines();
+    let up = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await;
+    assert_eq!(up.unwrap().unwrap().as_deref(), Some("up"));
+    sqlx::query("UPDATE rentals SET ends_at = ends_at + interval '5 seconds' WHERE id = $1")
+        .bind(rental)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    // Still connected well past the first end: the renewal was read at the deadline ...
+    let early =
+        tokio::time::timeout_at((first_end + Duration::from_secs(2)).into(), session.wait()).await;
+    assert!(early.is_err(), "cut before the renewed end: {early:?}");
+    // ... and cut at the renewed end.
+    let status = tokio::time::timeout(Duration::from_secs(15), session.wait())
+        .await
+        .expect("the jump session was cut at the rental's end")
+        .unwrap();
+    assert!(!status.success());
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -472,3 +472,83 @@ async fn a_client_that_never_authenticates_is_disconnected(pool: PgPool) {
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A connection to the device's port, carried through to the device (an echo answered).
+async fn carried(addr: SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    socket.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping", "carried before the end");
+    socket
+}
+
+/// Returns once the server closes `socket`; panics when it stays open for `within`.
+async fn cut_within(mut socket: tokio::net::TcpStream, within: Duration) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4];
+    let read = tokio::time::timeout(within, socket.read(&mut buf))
+        .await
+        .expect("the connection was cut");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_port_connection_is_cut_at_the_rentals_end_without_its_event(pool: PgPool) {
+    let dir = data_dir();
+    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let pi = device(&owner, "pi").await;
+    let rental = let_out(&app, &pi).await;
+    let kit = SshKit::new(&dir, app.ssh_addr());
+    let echo = echo_server().await;
+    let mut status = status_listener(&app.pool).await;
+    let _ssh = kit.device(&pi.id, &pi.credential, pi.port, echo);
+    wait_status(&mut status, &pi.id, "online").await;
+    // The rental ends in 3 s and nothing will announce it (the expiry sweep runs every 30 s).
+    sqlx::query("UPDATE rentals SET ends_at = now() + interval '3 seconds' WHERE id = $1")
+        .bind(rental)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let socket = carried(at(pi.port)).await;
+    cut_within(socket, Duration::from_secs(12)).await;
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn rental_ends_missed_while_the_listener_reconnects_still_cut(pool: PgPool) {
+    let dir = data_dir();
+    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let owner = app.user("o@example.com", Role::Owner).await;
+    let pi = device(&owner, "pi").await;
+    let rental = let_out(&app, &pi).await;
+    let kit = SshKit::new(&dir, app.ssh_addr());
+    let echo = echo_server().await;
+    let mut status = status_listener(&app.pool).await;
+    let _ssh = kit.device(&pi.id, &pi.credential, pi.port, echo);
+    wait_status(&mut status, &pi.id, "online").await;
+    let socket = carried(at(pi.port)).await;
+    // The rental (a day long) ends with no notification, and the server's event listener loses its
+    // connection: only re-reading the rental ends after the reconnect can cut the renter.
+    sqlx::query(
+        "UPDATE rentals SET state = 'ended', ends_at = now(), updated_at = now() WHERE id = $1",
+    )
+    .bind(rental)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%LISTEN%rental_ended%'",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, [true], "the server's event listener");
+    cut_within(socket, Duration::from_secs(15)).await;
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -5,8 +5,8 @@
 //! connection to its public port would be (a `forwarded-tcpip` channel to the device). The connection is
 //! cut when the rental ends, by time or early (`rental_ended` notification from any instance).
 
-use super::SshShared;
-use crate::rentals::JumpGrant;
+use super::{SshShared, deadline};
+use crate::rentals::{self, JumpGrant};
 use russh::server::{ChannelOpenHandle, Handle, Msg};
 use russh::{Channel, ChannelOpenFailure, Disconnect};
 use std::sync::Arc;
@@ -67,22 +67,29 @@ pub async fn open(
     Ok(())
 }
 
-/// Disconnects the renter when the rental ends. Abort the returned handle when the connection ends first.
+/// Disconnects the renter when the rental ends: on its `rental_ended` event, or at its end time at the
+/// latest (re-read then, so a renewal keeps the session). Abort the returned handle when the connection
+/// ends first.
 pub fn watchdog(shared: &SshShared, grant: &JumpGrant, handle: Handle) -> AbortHandle {
     let mut ended = shared.bus.rental_ended();
     let rental = grant.rental_id;
-    let until = (grant.ends_at - chrono::Utc::now())
-        .to_std()
-        .unwrap_or_default();
+    let pool = shared.pool.clone();
+    let ends_at = grant.ends_at;
     let task = tokio::spawn(async move {
-        let deadline = tokio::time::sleep(until);
-        tokio::pin!(deadline);
+        let over = deadline::rental_over(ends_at, || rentals::active_until(&pool, rental));
+        tokio::pin!(over);
         loop {
             tokio::select! {
-                () = &mut deadline => break,
+                () = &mut over => break,
                 event = ended.recv() => match event {
                     Ok(event) if event.rental == rental => break,
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Ok(_) => {}
+                    // Events were missed: ask the database now.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if let Ok(None) = rentals::active_until(&pool, rental).await {
+                            break;
+                        }
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
             }

@@ -7,6 +7,7 @@
 //!
 //! There is no shell here, for anyone: the original's shared shell account reached the database.
 
+mod deadline;
 mod handler;
 pub mod host_key;
 mod jump;
@@ -296,8 +297,17 @@ async fn cut_ended_rentals(shared: Arc<SshShared>, stop: Shutdown) {
                     tracing::info!(device = %event.device, rental = %event.rental, cut, "rental ended; cut port connections");
                 }
             }
+            // Events were missed: every device carrying connections is checked against the database now.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "missed rental-end events");
+                tracing::warn!(
+                    missed = n,
+                    "missed rental-end events; checking carried connections"
+                );
+                for device in shared.registry.carrying() {
+                    if let Ok(None) = crate::rentals::device_let_until(&shared.pool, device).await {
+                        shared.registry.cut(device);
+                    }
+                }
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }

@@ -7,6 +7,7 @@
 //! from the current one.
 
 use super::SshShared;
+use super::deadline;
 use crate::{devices, rentals};
 use p2pvps_shared::DeviceStatus;
 use russh::Disconnect;
@@ -233,9 +234,23 @@ impl Registry {
         known.insert(device, until);
     }
 
-    fn known_let(&self, device: Uuid) -> bool {
+    /// The end of the device's rental known from the last check, if it is still ahead.
+    fn known_let(&self, device: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
         let known = self.let_until.lock().unwrap_or_else(|p| p.into_inner());
-        known.get(&device).is_some_and(|u| *u > chrono::Utc::now())
+        known
+            .get(&device)
+            .copied()
+            .filter(|u| *u > chrono::Utc::now())
+    }
+
+    /// Devices with connections carried to their ports (to re-check after missed rental-end events).
+    pub fn carrying(&self) -> Vec<Uuid> {
+        let carried = self.carried.lock().unwrap_or_else(|p| p.into_inner());
+        carried
+            .iter()
+            .filter(|(_, tasks)| tasks.iter().any(|t| !t.is_finished()))
+            .map(|(device, _)| *device)
+            .collect()
     }
 
     fn unwritten_push(&self, device: Uuid) {
@@ -344,8 +359,11 @@ async fn accept_loop(
             )
             .await
             .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
-            match checked {
-                Ok(Some(until)) => shared.registry.remember_let(device, until),
+            let until = match checked {
+                Ok(Some(until)) => {
+                    shared.registry.remember_let(device, until);
+                    until
+                }
                 Ok(None) => {
                     tracing::debug!(%device, %peer, "device port used while not rented; refused");
                     shared.metrics.ssh_refused("device-port-not-rented");
@@ -353,16 +371,19 @@ async fn accept_loop(
                 }
                 // The database is unreachable: a rental known (from the last check) to run on is still
                 // honoured, so renters keep working through an outage; a rental ending meanwhile is cut
-                // by its event, which also forgets it here.
-                Err(e) if shared.registry.known_let(device) => {
-                    tracing::warn!(%device, error = %e, "cannot check the device's rental; the last check allows it");
-                }
-                Err(e) => {
-                    tracing::warn!(%device, error = %e, "cannot check the device's rental; refused a port connection");
-                    shared.metrics.ssh_refused("device-port-unchecked");
-                    return;
-                }
-            }
+                // by its event, which also forgets it here, or at its end at the latest.
+                Err(e) => match shared.registry.known_let(device) {
+                    Some(until) => {
+                        tracing::warn!(%device, error = %e, "cannot check the device's rental; the last check allows it");
+                        until
+                    }
+                    None => {
+                        tracing::warn!(%device, error = %e, "cannot check the device's rental; refused a port connection");
+                        shared.metrics.ssh_refused("device-port-unchecked");
+                        return;
+                    }
+                },
+            };
             let _ = socket.set_nodelay(true);
             // Between two connections of the device (a reboot), wait a little for the new one.
             let target = match tokio::time::timeout(
@@ -394,8 +415,18 @@ async fn accept_loop(
             };
             let mut stream = channel.into_stream();
             let mut socket = socket;
-            if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut socket, &mut stream).await {
-                shared.metrics.bytes(up, down);
+            // Carried until either side closes or the rental is over, whether or not its end event arrives.
+            let over =
+                deadline::rental_over(until, || rentals::device_let_until(&shared.pool, device));
+            tokio::select! {
+                carried = tokio::io::copy_bidirectional(&mut socket, &mut stream) => {
+                    if let Ok((up, down)) = carried {
+                        shared.metrics.bytes(up, down);
+                    }
+                }
+                () = over => {
+                    tracing::info!(%device, %peer, "rental over; cut a port connection at its end");
+                }
             }
         });
         tracked.registry.track(device, task.abort_handle());
