@@ -382,6 +382,7 @@ pub async fn offered(pool: &PgPool, limit: i64) -> Result<Vec<Device>, sqlx::Err
         device_columns!(),
         " FROM devices d WHERE deleted_at IS NULL \
          AND for_rent AND price_minor IS NOT NULL AND status = 'online' \
+         AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = d.owner_id AND u.disabled) \
          AND NOT EXISTS (SELECT 1 FROM rentals r WHERE r.device_id = d.id \
               AND (r.state IN ('ordered', 'paid', 'provisioning', 'active', 'ending') \
                    OR r.end_hook IN ('pending', 'failed'))) \

@@ -15,6 +15,28 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub const DEVICE_STATUS_CHANNEL: &str = "device_status";
+/// A user's access changed: disabled, role changed, or sessions ended (payload: `{"user": UUID}`).
+pub const USER_ACCESS_CHANNEL: &str = "user_access";
+
+/// A user's access changed: whatever they hold open (jump sessions, port connections of their rentals,
+/// websocket subscriptions) is checked again, on every instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserAccessChanged {
+    pub user: Uuid,
+}
+
+/// Announces (at commit) that `user`'s access changed.
+pub async fn user_access_changed(
+    conn: &mut sqlx::PgConnection,
+    user: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, json_build_object('user', $2::uuid)::text)")
+        .bind(USER_ACCESS_CHANNEL)
+        .bind(user)
+        .execute(conn)
+        .await
+        .map(drop)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceStatusEvent {
@@ -98,6 +120,7 @@ pub struct Bus {
     sender: broadcast::Sender<DeviceStatusEvent>,
     rental_ended: broadcast::Sender<RentalEnded>,
     rental_changed: broadcast::Sender<RentalChanged>,
+    user_access: broadcast::Sender<UserAccessChanged>,
 }
 
 impl Bus {
@@ -111,15 +134,19 @@ impl Bus {
                 DEVICE_STATUS_CHANNEL,
                 crate::rentals::RENTAL_ENDED_CHANNEL,
                 crate::rentals::RENTAL_CHANGED_CHANNEL,
+                USER_ACCESS_CHANNEL,
             ])
             .await?;
         let (rental_ended, _) = broadcast::channel(1024);
         let (rental_changed, _) = broadcast::channel(1024);
+        let (user_access, _) = broadcast::channel(1024);
         let bus = Self {
             sender,
             rental_ended,
             rental_changed,
+            user_access,
         };
+        let access = bus.user_access.clone();
         let out = bus.sender.clone();
         let ended = bus.rental_ended.clone();
         let changed = bus.rental_changed.clone();
@@ -138,6 +165,13 @@ impl Bus {
                             serde_json::from_str::<RentalEnded>(notification.payload())
                         {
                             let _ = ended.send(event);
+                        }
+                    }
+                    Ok(Some(notification)) if notification.channel() == USER_ACCESS_CHANNEL => {
+                        if let Ok(event) =
+                            serde_json::from_str::<UserAccessChanged>(notification.payload())
+                        {
+                            let _ = access.send(event);
                         }
                     }
                     Ok(Some(notification))
@@ -192,6 +226,11 @@ impl Bus {
     /// Rentals that changed state (on any instance).
     pub fn rental_changes(&self) -> broadcast::Receiver<RentalChanged> {
         self.rental_changed.subscribe()
+    }
+
+    /// Users whose access changed (on any instance).
+    pub fn user_access(&self) -> broadcast::Receiver<UserAccessChanged> {
+        self.user_access.subscribe()
     }
 
     /// Rentals that ended (on any instance).

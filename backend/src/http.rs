@@ -228,11 +228,13 @@ async fn graphql_get(
     }
     let viewer = viewer(&state.shared, &headers, address).await;
     let shared = Arc::clone(&state.shared);
+    let watcher = Arc::clone(&state.shared);
     let schema = state.schema.clone();
+    let (who_tx, who_rx) = tokio::sync::watch::channel::<Option<Viewer>>(None);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
-            GraphQLWebSocket::new(socket, schema, protocol)
+            let served = GraphQLWebSocket::new(socket, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     // A token in the init payload (`{"authorization": "Bearer ..."}`) overrides the cookie.
                     let mut data = async_graphql::Data::default();
@@ -251,15 +253,57 @@ async fn graphql_get(
                                 |_| async_graphql::Error::new("malformed authorization"),
                             )?;
                             headers.insert(header::AUTHORIZATION, value);
-                            data.insert(viewer_for_ws(&shared, &headers, viewer.address).await);
+                            let viewer = viewer_for_ws(&shared, &headers, viewer.address).await;
+                            who_tx.send_replace(Some(viewer.clone()));
+                            data.insert(viewer);
                         }
-                        None => data.insert(viewer),
+                        None => {
+                            who_tx.send_replace(Some(viewer.clone()));
+                            data.insert(viewer);
+                        }
                     }
                     Ok(data)
                 })
-                .serve()
-                .await
+                .serve();
+            // The connection lives as long as the access it was opened with.
+            tokio::select! {
+                () = served => {}
+                () = access_revoked(&watcher, who_rx) => {
+                    tracing::info!("closing a websocket: its user's access changed");
+                }
+            }
         })
+}
+
+/// Returns when the websocket's viewer no longer holds the access it connected with: their session ended,
+/// they were disabled, or their role changed (on any instance).
+async fn access_revoked(shared: &Shared, who: tokio::sync::watch::Receiver<Option<Viewer>>) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut access = shared.bus.user_access();
+    loop {
+        let concerned = match access.recv().await {
+            Ok(event) => who
+                .borrow()
+                .as_ref()
+                .and_then(|v| v.user.as_ref())
+                .is_some_and(|u| u.id == event.user),
+            Err(RecvError::Lagged(_)) => true,
+            Err(RecvError::Closed) => return std::future::pending().await,
+        };
+        let Some(viewer) = who.borrow().clone().filter(|_| concerned) else {
+            continue;
+        };
+        let (Some(user), Credential::Cookie(token) | Credential::Bearer(token)) =
+            (&viewer.user, &viewer.credential)
+        else {
+            continue;
+        };
+        match crate::sessions::user_for_token(&shared.pool, token).await {
+            Ok(Some(now)) if now.id == user.id && now.role == user.role => {}
+            Ok(_) => return,
+            Err(e) => tracing::warn!(error = %e, "cannot re-check a websocket's session"),
+        }
+    }
 }
 
 async fn viewer_for_ws(shared: &Shared, headers: &HeaderMap, ip: std::net::IpAddr) -> Viewer {

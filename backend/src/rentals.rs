@@ -486,7 +486,8 @@ pub async fn jump_login(
         "SELECT r.id, r.device_id, d.subdomain, r.ends_at, r.login_secret_enc FROM rentals r \
          JOIN devices d ON d.id = r.device_id \
          WHERE r.login_name = $1 AND r.state = 'active' AND r.ends_at > now() AND d.deleted_at IS NULL \
-         AND (r.start_hook IS NULL OR r.start_hook = 'done')",
+         AND (r.start_hook IS NULL OR r.start_hook = 'done') \
+         AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = r.renter_id AND u.disabled)",
     )
     .bind(login)
     .fetch_optional(pool)
@@ -517,15 +518,14 @@ pub async fn is_active(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
         .await
 }
 
-/// Until when the device is in a rental that grants access (`None`: not let now): its public port carries
-/// connections only then.
-/// The end of the rental while it is active and not over (`None` once ended).
+/// The end of the rental while it is active, not over and its renter not disabled (`None` otherwise).
 pub async fn active_until(
     pool: &PgPool,
     rental: Uuid,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT ends_at FROM rentals WHERE id = $1 AND state = 'active' AND ends_at > now()",
+        "SELECT ends_at FROM rentals r WHERE id = $1 AND state = 'active' AND ends_at > now() \
+         AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = r.renter_id AND u.disabled)",
     )
     .bind(rental)
     .fetch_optional(pool)
@@ -533,12 +533,15 @@ pub async fn active_until(
     .map(Option::flatten)
 }
 
+/// Until when the device is in a rental that grants access (`None`: not let now, or its renter is
+/// disabled): its public port carries connections only then.
 pub async fn device_let_until(
     pool: &PgPool,
     device: Uuid,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT max(ends_at) FROM rentals WHERE device_id = $1 AND state = 'active' AND ends_at > now()",
+        "SELECT max(ends_at) FROM rentals r WHERE device_id = $1 AND state = 'active' AND ends_at > now() \
+         AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = r.renter_id AND u.disabled)",
     )
     .bind(device)
     .fetch_one(pool)

@@ -61,12 +61,19 @@ pub async fn user_for_token(pool: &PgPool, token: &str) -> Result<Option<User>, 
     .await
 }
 
+/// Ends one session; its websocket subscriptions close (on every instance).
 pub async fn close(pool: &PgPool, token: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-        .bind(crypto::token_hash(token))
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected() > 0)
+    let mut tx = pool.begin().await?;
+    let user: Option<Uuid> =
+        sqlx::query_scalar("DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id")
+            .bind(crypto::token_hash(token))
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(user) = user {
+        crate::events::user_access_changed(&mut tx, user).await?;
+    }
+    tx.commit().await?;
+    Ok(user.is_some())
 }
 
 /// Ends every session and token of a user but `keep` (the one asking), e.g. after a password change.
@@ -75,14 +82,15 @@ pub async fn close_others(
     user_id: Uuid,
     keep: Option<&str>,
 ) -> Result<u64, sqlx::Error> {
-    Ok(
+    let closed =
         sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash IS DISTINCT FROM $2")
             .bind(user_id)
             .bind(keep.map(crypto::token_hash))
-            .execute(conn)
+            .execute(&mut *conn)
             .await?
-            .rows_affected(),
-    )
+            .rows_affected();
+    crate::events::user_access_changed(conn, user_id).await?;
+    Ok(closed)
 }
 
 /// Drops expired rows; run periodically by the server.

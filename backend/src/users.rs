@@ -214,6 +214,7 @@ pub async fn update(
             .execute(&mut *conn)
             .await?;
     }
+    crate::events::user_access_changed(&mut *conn, id).await?;
     let (action, detail) = match (role, disabled) {
         (Some(r), _) => ("user.set_role", serde_json::json!({"role": r.as_str()})),
         (None, Some(d)) => ("user.set_disabled", serde_json::json!({"disabled": d})),

@@ -316,3 +316,75 @@ async fn a_jump_session_lasts_while_renewed_and_is_cut_at_the_end_without_events
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_disabled_renter_loses_jump_and_port_access_at_once(pool: PgPool) {
+    let dir = std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()));
+    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let owner = app.user("owner@example.com", Role::Owner).await;
+    let admin = app.user("admin@example.com", Role::Admin).await;
+    app.user("renter@example.com", Role::Renter).await;
+    let (id, credential) = p2pvps_tests::add_device(&owner, "pi").await;
+    let (subdomain, port): (String, i32) =
+        sqlx::query_as("SELECT subdomain, tunnel_port FROM devices WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let port = port as u16;
+    let sshd = DeviceSshd::start().await;
+    let kit = SshKit::new(&dir, app.ssh_addr());
+    let mut status = status_listener(&app.pool).await;
+    let _device = kit.device(&id, &credential, port, sshd.port);
+    wait_status(&mut status, &id, "online").await;
+    p2pvps_tests::rent(
+        &app.pool,
+        &app.secrets,
+        &id,
+        "renter@example.com",
+        "renter1",
+    )
+    .await;
+    let jump = || Via::Jump {
+        login: "renter1",
+        secret: "renter-secret",
+        subdomain: &subdomain,
+    };
+    let mut by_jump = kit
+        .renter(&sshd, jump(), &["echo", "up;", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    let mut by_port = kit
+        .renter(&sshd, Via::Port(port), &["echo", "up;", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    for session in [&mut by_jump, &mut by_port] {
+        let mut lines = BufReader::new(session.stdout.take().unwrap()).lines();
+        let up = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await;
+        assert_eq!(up.unwrap().unwrap().as_deref(), Some("up"));
+    }
+    let renter_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM users WHERE email = 'renter@example.com'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    admin
+        .gql(
+            "mutation($u: ID!) { disableUser(userId: $u) { disabled } }",
+            json!({"u": renter_id}),
+        )
+        .await
+        .ok();
+    // Both sessions are cut within seconds, and neither way lets them in again.
+    for session in [&mut by_jump, &mut by_port] {
+        let status = tokio::time::timeout(Duration::from_secs(10), session.wait())
+            .await
+            .expect("cut when the renter was disabled")
+            .unwrap();
+        assert!(!status.success());
+    }
+    refused(kit.renter(&sshd, jump(), &["true"])).await;
+    refused(kit.renter(&sshd, Via::Port(port), &["true"])).await;
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

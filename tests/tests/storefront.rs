@@ -671,3 +671,36 @@ async fn a_renewal_extends_the_rental_and_offline_time_beyond_the_grace_is_refun
     );
     app.stop().await;
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_disabled_owners_devices_are_not_offered(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = app.user("owner@example.com", Role::Owner).await;
+    let admin = app.user("admin@example.com", Role::Admin).await;
+    let (id, _, _) = offered_device(&owner, "idle-pi").await;
+    p2pvps_server::devices::record_status(
+        &app.pool,
+        id.parse().unwrap(),
+        p2pvps_shared::DeviceStatus::Online,
+    )
+    .await
+    .unwrap();
+    let offers = app.anonymous().gql("{ offers { name } }", json!({})).await;
+    assert_eq!(offers.ok().data("offers"), &json!([{"name": "idle-pi"}]));
+    let owner_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT owner_id FROM devices WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    admin
+        .gql(
+            "mutation($u: ID!) { disableUser(userId: $u) { disabled } }",
+            json!({"u": owner_id}),
+        )
+        .await
+        .ok();
+    let offers = app.anonymous().gql("{ offers { name } }", json!({})).await;
+    assert_eq!(offers.ok().data("offers"), &json!([]));
+    app.stop().await;
+}

@@ -126,3 +126,77 @@ async fn the_session_cookie_authenticates_same_origin_websockets_only(pool: PgPo
     );
     app.stop().await;
 }
+
+/// Waits until the server closes the websocket (a close frame, an error or the end of the stream).
+async fn closed_by_the_server(ws: &mut p2pvps_tests::ws::Ws) {
+    use futures::StreamExt;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the websocket stayed open");
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn subscriptions_end_when_the_user_is_disabled_demoted_or_logged_out(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let admin = app.user("root@example.com", Role::Admin).await;
+    let id_of = |email: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM users WHERE email = $1")
+                .bind(email)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .to_string()
+        }
+    };
+    let query = "subscription { deviceStatusChanged { deviceId status } }";
+
+    // Disabled.
+    let owner = app.user("own@example.com", Role::Owner).await;
+    let mut ws = connect(&app, owner.token.as_deref().unwrap()).await;
+    subscribe(&mut ws, "s", query).await;
+    admin
+        .gql(
+            "mutation($u: ID!) { disableUser(userId: $u) { disabled } }",
+            json!({"u": id_of("own@example.com").await}),
+        )
+        .await
+        .ok();
+    closed_by_the_server(&mut ws).await;
+
+    // An admin demoted.
+    let other = app.user("other-admin@example.com", Role::Admin).await;
+    let mut ws = connect(&app, other.token.as_deref().unwrap()).await;
+    subscribe(&mut ws, "s", query).await;
+    admin
+        .gql(
+            "mutation($u: ID!) { setUserRole(userId: $u, role: OWNER) { role } }",
+            json!({"u": id_of("other-admin@example.com").await}),
+        )
+        .await
+        .ok();
+    closed_by_the_server(&mut ws).await;
+
+    // The session logged out elsewhere; another user's subscription is untouched.
+    let renter = app.user("rent@example.com", Role::Renter).await;
+    let mut ws = connect(&app, renter.token.as_deref().unwrap()).await;
+    subscribe(&mut ws, "s", query).await;
+    let mut bystander = connect(&app, admin.token.as_deref().unwrap()).await;
+    subscribe(&mut bystander, "s", query).await;
+    renter.gql("mutation { logOut }", json!({})).await.ok();
+    closed_by_the_server(&mut ws).await;
+    bystander
+        .send(Message::Text(json!({"type": "ping"}).to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut bystander).await["type"], "pong");
+    app.stop().await;
+}

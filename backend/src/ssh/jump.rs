@@ -72,6 +72,7 @@ pub async fn open(
 /// ends first.
 pub fn watchdog(shared: &SshShared, grant: &JumpGrant, handle: Handle) -> AbortHandle {
     let mut ended = shared.bus.rental_ended();
+    let mut access = shared.bus.user_access();
     let rental = grant.rental_id;
     let pool = shared.pool.clone();
     let ends_at = grant.ends_at;
@@ -92,6 +93,14 @@ pub fn watchdog(shared: &SshShared, grant: &JumpGrant, handle: Handle) -> AbortH
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
+                // A user was disabled somewhere: if it is this renter, the rental no longer reads as active.
+                event = access.recv() => {
+                    if !matches!(event, Err(tokio::sync::broadcast::error::RecvError::Closed))
+                        && let Ok(None) = rentals::active_until(&pool, rental).await
+                    {
+                        break;
+                    }
+                }
             }
         }
         tracing::info!(%rental, "rental ended; closing the renter's connection");

@@ -282,12 +282,21 @@ impl WebTunnels {
     }
 }
 
-/// When a rental ends (on any instance), cut the connections carried to its device's public port.
+/// When a rental ends (on any instance), cut the connections carried to its device's public port; when a
+/// user's access changes (a renter disabled), check every device carrying connections.
 async fn cut_ended_rentals(shared: Arc<SshShared>, stop: Shutdown) {
     let mut ended = shared.bus.rental_ended();
+    let mut access = shared.bus.user_access();
     loop {
         let event = tokio::select! {
             e = ended.recv() => e,
+            a = access.recv() => match a {
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                _ => {
+                    recheck_carried(&shared).await;
+                    continue;
+                }
+            },
             () = stop.wait() => return,
         };
         match event {
@@ -303,13 +312,19 @@ async fn cut_ended_rentals(shared: Arc<SshShared>, stop: Shutdown) {
                     missed = n,
                     "missed rental-end events; checking carried connections"
                 );
-                for device in shared.registry.carrying() {
-                    if let Ok(None) = crate::rentals::device_let_until(&shared.pool, device).await {
-                        shared.registry.cut(device);
-                    }
-                }
+                recheck_carried(&shared).await;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Cuts the port connections of every device no longer let (to a renter still enabled).
+async fn recheck_carried(shared: &SshShared) {
+    for device in shared.registry.carrying() {
+        if let Ok(None) = crate::rentals::device_let_until(&shared.pool, device).await {
+            let cut = shared.registry.cut(device);
+            tracing::info!(%device, cut, "device no longer let; cut port connections");
         }
     }
 }
