@@ -57,8 +57,9 @@ async fn device_of(
             "log in as the device: HTTP Basic with the device id and its credential",
         ));
     };
+    let ip = state.shared.trusted_proxies.client(address.ip(), headers);
     let guard = &state.shared.agent_guard;
-    if let Err(blocked) = guard.check(address.ip(), &user) {
+    if let Err(blocked) = guard.check(ip, &user) {
         let mut response = refuse(StatusCode::TOO_MANY_REQUESTS, &blocked.to_string());
         response.headers_mut().insert(
             header::RETRY_AFTER,
@@ -68,13 +69,13 @@ async fn device_of(
     }
     let wrong = || refuse(StatusCode::UNAUTHORIZED, "wrong device id or credential");
     let Ok(id) = Uuid::parse_str(&user) else {
-        guard.failed(address.ip(), &user);
+        guard.failed(ip, &user);
         return Err(wrong());
     };
     match crate::devices::tunnel_login_by_credential(&state.shared.pool, id, &credential).await {
         Ok(Some(login)) => Ok((id, login)),
         Ok(None) => {
-            guard.failed(address.ip(), &user);
+            guard.failed(ip, &user);
             Err(wrong())
         }
         Err(e) => {

@@ -29,6 +29,8 @@ pub struct Settings {
     pub tunnel_ports: RangeInclusive<u16>,
     /// Failed dashboard log-ins allowed per address, per account from one address, per account overall.
     pub login_failures: Quotas,
+    /// Reverse proxies whose forwarding headers name the client.
+    pub trusted_proxies: crate::client_address::TrustedProxies,
     /// `signUp` and `changePassword` calls (each an Argon2 hash) allowed per address per minute.
     pub password_rate_per_address: u32,
     pub cookie_secure: bool,
@@ -62,6 +64,7 @@ impl Settings {
                 per_name_per_hour: Some(100),
             },
             password_rate_per_address: 100,
+            trusted_proxies: Default::default(),
             cookie_secure: false,
             ssh: None,
             gateway: None,
@@ -167,6 +170,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         secrets: settings.secrets.clone(),
         tunnel_ports: settings.tunnel_ports.clone(),
         login_guard: AuthGuard::new(settings.login_failures),
+        trusted_proxies: settings.trusted_proxies.clone(),
         password_limiter: AddressLimiter::per_minute(
             "sign-ups and password changes",
             settings.password_rate_per_address,

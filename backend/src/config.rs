@@ -218,6 +218,17 @@ pub struct ServeArgs {
         value_name = "N"
     )]
     pub password_rate_per_address: u32,
+    /// Reverse proxies in front of the HTTP port (addresses or CIDRs, comma-separated): only requests from
+    /// these peers have their `Forwarded` / `X-Forwarded-For` read for the client's address (rate limits,
+    /// audit log). Without it the peer's address is used and those headers are ignored.
+    #[arg(
+        long,
+        env = "P2PVPS_TRUSTED_PROXY",
+        value_name = "CIDR[,CIDR]",
+        value_delimiter = ',',
+        value_parser = crate::client_address::parse_trusted
+    )]
+    pub trusted_proxy: Vec<ipnet::IpNet>,
     /// On first start (no admin exists), create this admin and print a one-time password.
     #[arg(long, env = "P2PVPS_BOOTSTRAP_ADMIN", value_name = "EMAIL")]
     pub bootstrap_admin: Option<String>,

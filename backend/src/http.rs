@@ -85,7 +85,7 @@ async fn viewer(shared: &Shared, headers: &HeaderMap, address: SocketAddr) -> Vi
     Viewer {
         user,
         credential,
-        address: address.ip(),
+        address: shared.trusted_proxies.client(address.ip(), headers),
     }
 }
 

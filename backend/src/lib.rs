@@ -5,6 +5,7 @@ pub mod app;
 pub mod audit;
 pub mod auth_guard;
 pub mod cli;
+pub mod client_address;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -127,6 +127,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     per_name_per_hour: Some(args.login_failures_per_account_per_hour),
                 },
                 password_rate_per_address: args.password_rate_per_address,
+                trusted_proxies: p2pvps_server::client_address::TrustedProxies(
+                    args.trusted_proxy.clone(),
+                ),
                 cookie_secure: args
                     .public_url
                     .as_deref()

@@ -2,7 +2,7 @@
 
 use p2pvps_shared::Role;
 use p2pvps_tests::{PASSWORD, TestApp};
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
 const ME: &str = "{ me { email role } }";
@@ -358,6 +358,63 @@ async fn over_https_the_session_cookie_is_host_only_and_a_tossed_one_is_ignored(
         .await
         .unwrap();
     assert!(body["data"]["me"].is_null(), "{body}");
+    app.stop().await;
+}
+
+/// Failed log-ins for eve claiming to come from `forwarded_for`; returns the last answer's error code.
+async fn log_in_via(app: &TestApp, forwarded_for: &str, password: &str, times: usize) -> Value {
+    let mut code = Value::Null;
+    for _ in 0..times {
+        let body: Value = reqwest::Client::new()
+            .post(app.url("/graphql"))
+            .header("x-forwarded-for", forwarded_for)
+            .json(&json!({
+                "query": "mutation($i: LogInInput!) { logIn(input: $i) { user { id } } }",
+                "variables": {"i": {"email": "eve@example.com", "password": password}},
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        code = body["errors"][0]["extensions"]["code"].clone();
+    }
+    code
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn behind_a_trusted_proxy_limits_apply_to_the_forwarded_client(pool: PgPool) {
+    let app = TestApp::start_with(pool, |s| {
+        s.trusted_proxies =
+            p2pvps_server::client_address::TrustedProxies(vec!["127.0.0.0/8".parse().unwrap()]);
+    })
+    .await;
+    app.sign_up_cookie("eve@example.com", "OWNER").await.1.ok();
+    // One client behind the proxy guesses until blocked; another client behind it logs in at once.
+    assert_eq!(
+        log_in_via(&app, "203.0.113.1", "wrong password!", 7).await,
+        "RATE_LIMITED"
+    );
+    assert_eq!(
+        log_in_via(&app, "203.0.113.2", PASSWORD, 1).await,
+        Value::Null
+    );
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn without_a_trusted_proxy_forwarded_headers_are_ignored(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.sign_up_cookie("eve@example.com", "OWNER").await.1.ok();
+    // A guesser naming a new address each time is still one address.
+    for i in 0..7 {
+        log_in_via(&app, &format!("203.0.113.{i}"), "wrong password!", 1).await;
+    }
+    assert_eq!(
+        log_in_via(&app, "198.51.100.1", PASSWORD, 1).await,
+        "RATE_LIMITED"
+    );
     app.stop().await;
 }
 

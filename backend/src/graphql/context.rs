@@ -19,6 +19,8 @@ pub struct Shared {
     pub pool: PgPool,
     pub secrets: SecretBox,
     pub tunnel_ports: RangeInclusive<u16>,
+    /// Reverse proxies whose forwarding headers name the client.
+    pub trusted_proxies: crate::client_address::TrustedProxies,
     /// Failed dashboard log-ins.
     pub login_guard: AuthGuard,
     /// Password hashing on behalf of anyone (sign-up, password change), per address.
