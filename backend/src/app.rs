@@ -7,7 +7,7 @@ use crate::events::Bus;
 use crate::graphql::{self, context::Shared};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::ratelimit::AddressLimiter;
+use crate::ratelimit::{AccountLimiter, AddressLimiter};
 use crate::sessions;
 use crate::shutdown::{self, Shutdown, Trigger};
 use sqlx::PgPool;
@@ -44,6 +44,10 @@ pub struct Settings {
     pub fee_bps: u32,
     /// How storefront orders are paid.
     pub payments: crate::payments::Providers,
+    /// How long an unpaid storefront order holds its device, and how many one renter may hold.
+    pub orders: crate::storefront::OrderLimits,
+    /// `orderRental` calls allowed per account per minute.
+    pub order_rate_per_account: u32,
 }
 
 pub use crate::sales::MarketSettings;
@@ -68,6 +72,8 @@ impl Settings {
             market: None,
             fee_bps: crate::ledger::DEFAULT_FEE_BPS,
             payments: crate::payments::Providers::default(),
+            orders: crate::storefront::OrderLimits::default(),
+            order_rate_per_account: 100,
             public_host: "127.0.0.1".to_owned(),
         }
     }
@@ -96,6 +102,7 @@ pub struct Running {
     /// The web gateway's listeners, when it runs.
     pub gateway: Option<crate::gateway::Gateway>,
     pub pool: PgPool,
+    shared: Arc<Shared>,
     trigger: Trigger,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -118,6 +125,11 @@ impl Running {
 
     pub fn trigger(&self) -> &Trigger {
         &self.trigger
+    }
+
+    /// Runs one pass of the periodic housekeeping now (tests, instead of waiting for its timer).
+    pub async fn housekeep(&self) {
+        housekeeping_pass(&self.shared).await;
     }
 }
 
@@ -175,6 +187,8 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         cookie_secure: settings.cookie_secure,
         fee_bps: settings.fee_bps,
         payments: settings.payments.clone(),
+        orders: settings.orders,
+        order_limiter: AccountLimiter::per_minute("orders", settings.order_rate_per_account),
         agent_guard: AuthGuard::new(Quotas {
             per_address_per_minute: 20,
             per_name_from_address_per_minute: 5,
@@ -195,7 +209,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         );
     }
     let state = AppState {
-        shared,
+        shared: Arc::clone(&shared),
         schema,
         metrics,
         web_dir: settings.web_dir.clone(),
@@ -221,6 +235,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         ssh_addr: ssh.map(|s| s.addr),
         gateway,
         pool,
+        shared,
         trigger,
         task,
     })
@@ -236,26 +251,31 @@ fn spawn_housekeeping(shared: Arc<Shared>, stop: Shutdown) {
                 _ = tick.tick() => {}
                 () = stop.wait() => return,
             }
-            match crate::rentals::end_expired(&shared.pool).await {
-                Ok(n) if n > 0 => tracing::info!(ended = n, "ended expired rentals"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "ending expired rentals failed"),
-            }
-            match crate::storefront::expire(&shared.pool, crate::storefront::ORDER_HOLD).await {
-                Ok(n) if n > 0 => {
-                    tracing::info!(cancelled = n, "cancelled storefront orders left unpaid")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cancelling unpaid orders failed"),
-            }
-            shared.login_guard.forget_idle();
-            shared.agent_guard.forget_idle();
-            shared.password_limiter.forget_idle();
-            match sessions::purge_expired(&shared.pool).await {
-                Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired sessions"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "session purge failed"),
-            }
+            housekeeping_pass(&shared).await;
         }
     });
+}
+
+async fn housekeeping_pass(shared: &Shared) {
+    match crate::rentals::end_expired(&shared.pool).await {
+        Ok(n) if n > 0 => tracing::info!(ended = n, "ended expired rentals"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "ending expired rentals failed"),
+    }
+    match crate::storefront::expire(&shared.pool, shared.orders.hold).await {
+        Ok(n) if n > 0 => {
+            tracing::info!(cancelled = n, "cancelled storefront orders left unpaid")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cancelling unpaid orders failed"),
+    }
+    shared.login_guard.forget_idle();
+    shared.agent_guard.forget_idle();
+    shared.password_limiter.forget_idle();
+    shared.order_limiter.forget_idle();
+    match sessions::purge_expired(&shared.pool).await {
+        Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired sessions"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "session purge failed"),
+    }
 }

@@ -218,6 +218,21 @@ pub struct ServeArgs {
         value_name = "N"
     )]
     pub password_rate_per_address: u32,
+    /// Minutes an unpaid storefront order reserves its device; then it is cancelled.
+    #[arg(long, env = "P2PVPS_ORDER_HOLD_MINUTES", default_value_t = 30, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=10080))]
+    pub order_hold_minutes: u64,
+    /// Unpaid storefront orders one renter may hold at once; a further order is refused until one is paid
+    /// or cancelled.
+    #[arg(long, env = "P2PVPS_MAX_UNPAID_ORDERS", default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_unpaid_orders: u32,
+    /// Storefront orders (`orderRental`) allowed per account per minute.
+    #[arg(
+        long,
+        env = "P2PVPS_ORDER_RATE_PER_ACCOUNT",
+        default_value_t = 10,
+        value_name = "N"
+    )]
+    pub order_rate_per_account: u32,
     /// On first start (no admin exists), create this admin and print a one-time password.
     #[arg(long, env = "P2PVPS_BOOTSTRAP_ADMIN", value_name = "EMAIL")]
     pub bootstrap_admin: Option<String>,
@@ -528,6 +543,8 @@ mod tests {
             panic!("serve expected")
         };
         assert_eq!(serve.http.port(), 7000);
+        assert_eq!(serve.order_hold_minutes, 30);
+        assert_eq!(serve.max_unpaid_orders, 2);
 
         std::fs::write(&file, "htp = \"x\"\n").unwrap();
         let err = Cli::load_from(args(&["p2pvps", "--config", f, "serve"])).unwrap_err();

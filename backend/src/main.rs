@@ -147,6 +147,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )?,
                 fee_bps: args.market.platform_fee,
                 payments: p2pvps_server::payments::Providers::default(),
+                orders: p2pvps_server::storefront::OrderLimits {
+                    hold: std::time::Duration::from_secs(args.order_hold_minutes * 60),
+                    max_unpaid: args.max_unpaid_orders,
+                },
+                order_rate_per_account: args.order_rate_per_account,
             };
             let running = app::start(settings, pool).await?;
             let base = format!("http://{}", running.addr);

@@ -116,6 +116,12 @@ impl TestApp {
             .expect("metrics text")
     }
 
+    /// Runs the server's periodic housekeeping once now (expiries, unpaid orders), instead of waiting
+    /// for its 30 s timer.
+    pub async fn housekeep(&self) {
+        self.running.as_ref().expect("running").housekeep().await;
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await.expect("clean shutdown");
