@@ -152,6 +152,8 @@ pub fn demo(root: &Path) -> Result<()> {
             &format!("http://{HTTP}"),
             "--device",
             &device,
+            // The demo server speaks plain HTTP on loopback.
+            "--insecure",
         ])
         .args(["--local-ssh", &format!("127.0.0.1:{DEVICE_SSHD_PORT}")])
         .arg("--start-hook")
