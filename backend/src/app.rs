@@ -11,6 +11,7 @@ use crate::ratelimit::{AccountLimiter, AddressLimiter};
 use crate::sessions;
 use crate::shutdown::{self, Shutdown, Trigger};
 use sqlx::PgPool;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -23,6 +24,10 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub http: SocketAddr,
+    /// The listener serving only `/metrics`; `None` runs none.
+    pub metrics_listen: Option<SocketAddr>,
+    /// A bearer token opening `/metrics` on the main HTTP address too; `None`: not there at all.
+    pub metrics_token: Option<String>,
     /// The built dashboard; `None` serves the API only.
     pub web_dir: Option<PathBuf>,
     pub secrets: SecretBox,
@@ -57,6 +62,8 @@ impl Settings {
     pub fn for_tests(secrets: SecretBox) -> Self {
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            metrics_token: None,
             web_dir: None,
             secrets,
             tunnel_ports: 6000..=6999,
@@ -97,6 +104,8 @@ pub enum AppError {
 /// A started server. Dropping it does not stop it; call [`Running::stop`].
 pub struct Running {
     pub addr: SocketAddr,
+    /// The metrics listener's address, when it runs.
+    pub metrics_addr: Option<SocketAddr>,
     /// The SSH server's address, when it runs.
     pub ssh_addr: Option<SocketAddr>,
     /// The web gateway's listeners, when it runs.
@@ -212,6 +221,11 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         shared: Arc::clone(&shared),
         schema,
         metrics,
+        metrics_token: settings
+            .metrics_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(http::MetricsToken::new),
         web_dir: settings.web_dir.clone(),
     };
     let listener = TcpListener::bind(settings.http)
@@ -224,14 +238,39 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         addr: settings.http,
         source,
     })?;
+    let metrics_listener = match settings.metrics_listen {
+        Some(at) => {
+            let l = TcpListener::bind(at)
+                .await
+                .map_err(|source| AppError::Bind { addr: at, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| AppError::Bind { addr: at, source })?;
+            Some((l, bound))
+        }
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(|(_, a)| *a);
+    let metrics_app = http::metrics_router(state.clone());
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        let stop_metrics = stop.clone();
+        let main = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.wait().await })
-            .await
+            .into_future();
+        match metrics_listener {
+            Some((l, _)) => {
+                let metrics = axum::serve(l, metrics_app)
+                    .with_graceful_shutdown(async move { stop_metrics.wait().await })
+                    .into_future();
+                tokio::try_join!(main, metrics).map(|_| ())
+            }
+            None => main.await,
+        }
     });
     Ok(Running {
         addr,
+        metrics_addr,
         ssh_addr: ssh.map(|s| s.addr),
         gateway,
         pool,

@@ -118,6 +118,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let settings = app::Settings {
                 http: args.http,
+                metrics_listen: args.metrics_listen.0,
+                metrics_token: args.metrics_token.clone(),
                 web_dir,
                 secrets,
                 tunnel_ports: global.tunnel_ports.clone(),
@@ -158,7 +160,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("p2pvps is serving");
             println!("  dashboard: {base}/");
             println!("  GraphiQL:  {base}/graphql");
-            println!("  health:    {base}/healthz   metrics: {base}/metrics");
+            println!("  health:    {base}/healthz");
+            if let Some(metrics) = running.metrics_addr {
+                println!("  metrics:   http://{metrics}/metrics");
+            }
             if let Some(ssh) = running.ssh_addr {
                 println!("  SSH tunnels: {ssh}");
             }

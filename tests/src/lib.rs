@@ -106,9 +106,19 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// The Prometheus text of `/metrics`.
+    /// The metrics listener's `/metrics` URL.
+    pub fn metrics_url(&self) -> String {
+        let addr = self
+            .running
+            .as_ref()
+            .and_then(|r| r.metrics_addr)
+            .expect("started with a metrics listener");
+        format!("http://{addr}/metrics")
+    }
+
+    /// The Prometheus text of `/metrics`, from the metrics listener.
     pub async fn metrics(&self) -> String {
-        reqwest::get(self.url("/metrics"))
+        reqwest::get(self.metrics_url())
             .await
             .expect("metrics answer")
             .text()
