@@ -62,6 +62,10 @@ enum Command {
         /// Executable run when a rental ends (removes the renter's access); needs --start-hook.
         #[arg(long, requires = "start_hook")]
         end_hook: Option<PathBuf>,
+        /// Accept a plain http:// server URL. The credential and the SSH host key the agent pins then
+        /// travel unencrypted and unauthenticated: for a server on this machine or a test network only.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Keeps the tunnel up (reconnecting with backoff), reports the machine's facts, and runs the hooks
     /// when rentals start and end.
@@ -86,7 +90,9 @@ async fn main() -> Result<()> {
             local_web,
             start_hook,
             end_hook,
+            insecure,
         } => {
+            check_server_url(&server, insecure)?;
             for hook in [&start_hook, &end_hook].into_iter().flatten() {
                 use std::os::unix::fs::PermissionsExt;
                 let meta =
@@ -171,4 +177,39 @@ async fn main() -> Result<()> {
         Command::Facts => println!("{}", serde_json::to_string_pretty(&facts::read())?),
     }
     Ok(())
+}
+
+/// Enrolment sends the device's credential and fetches the host key the agent will trust from then on:
+/// over plain HTTP anyone on the path could read the one and replace the other, so `http://` needs
+/// `--insecure` (loopback included: one rule, no guessing which networks are safe).
+fn check_server_url(server: &str, insecure: bool) -> Result<()> {
+    let scheme = server
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("https") => Ok(()),
+        Some("http") if insecure => Ok(()),
+        Some("http") => bail!(
+            "refusing to enroll with {server} over plain http: the device credential would be sent \
+             unencrypted and the server's host key could be swapped on the way; use the https:// URL, or \
+             pass --insecure for a server on this machine or a test network"
+        ),
+        _ => bail!("--server must be an https:// URL (or http:// with --insecure), not {server:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_server_url;
+
+    #[test]
+    fn plain_http_needs_insecure() {
+        assert!(check_server_url("https://p2pvps.example", false).is_ok());
+        assert!(check_server_url("HTTPS://p2pvps.example", false).is_ok());
+        let refused = check_server_url("http://127.0.0.1:8080", false).unwrap_err();
+        assert!(refused.to_string().contains("--insecure"), "{refused}");
+        assert!(check_server_url("http://127.0.0.1:8080", true).is_ok());
+        assert!(check_server_url("p2pvps.example", true).is_err());
+        assert!(check_server_url("ftp://p2pvps.example", true).is_err());
+    }
 }

@@ -42,3 +42,41 @@ fn run_without_enrolment_says_which_file_is_missing() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains(&missing.display().to_string()), "{text}");
 }
+
+#[test]
+fn enroll_refuses_plain_http_unless_insecure() {
+    let dir = std::env::temp_dir().join(format!("p2pvps-agent-http-{}", std::process::id()));
+    let config = dir.join("agent.toml");
+    let missing = dir.join("no-credential");
+    let enroll = |extra: &[&str]| {
+        let mut args = vec![
+            "--config",
+            config.to_str().unwrap(),
+            "enroll",
+            "--server",
+            "http://127.0.0.1:9",
+            "--device",
+            "00000000-0000-0000-0000-000000000000",
+            "--credential-file",
+            missing.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        agent(&args)
+    };
+    let refused = enroll(&[]);
+    assert!(!refused.status.success());
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        text.contains("plain http") && text.contains("--insecure"),
+        "{text}"
+    );
+    // With --insecure the URL passes; enrolment goes on (and stops at the missing credential file).
+    let allowed = enroll(&["--insecure"]);
+    assert!(!allowed.status.success());
+    let text = String::from_utf8_lossy(&allowed.stderr);
+    assert!(
+        !text.contains("--insecure") && text.contains(&missing.display().to_string()),
+        "{text}"
+    );
+    assert!(!config.exists());
+}

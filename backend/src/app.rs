@@ -7,10 +7,11 @@ use crate::events::Bus;
 use crate::graphql::{self, context::Shared};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::ratelimit::AddressLimiter;
+use crate::ratelimit::{AccountLimiter, AddressLimiter};
 use crate::sessions;
 use crate::shutdown::{self, Shutdown, Trigger};
 use sqlx::PgPool;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -23,6 +24,10 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub http: SocketAddr,
+    /// The listener serving only `/metrics`; `None` runs none.
+    pub metrics_listen: Option<SocketAddr>,
+    /// A bearer token opening `/metrics` on the main HTTP address too; `None`: not there at all.
+    pub metrics_token: Option<String>,
     /// The built dashboard; `None` serves the API only.
     pub web_dir: Option<PathBuf>,
     pub secrets: SecretBox,
@@ -46,6 +51,10 @@ pub struct Settings {
     pub fee_bps: u32,
     /// How storefront orders are paid.
     pub payments: crate::payments::Providers,
+    /// How long an unpaid storefront order holds its device, and how many one renter may hold.
+    pub orders: crate::storefront::OrderLimits,
+    /// `orderRental` calls allowed per account per minute.
+    pub order_rate_per_account: u32,
 }
 
 pub use crate::sales::MarketSettings;
@@ -55,6 +64,8 @@ impl Settings {
     pub fn for_tests(secrets: SecretBox) -> Self {
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            metrics_token: None,
             web_dir: None,
             secrets,
             tunnel_ports: 6000..=6999,
@@ -71,6 +82,8 @@ impl Settings {
             market: None,
             fee_bps: crate::ledger::DEFAULT_FEE_BPS,
             payments: crate::payments::Providers::default(),
+            orders: crate::storefront::OrderLimits::default(),
+            order_rate_per_account: 100,
             public_host: "127.0.0.1".to_owned(),
         }
     }
@@ -94,11 +107,14 @@ pub enum AppError {
 /// A started server. Dropping it does not stop it; call [`Running::stop`].
 pub struct Running {
     pub addr: SocketAddr,
+    /// The metrics listener's address, when it runs.
+    pub metrics_addr: Option<SocketAddr>,
     /// The SSH server's address, when it runs.
     pub ssh_addr: Option<SocketAddr>,
     /// The web gateway's listeners, when it runs.
     pub gateway: Option<crate::gateway::Gateway>,
     pub pool: PgPool,
+    shared: Arc<Shared>,
     trigger: Trigger,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -121,6 +137,11 @@ impl Running {
 
     pub fn trigger(&self) -> &Trigger {
         &self.trigger
+    }
+
+    /// Runs one pass of the periodic housekeeping now (tests, instead of waiting for its timer).
+    pub async fn housekeep(&self) {
+        housekeeping_pass(&self.shared).await;
     }
 }
 
@@ -179,6 +200,8 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         cookie_secure: settings.cookie_secure,
         fee_bps: settings.fee_bps,
         payments: settings.payments.clone(),
+        orders: settings.orders,
+        order_limiter: AccountLimiter::per_minute("orders", settings.order_rate_per_account),
         agent_guard: AuthGuard::new(Quotas {
             per_address_per_minute: 20,
             per_name_from_address_per_minute: 5,
@@ -199,9 +222,14 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         );
     }
     let state = AppState {
-        shared,
+        shared: Arc::clone(&shared),
         schema,
         metrics,
+        metrics_token: settings
+            .metrics_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(http::MetricsToken::new),
         web_dir: settings.web_dir.clone(),
     };
     let listener = TcpListener::bind(settings.http)
@@ -214,17 +242,43 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
         addr: settings.http,
         source,
     })?;
+    let metrics_listener = match settings.metrics_listen {
+        Some(at) => {
+            let l = TcpListener::bind(at)
+                .await
+                .map_err(|source| AppError::Bind { addr: at, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| AppError::Bind { addr: at, source })?;
+            Some((l, bound))
+        }
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(|(_, a)| *a);
+    let metrics_app = http::metrics_router(state.clone());
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        let stop_metrics = stop.clone();
+        let main = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.wait().await })
-            .await
+            .into_future();
+        match metrics_listener {
+            Some((l, _)) => {
+                let metrics = axum::serve(l, metrics_app)
+                    .with_graceful_shutdown(async move { stop_metrics.wait().await })
+                    .into_future();
+                tokio::try_join!(main, metrics).map(|_| ())
+            }
+            None => main.await,
+        }
     });
     Ok(Running {
         addr,
+        metrics_addr,
         ssh_addr: ssh.map(|s| s.addr),
         gateway,
         pool,
+        shared,
         trigger,
         task,
     })
@@ -240,26 +294,31 @@ fn spawn_housekeeping(shared: Arc<Shared>, stop: Shutdown) {
                 _ = tick.tick() => {}
                 () = stop.wait() => return,
             }
-            match crate::rentals::end_expired(&shared.pool).await {
-                Ok(n) if n > 0 => tracing::info!(ended = n, "ended expired rentals"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "ending expired rentals failed"),
-            }
-            match crate::storefront::expire(&shared.pool, crate::storefront::ORDER_HOLD).await {
-                Ok(n) if n > 0 => {
-                    tracing::info!(cancelled = n, "cancelled storefront orders left unpaid")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cancelling unpaid orders failed"),
-            }
-            shared.login_guard.forget_idle();
-            shared.agent_guard.forget_idle();
-            shared.password_limiter.forget_idle();
-            match sessions::purge_expired(&shared.pool).await {
-                Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired sessions"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "session purge failed"),
-            }
+            housekeeping_pass(&shared).await;
         }
     });
+}
+
+async fn housekeeping_pass(shared: &Shared) {
+    match crate::rentals::end_expired(&shared.pool).await {
+        Ok(n) if n > 0 => tracing::info!(ended = n, "ended expired rentals"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "ending expired rentals failed"),
+    }
+    match crate::storefront::expire(&shared.pool, shared.orders.hold).await {
+        Ok(n) if n > 0 => {
+            tracing::info!(cancelled = n, "cancelled storefront orders left unpaid")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cancelling unpaid orders failed"),
+    }
+    shared.login_guard.forget_idle();
+    shared.agent_guard.forget_idle();
+    shared.password_limiter.forget_idle();
+    shared.order_limiter.forget_idle();
+    match sessions::purge_expired(&shared.pool).await {
+        Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired sessions"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "session purge failed"),
+    }
 }

@@ -147,7 +147,7 @@ pub enum RentalCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Address for HTTP: the dashboard, /graphql, /healthz and /metrics.
+    /// Address for HTTP: the dashboard, /graphql, /healthz (and /metrics with --metrics-token).
     #[arg(
         long,
         env = "P2PVPS_HTTP",
@@ -229,6 +229,40 @@ pub struct ServeArgs {
         value_parser = crate::client_address::parse_trusted
     )]
     pub trusted_proxy: Vec<ipnet::IpNet>,
+    /// Minutes an unpaid storefront order reserves its device; then it is cancelled.
+    #[arg(long, env = "P2PVPS_ORDER_HOLD_MINUTES", default_value_t = 30, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=10080))]
+    pub order_hold_minutes: u64,
+    /// Unpaid storefront orders one renter may hold at once; a further order is refused until one is paid
+    /// or cancelled.
+    #[arg(long, env = "P2PVPS_MAX_UNPAID_ORDERS", default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_unpaid_orders: u32,
+    /// Storefront orders (`orderRental`) allowed per account per minute.
+    #[arg(
+        long,
+        env = "P2PVPS_ORDER_RATE_PER_ACCOUNT",
+        default_value_t = 10,
+        value_name = "N"
+    )]
+    pub order_rate_per_account: u32,
+    /// Address of a listener that serves /metrics (Prometheus) and nothing else; `off` runs none. Keep it
+    /// on loopback or a private network: the figures name devices' sites and show the server's load.
+    #[arg(
+        long,
+        env = "P2PVPS_METRICS_LISTEN",
+        default_value = "127.0.0.1:9100",
+        value_name = "ADDR|off",
+        value_parser = parse_listen
+    )]
+    pub metrics_listen: Listen,
+    /// A bearer token that also opens /metrics on the main HTTP address (`Authorization: Bearer TOKEN`).
+    /// Without it, /metrics there answers 404.
+    #[arg(
+        long,
+        env = "P2PVPS_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
     /// On first start (no admin exists), create this admin and print a one-time password.
     #[arg(long, env = "P2PVPS_BOOTSTRAP_ADMIN", value_name = "EMAIL")]
     pub bootstrap_admin: Option<String>,
@@ -386,6 +420,20 @@ pub enum DeviceCommand {
     },
 }
 
+/// A listener's address, or none (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    match text.trim() {
+        "off" | "none" | "" => Ok(Listen(None)),
+        addr => addr
+            .parse()
+            .map(|a| Listen(Some(a)))
+            .map_err(|_| format!("`{addr}` is not an address like 127.0.0.1:9100 (or `off`)")),
+    }
+}
+
 fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
     let (a, b) = text
         .split_once('-')
@@ -539,11 +587,28 @@ mod tests {
             panic!("serve expected")
         };
         assert_eq!(serve.http.port(), 7000);
+        assert_eq!(serve.order_hold_minutes, 30);
+        assert_eq!(serve.max_unpaid_orders, 2);
+        assert_eq!(
+            serve.metrics_listen,
+            Listen(Some(SocketAddr::from(([127, 0, 0, 1], 9100))))
+        );
+        assert_eq!(serve.metrics_token, None);
 
         std::fs::write(&file, "htp = \"x\"\n").unwrap();
         let err = Cli::load_from(args(&["p2pvps", "--config", f, "serve"])).unwrap_err();
         assert!(err.to_string().contains("unknown key `htp`"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen("off").unwrap(), Listen(None));
+        assert_eq!(
+            parse_listen("0.0.0.0:9100").unwrap(),
+            Listen(Some(SocketAddr::from(([0, 0, 0, 0], 9100))))
+        );
+        assert!(parse_listen("9100").is_err());
     }
 
     #[test]

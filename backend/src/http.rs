@@ -1,5 +1,6 @@
 //! The HTTP surface: `/graphql` (POST queries, GET GraphiQL or websocket subscriptions), `/healthz`,
-//! `/metrics`, and the dashboard's static files with a fallback to `index.html` for deep links.
+//! `/metrics` (only with the metrics bearer token; the metrics listener serves it without), and the
+//! dashboard's static files with a fallback to `index.html` for deep links.
 
 use crate::graphql::context::{Credential, Shared, Viewer};
 use crate::graphql::error::add_missing_codes;
@@ -32,7 +33,34 @@ pub struct AppState {
     pub shared: Arc<Shared>,
     pub schema: ApiSchema,
     pub metrics: Arc<Metrics>,
+    /// Opens `/metrics` on the main address; `None`: it is not served there.
+    pub metrics_token: Option<MetricsToken>,
     pub web_dir: Option<PathBuf>,
+}
+
+/// The metrics bearer token, kept as its SHA-256: a presented token is hashed and the digests compared in
+/// constant time, so the comparison's timing tells nothing about the token.
+#[derive(Clone)]
+pub struct MetricsToken([u8; 32]);
+
+impl MetricsToken {
+    pub fn new(token: &str) -> Self {
+        Self(digest(token))
+    }
+
+    fn admits(&self, presented: &str) -> bool {
+        let presented = digest(presented);
+        self.0
+            .iter()
+            .zip(presented.iter())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes()).into()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -43,7 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/graphiql/", get(graphiql))
         .route("/healthz", get(healthz))
         .route("/payments/{provider}/callback", post(payment_callback))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_with_token))
         .merge(crate::agent_api::routes());
     if let Some(dir) = &state.web_dir {
         let files = ServeDir::new(dir).append_index_html_on_directories(true);
@@ -388,6 +416,22 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `/metrics` on the main address: 404 unless a metrics token is configured, then 401 without it.
+async fn metrics_with_token(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(token) = &state.metrics_token else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !bearer(&headers).is_some_and(|presented| token.admits(&presented)) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "send the metrics token as `Authorization: Bearer TOKEN`, or scrape the metrics listener",
+        )
+            .into_response();
+    }
+    metrics(State(state)).await
+}
+
 async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(
@@ -473,6 +517,14 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
     response
 }
 
+/// The metrics listener's routes: `/metrics` and nothing else (it is reachable only where the operator
+/// bound it, so it asks for no token).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
 /// True when `dir` holds a built dashboard.
 pub fn has_index(dir: &Path) -> bool {
     dir.join("index.html").is_file()
@@ -546,6 +598,14 @@ mod tests {
         assert!(is_json(&h));
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert!(!is_json(&h));
+    }
+
+    #[test]
+    fn metrics_token_admits_only_itself() {
+        let token = MetricsToken::new("s3cret-scrape-token");
+        assert!(token.admits("s3cret-scrape-token"));
+        assert!(!token.admits("s3cret-scrape-toke"));
+        assert!(!token.admits(""));
     }
 
     #[test]

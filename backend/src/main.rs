@@ -118,6 +118,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let settings = app::Settings {
                 http: args.http,
+                metrics_listen: args.metrics_listen.0,
+                metrics_token: args.metrics_token.clone(),
                 web_dir,
                 secrets,
                 tunnel_ports: global.tunnel_ports.clone(),
@@ -150,13 +152,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )?,
                 fee_bps: args.market.platform_fee,
                 payments: p2pvps_server::payments::Providers::default(),
+                orders: p2pvps_server::storefront::OrderLimits {
+                    hold: std::time::Duration::from_secs(args.order_hold_minutes * 60),
+                    max_unpaid: args.max_unpaid_orders,
+                },
+                order_rate_per_account: args.order_rate_per_account,
             };
             let running = app::start(settings, pool).await?;
             let base = format!("http://{}", running.addr);
             println!("p2pvps is serving");
             println!("  dashboard: {base}/");
             println!("  GraphiQL:  {base}/graphql");
-            println!("  health:    {base}/healthz   metrics: {base}/metrics");
+            println!("  health:    {base}/healthz");
+            if let Some(metrics) = running.metrics_addr {
+                println!("  metrics:   http://{metrics}/metrics");
+            }
             if let Some(ssh) = running.ssh_addr {
                 println!("  SSH tunnels: {ssh}");
             }

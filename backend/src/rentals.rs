@@ -840,6 +840,26 @@ pub async fn open_order(
     Ok(order)
 }
 
+/// Locks `renter`'s user row for the caller's transaction and counts their storefront orders waiting for
+/// payment. The lock (`FOR NO KEY UPDATE`: it does not block rows referencing the user) serialises one
+/// renter's orders, so a count taken under it stays true until the transaction ends.
+pub async fn lock_unpaid_orders(
+    conn: &mut sqlx::PgConnection,
+    renter: Uuid,
+) -> Result<i64, RentalError> {
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(renter)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(RentalError::NoRenter)?;
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM rentals WHERE renter_id = $1 AND state = 'ordered' AND marketplace = 'direct'",
+    )
+    .bind(renter)
+    .fetch_one(conn)
+    .await?)
+}
+
 /// A rental locked for the caller's transaction.
 pub async fn lock(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Rental, RentalError> {
     sqlx::query_as::<_, Rental>(concat!(

@@ -2,9 +2,11 @@
 //! through a payment provider, and the rental starts when the payment is confirmed.
 //!
 //! An order is a rental in state `ordered` (marketplace `direct`) with one payment; it reserves the device
-//! until it is paid, cancelled, or left unpaid for [`ORDER_HOLD`]. Confirming a payment is one transaction
-//! (payment confirmed, rental paid, ledger entries, rental started) and idempotent: confirming twice, or a
-//! provider's webhook retried, starts nothing twice.
+//! until it is paid, cancelled, or left unpaid for the order hold (`--order-hold-minutes`, default
+//! [`DEFAULT_ORDER_HOLD`]). A renter holds at most [`OrderLimits::max_unpaid`] unpaid orders at once, so one
+//! account cannot reserve every device. Confirming a payment is one transaction (payment confirmed, rental
+//! paid, ledger entries, rental started) and idempotent: confirming twice, or a provider's webhook retried,
+//! starts nothing twice.
 
 use crate::audit::Actor;
 use crate::crypto::SecretBox;
@@ -15,8 +17,30 @@ use sqlx::{PgConnection, PgPool};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// How long an unpaid order reserves its device.
-pub const ORDER_HOLD: Duration = Duration::from_secs(24 * 3600);
+/// How long an unpaid order reserves its device, unless configured otherwise: long enough to pay by hand,
+/// short enough that an abandoned order does not keep the device from other renters for long.
+pub const DEFAULT_ORDER_HOLD: Duration = Duration::from_secs(30 * 60);
+
+/// Unpaid storefront orders one renter may hold at once, unless configured otherwise.
+pub const DEFAULT_MAX_UNPAID_ORDERS: u32 = 2;
+
+/// What bounds the storefront orders of one renter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderLimits {
+    /// How long an unpaid order reserves its device before the housekeeping cancels it.
+    pub hold: Duration,
+    /// Unpaid orders one renter may hold at once.
+    pub max_unpaid: u32,
+}
+
+impl Default for OrderLimits {
+    fn default() -> Self {
+        Self {
+            hold: DEFAULT_ORDER_HOLD,
+            max_unpaid: DEFAULT_MAX_UNPAID_ORDERS,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorefrontError {
@@ -36,6 +60,10 @@ pub enum StorefrontError {
     NotByHand(String),
     #[error("the payment is {paid}, the order asks {asked}")]
     WrongAmount { paid: Money, asked: Money },
+    #[error(
+        "you have {open} unpaid orders open (at most {max} at a time); pay or cancel one before ordering another"
+    )]
+    TooManyUnpaid { open: i64, max: u32 },
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -48,14 +76,24 @@ pub struct Placed {
 }
 
 /// Orders `device` for `renter` at its price for one rental period, and opens its payment with the
-/// default provider, in the caller's transaction.
+/// default provider, in the caller's transaction. Refused when the renter already holds
+/// `limits.max_unpaid` unpaid orders: the renter's user row is locked first, so concurrent orders of one
+/// renter are counted one after the other and cannot pass the cap together.
 pub async fn place(
     conn: &mut PgConnection,
     actor: &Actor,
     providers: &Providers,
+    limits: &OrderLimits,
     device: Uuid,
     renter: Uuid,
 ) -> Result<Placed, StorefrontError> {
+    let open = rentals::lock_unpaid_orders(&mut *conn, renter).await?;
+    if open >= i64::from(limits.max_unpaid) {
+        return Err(StorefrontError::TooManyUnpaid {
+            open,
+            max: limits.max_unpaid,
+        });
+    }
     let rental = rentals::open_order(&mut *conn, device, renter).await?;
     let terms = crate::devices::terms(&mut *conn, device)
         .await?

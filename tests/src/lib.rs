@@ -106,14 +106,30 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// The Prometheus text of `/metrics`.
+    /// The metrics listener's `/metrics` URL.
+    pub fn metrics_url(&self) -> String {
+        let addr = self
+            .running
+            .as_ref()
+            .and_then(|r| r.metrics_addr)
+            .expect("started with a metrics listener");
+        format!("http://{addr}/metrics")
+    }
+
+    /// The Prometheus text of `/metrics`, from the metrics listener.
     pub async fn metrics(&self) -> String {
-        reqwest::get(self.url("/metrics"))
+        reqwest::get(self.metrics_url())
             .await
             .expect("metrics answer")
             .text()
             .await
             .expect("metrics text")
+    }
+
+    /// Runs the server's periodic housekeeping once now (expiries, unpaid orders), instead of waiting
+    /// for its 30 s timer.
+    pub async fn housekeep(&self) {
+        self.running.as_ref().expect("running").housekeep().await;
     }
 
     pub async fn stop(mut self) {
@@ -157,11 +173,16 @@ impl TestApp {
     }
 
     pub async fn log_in_bearer(&self, email: &str) -> Client {
+        self.log_in_bearer_with(email, PASSWORD).await
+    }
+
+    /// Logs in with `password` and a bearer token.
+    pub async fn log_in_bearer_with(&self, email: &str, password: &str) -> Client {
         let r = self
             .anonymous()
             .gql(
                 "mutation($i: LogInInput!) { logIn(input: $i) { token } }",
-                json!({"i": {"email": email, "password": PASSWORD, "bearer": true}}),
+                json!({"i": {"email": email, "password": password, "bearer": true}}),
             )
             .await;
         let token = r

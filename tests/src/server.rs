@@ -48,9 +48,10 @@ pub fn database_url(pool: &PgPool) -> String {
 /// A running `p2pvps serve`. Killed (SIGKILL) when dropped.
 pub struct Server {
     child: Child,
-    /// Where its dashboard/API and its SSH server listen (as it printed them).
+    /// Where its dashboard/API, its SSH server and its metrics listener listen (as it printed them).
     pub http: std::net::SocketAddr,
     pub ssh: std::net::SocketAddr,
+    pub metrics: std::net::SocketAddr,
 }
 
 impl Server {
@@ -62,6 +63,8 @@ impl Server {
                 "--http",
                 "127.0.0.1:0",
                 "--ssh",
+                "127.0.0.1:0",
+                "--metrics-listen",
                 "127.0.0.1:0",
                 "--web-dir",
             ])
@@ -81,16 +84,24 @@ impl Server {
             .expect("p2pvps starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
-        // "p2pvps is serving", then the addresses: the dashboard's, later the SSH server's.
+        // "p2pvps is serving", then the addresses: the dashboard's, the metrics', later the SSH server's.
         let addresses = tokio::time::timeout(std::time::Duration::from_secs(60), async {
-            let mut http = None;
+            let (mut http, mut metrics) = (None, None);
             while let Ok(Some(line)) = lines.next_line().await {
                 let line = line.trim();
                 if let Some(url) = line.strip_prefix("dashboard: http://") {
                     http = url.trim_end_matches('/').parse().ok();
                 }
+                if let Some(url) = line.strip_prefix("metrics:") {
+                    metrics = url
+                        .trim()
+                        .trim_start_matches("http://")
+                        .trim_end_matches("/metrics")
+                        .parse()
+                        .ok();
+                }
                 if let Some(addr) = line.strip_prefix("SSH tunnels: ") {
-                    return http.zip(addr.parse().ok());
+                    return Some((http?, addr.parse().ok()?, metrics?));
                 }
             }
             None
@@ -98,10 +109,15 @@ impl Server {
         .await
         .ok()
         .flatten();
-        let (http, ssh) = addresses.expect("p2pvps did not say it was serving, and where");
+        let (http, ssh, metrics) = addresses.expect("p2pvps did not say it was serving, and where");
         // Keep reading, so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, http, ssh }
+        Self {
+            child,
+            http,
+            ssh,
+            metrics,
+        }
     }
 
     /// Its process id (for sampling its memory).

@@ -38,6 +38,8 @@ async fn enroll(
             "--local-ssh",
         ])
         .arg(format!("127.0.0.1:{local}"))
+        // The test server speaks plain HTTP on loopback.
+        .arg("--insecure")
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -503,7 +503,7 @@ async fn a_thousand_renters_over_a_hundred_devices_beside_stalled_clients_slowlo
     }
     // Limits enforced: past its quota of failures the guessing address was refused without its guesses
     // being checked (each refusal counted).
-    let metrics = reqwest::get(format!("http://{}/metrics", server.http))
+    let metrics = reqwest::get(format!("http://{}/metrics", server.metrics))
         .await
         .unwrap()
         .text()

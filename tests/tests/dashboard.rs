@@ -148,13 +148,16 @@ async fn owner_admin_and_renter_use_the_dashboard(pool: PgPool) {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    let admin = app.log_in_bearer("admin@example.com").await;
     log_in(&b, "admin@example.com", "/account").await;
     b.wait_text(".notice", "generated").await;
     b.fill("#current-password", PASSWORD).await;
     b.fill("#new-password", "a brand new admin password").await;
     b.click("#change-password").await;
     b.wait_text(".notice", "Password changed").await;
+    // (Changing the password ended the admin's other sessions: the API client logs in with the new one.)
+    let admin = app
+        .log_in_bearer_with("admin@example.com", "a brand new admin password")
+        .await;
     b.goto("/admin/users").await;
     b.wait_text("#users", "owner@example.com").await;
     b.screenshot("08-admin-users").await;

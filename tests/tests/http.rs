@@ -181,6 +181,54 @@ async fn healthz_and_metrics(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../sql")]
+async fn metrics_are_on_the_metrics_listener_and_on_the_main_port_only_with_the_token(
+    pool: PgPool,
+) {
+    // No token configured: the main port has no /metrics; the metrics listener has it, and nothing else.
+    let app = TestApp::start(pool.clone()).await;
+    let r = reqwest::get(app.url("/metrics")).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(!r.text().await.unwrap().contains("p2pvps_"));
+    assert!(app.metrics().await.contains("p2pvps_db_pool_connections "));
+    let elsewhere = app.metrics_url().replace("/metrics", "/graphql");
+    assert_eq!(reqwest::get(elsewhere).await.unwrap().status(), 404);
+    app.stop().await;
+
+    // With a token: 401 without it or with another, the figures with it.
+    let app = TestApp::start_with(pool, |s| {
+        s.metrics_token = Some("scrape-token-0123456789".to_owned())
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let r = http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = http
+        .get(app.url("/metrics"))
+        .bearer_auth("scrape-token-012345678")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(!r.text().await.unwrap().contains("p2pvps_"));
+    let r = http
+        .get(app.url("/metrics"))
+        .bearer_auth("scrape-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("p2pvps_db_pool_connections ")
+    );
+    assert!(app.metrics().await.contains("p2pvps_db_pool_connections "));
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
 async fn dashboard_files_and_spa_fallback(pool: PgPool) {
     let dir = std::env::temp_dir().join(format!("p2pvps-web-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(dir.join("graphiql")).unwrap();

@@ -78,7 +78,7 @@ async fn a_renter_buys_from_the_storefront_and_logs_in_once_the_owner_confirms_p
     // Anyone sees the offer: price, period, hardware and record; not who owns it or how to reach it.
     let offers = app.anonymous().gql(OFFERS, json!({})).await;
     let offer = offers.ok().data("offers.0");
-    assert_eq!(offer["id"], id.as_str());
+    assert_eq!(offer["id"], offer_of(&app.pool, &id).await.as_str());
     assert_eq!(offer["price"], json!({"minor": 500, "currency": "USD"}));
     assert_eq!(offer["rentalHours"], 24);
     assert_eq!(offer["hardware"], json!({"cpuCores": 4, "memoryMb": 4096}));
@@ -316,19 +316,21 @@ async fn orders_are_cancelled_by_hand_or_by_expiry_and_then_cannot_be_paid(pool:
         .unwrap()
         .to_owned();
     assert_eq!(
-        p2pvps_server::storefront::expire(&app.pool, p2pvps_server::storefront::ORDER_HOLD)
+        p2pvps_server::storefront::expire(&app.pool, p2pvps_server::storefront::DEFAULT_ORDER_HOLD)
             .await
             .unwrap(),
         0,
         "a fresh order is kept"
     );
-    sqlx::query("UPDATE rentals SET created_at = now() - interval '25 hours' WHERE id = $1::uuid")
-        .bind(&third)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE rentals SET created_at = now() - interval '31 minutes' WHERE id = $1::uuid",
+    )
+    .bind(&third)
+    .execute(&app.pool)
+    .await
+    .unwrap();
     assert_eq!(
-        p2pvps_server::storefront::expire(&app.pool, p2pvps_server::storefront::ORDER_HOLD)
+        p2pvps_server::storefront::expire(&app.pool, p2pvps_server::storefront::DEFAULT_ORDER_HOLD)
             .await
             .unwrap(),
         1
@@ -389,7 +391,7 @@ async fn orders_are_cancelled_by_hand_or_by_expiry_and_then_cannot_be_paid(pool:
     owner
         .gql(
             "mutation($d: ID!) { updateDevice(id: $d, input: {forRent: false}) { id } }",
-            json!({"o": offer_of(&app.pool, &id).await}),
+            json!({"d": id}),
         )
         .await
         .ok();
@@ -702,5 +704,204 @@ async fn a_disabled_owners_devices_are_not_offered(pool: PgPool) {
         .ok();
     let offers = app.anonymous().gql("{ offers { name } }", json!({})).await;
     assert_eq!(offers.ok().data("offers"), &json!([]));
+    app.stop().await;
+}
+
+/// `n` priced devices of `owner`, online; returns their offer ids.
+async fn offers_online(app: &TestApp, owner: &Client, prefix: &str, n: usize) -> Vec<String> {
+    let mut offers = Vec::new();
+    for i in 0..n {
+        let (id, _, _) = offered_device(owner, &format!("{prefix}-{i}")).await;
+        set_online(&app.pool, &id).await;
+        offers.push(offer_of(&app.pool, &id).await);
+    }
+    offers
+}
+
+/// The storefront orders of `renter` waiting for payment, counted in the database.
+async fn unpaid_orders(pool: &PgPool, renter: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM rentals r JOIN users u ON u.id = r.renter_id \
+         WHERE u.email = $1 AND r.state = 'ordered'",
+    )
+    .bind(renter)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_renter_holds_at_most_two_unpaid_orders_until_one_is_paid_or_cancelled(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = app.user("owner@example.com", Role::Owner).await;
+    let renter = app.user("renter@example.com", Role::Renter).await;
+    let other = app.user("other@example.com", Role::Renter).await;
+    let offers = offers_online(&app, &owner, "hoard", 5).await;
+
+    let mut orders = Vec::new();
+    for offer in &offers[..2] {
+        let placed = renter.gql(ORDER, json!({"o": offer})).await;
+        orders.push(
+            placed
+                .ok()
+                .data("orderRental.id")
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let third = renter.gql(ORDER, json!({"o": offers[2]})).await;
+    third.assert_code("CONFLICT");
+    assert!(
+        third.message().contains("2 unpaid orders") && third.message().contains("pay or cancel"),
+        "{}",
+        third.message()
+    );
+    assert_eq!(unpaid_orders(&app.pool, "renter@example.com").await, 2);
+    // The device stays free for someone else, whose own cap is untouched.
+    other.gql(ORDER, json!({"o": offers[2]})).await.ok();
+
+    // Cancelling one lets another through.
+    renter.gql(CANCEL, json!({"r": orders[0]})).await.ok();
+    renter.gql(ORDER, json!({"o": offers[3]})).await.ok();
+    renter
+        .gql(ORDER, json!({"o": offers[4]}))
+        .await
+        .assert_code("CONFLICT");
+
+    // A paid order no longer counts.
+    owner.gql(CONFIRM, json!({"r": orders[1]})).await.ok();
+    renter.gql(ORDER, json!({"o": offers[4]})).await.ok();
+    assert_eq!(unpaid_orders(&app.pool, "renter@example.com").await, 2);
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn concurrent_orders_of_one_renter_do_not_pass_the_cap(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = app.user("owner@example.com", Role::Owner).await;
+    let renter = app.user("renter@example.com", Role::Renter).await;
+    let offers = offers_online(&app, &owner, "race", 8).await;
+
+    let answers = futures::future::join_all(
+        offers
+            .iter()
+            .map(|offer| renter.gql(ORDER, json!({"o": offer}))),
+    )
+    .await;
+    let placed = answers.iter().filter(|a| a.code().is_none()).count();
+    for refused in answers.iter().filter(|a| a.code().is_some()) {
+        refused.assert_code("CONFLICT");
+    }
+    let said: Vec<&str> = answers.iter().map(|a| a.message()).collect();
+    assert_eq!(placed, 2, "{said:?}");
+    assert_eq!(unpaid_orders(&app.pool, "renter@example.com").await, 2);
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn an_unpaid_order_is_cancelled_once_the_configured_hold_has_passed(pool: PgPool) {
+    let hold = std::time::Duration::from_secs(10 * 60);
+    let app = TestApp::start_with(pool, |s| s.orders.hold = hold).await;
+    let owner = app.user("owner@example.com", Role::Owner).await;
+    let renter = app.user("renter@example.com", Role::Renter).await;
+    let offers = offers_online(&app, &owner, "hold", 2).await;
+    let mut orders = Vec::new();
+    for offer in &offers {
+        let placed = renter.gql(ORDER, json!({"o": offer})).await;
+        orders.push(
+            placed
+                .ok()
+                .data("orderRental.id")
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // One order placed 11 minutes ago, one 9 minutes ago (no waiting in real time).
+    for (order, minutes) in orders.iter().zip([11, 9]) {
+        sqlx::query(
+            "UPDATE rentals SET created_at = now() - make_interval(mins => $2) WHERE id = $1::uuid",
+        )
+        .bind(order)
+        .bind(minutes)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    // The renter is told when to pay by: the order's time plus the hold.
+    let mine = renter
+        .gql(
+            "{ rentals(view: RENTER) { id createdAt payBy } }",
+            json!({}),
+        )
+        .await;
+    for r in mine.ok().data("rentals").as_array().unwrap() {
+        let created =
+            chrono::DateTime::parse_from_rfc3339(r["createdAt"].as_str().unwrap()).unwrap();
+        let pay_by = chrono::DateTime::parse_from_rfc3339(r["payBy"].as_str().unwrap()).unwrap();
+        assert_eq!((pay_by - created).num_seconds(), 600, "{r}");
+    }
+
+    app.housekeep().await;
+    let states: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id::text, state FROM rentals WHERE id = ANY($1::uuid[]) ORDER BY created_at",
+    )
+    .bind(
+        orders
+            .iter()
+            .map(|o| o.parse::<uuid::Uuid>().unwrap())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        states,
+        vec![
+            (orders[0].clone(), "cancelled".to_owned()),
+            (orders[1].clone(), "ordered".to_owned()),
+        ]
+    );
+    // Paid or not, a cancelled order has no payBy; the open one still has.
+    let mine = renter
+        .gql("{ rentals(view: RENTER) { id payBy } }", json!({}))
+        .await;
+    for r in mine.ok().data("rentals").as_array().unwrap() {
+        assert_eq!(r["payBy"].is_null(), r["id"] == orders[0].as_str(), "{r}");
+    }
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn orders_are_rate_limited_per_account(pool: PgPool) {
+    let app = TestApp::start_with(pool, |s| s.order_rate_per_account = 2).await;
+    let renter = app.user("renter@example.com", Role::Renter).await;
+    let other = app.user("other@example.com", Role::Renter).await;
+    let nowhere = json!({"o": uuid::Uuid::new_v4().to_string()});
+    for _ in 0..2 {
+        renter
+            .gql(ORDER, nowhere.clone())
+            .await
+            .assert_code("NOT_FOUND");
+    }
+    let limited = renter.gql(ORDER, nowhere.clone()).await;
+    limited.assert_code("RATE_LIMITED");
+    assert!(
+        limited
+            .message()
+            .contains("too many orders from this account"),
+        "{}",
+        limited.message()
+    );
+    assert!(
+        limited.body["errors"][0]["extensions"]["retryAfterSeconds"]
+            .as_u64()
+            .is_some_and(|s| s >= 1),
+        "{}",
+        limited.body
+    );
+    // Another account is not affected.
+    other.gql(ORDER, nowhere).await.assert_code("NOT_FOUND");
     app.stop().await;
 }

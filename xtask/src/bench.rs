@@ -199,6 +199,8 @@ pub(crate) fn server_command(bin: &Path, url: &str, data: &Path, args: &[&str]) 
     c.args(args)
         .env("DATABASE_URL", url)
         .env("P2PVPS_DATA_DIR", data)
+        // Several bench servers run at once; none is scraped.
+        .env("P2PVPS_METRICS_LISTEN", "off")
         .env_remove("P2PVPS_CONFIG");
     c
 }

@@ -48,7 +48,9 @@ pub fn demo(root: &Path) -> Result<()> {
             .env("DATABASE_URL", &url)
             .env_remove("P2PVPS_CONFIG")
             .env("P2PVPS_DATA_DIR", demo.join("server"))
-            .env("P2PVPS_TUNNEL_PORTS", TUNNEL_PORTS);
+            .env("P2PVPS_TUNNEL_PORTS", TUNNEL_PORTS)
+            // Metrics on any free loopback port (printed in server.log), beside a `cargo xtask run`.
+            .env("P2PVPS_METRICS_LISTEN", "127.0.0.1:0");
         cmd
     };
 
@@ -152,6 +154,8 @@ pub fn demo(root: &Path) -> Result<()> {
             &format!("http://{HTTP}"),
             "--device",
             &device,
+            // The demo server speaks plain HTTP on loopback.
+            "--insecure",
         ])
         .args(["--local-ssh", &format!("127.0.0.1:{DEVICE_SSHD_PORT}")])
         .arg("--start-hook")

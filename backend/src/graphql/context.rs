@@ -5,7 +5,7 @@ use crate::audit::Actor;
 use crate::auth_guard::AuthGuard;
 use crate::crypto::SecretBox;
 use crate::events::Bus;
-use crate::ratelimit::AddressLimiter;
+use crate::ratelimit::{AccountLimiter, AddressLimiter};
 use crate::users::User;
 use async_graphql::Context;
 use p2pvps_shared::Role;
@@ -44,6 +44,10 @@ pub struct Shared {
     pub fee_bps: u32,
     /// How storefront orders are paid.
     pub payments: crate::payments::Providers,
+    /// The order hold and the cap on one renter's unpaid orders.
+    pub orders: crate::storefront::OrderLimits,
+    /// `orderRental` calls, per account.
+    pub order_limiter: AccountLimiter,
     /// Failed device logins on the agent API.
     pub agent_guard: AuthGuard,
     /// Fires when the server stops: long waits (the agent's job poll) answer at once.

@@ -242,6 +242,7 @@ impl From<crate::storefront::StorefrontError> for ApiError {
             | S::NotByHand(_)
             | S::WrongAmount { .. }
             | S::PaymentWaiting
+            | S::TooManyUnpaid { .. }
             | S::NotRenewable => Self::conflict(None, e.to_string()),
             S::Payment(P::Db(d)) | S::Db(d) => d.into(),
             S::Payment(p) => Self::internal("payment provider", &p),

@@ -603,13 +603,18 @@ impl MutationRoot {
     }
 
     /// Orders a device from the storefront (`offer`: an `Offer`'s id) for one rental period at its price,
-    /// and opens its payment. The order reserves the device until it is paid, cancelled or left unpaid for a
-    /// day; the rental starts when the payment is confirmed. Any signed-in user, for a device they do not
-    /// own.
+    /// and opens its payment. The order reserves the device until it is paid, cancelled or left unpaid past
+    /// its `payBy` (the server's order hold, 30 minutes by default); the rental starts when the payment is
+    /// confirmed. Any signed-in user, for a device they do not own. A renter holds at most a few unpaid
+    /// orders at once (CONFLICT beyond: pay or cancel one), and orders are rate-limited per account
+    /// (RATE_LIMITED with `retryAfterSeconds`).
     async fn order_rental(&self, ctx: &Context<'_>, offer: ID) -> ApiResult<RentalObject> {
         let user = ctx.viewer().user()?.id;
         let offer = parse_id(&offer, "offer")?;
         let shared = ctx.shared();
+        shared.order_limiter.check(user).map_err(|limited| {
+            ApiError::rate_limited(limited.to_string(), limited.retry_after_secs())
+        })?;
         let mut tx = shared.pool.begin().await?;
         let device = devices::by_offer(&mut tx, offer)
             .await?
@@ -618,6 +623,7 @@ impl MutationRoot {
             &mut tx,
             &ctx.viewer().actor()?,
             &shared.payments,
+            &shared.orders,
             device,
             user,
         )

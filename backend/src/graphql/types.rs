@@ -8,7 +8,7 @@ use crate::users::User;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use p2pvps_shared::{Money, ValidationError};
+use p2pvps_shared::{Money, RentalState, ValidationError};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 #[graphql(remote = "p2pvps_shared::Role", name = "Role")]
@@ -565,6 +565,15 @@ impl RentalObject {
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.rental.created_at
+    }
+    /// When a storefront order waiting for payment is cancelled if still unpaid (the server's order hold
+    /// after it was placed); null for anything else.
+    async fn pay_by(&self, ctx: &Context<'_>) -> Option<DateTime<Utc>> {
+        if self.rental.state != RentalState::Ordered || self.rental.marketplace != "direct" {
+            return None;
+        }
+        let hold = chrono::Duration::from_std(ctx.shared().orders.hold).ok()?;
+        self.rental.created_at.checked_add_signed(hold)
     }
     /// The rented device's name (also while an order waits for payment, when `device` is not shown yet).
     async fn device_name(&self, ctx: &Context<'_>) -> ApiResult<String> {

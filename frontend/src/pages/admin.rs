@@ -211,16 +211,17 @@ pub fn orders_waiting(props: &OrdersProps) -> Html {
     html! {
         <>
             <h2>{ "Orders waiting for payment" }</h2>
-            <p class="hint">{ "Confirm a payment once it has reached you: an order's rental starts and the renter gets the login; a renewal extends the rental. Orders left unpaid for a day are cancelled." }</p>
+            <p class="hint">{ "Confirm a payment once it has reached you: an order's rental starts and the renter gets the login; a renewal extends the rental. An order not paid by the time under \"Pay by\" is cancelled and its device offered again." }</p>
             if let Some(e) = &*error { <ErrorBox error={e.clone()} /> }
             <table class="list" id="orders">
                 <thead><tr><th scope="col">{ "Device" }</th><th scope="col">{ "Ordered" }</th>
-                    <th scope="col">{ "Price" }</th><th scope="col">{ "" }</th></tr></thead>
+                    <th scope="col">{ "Pay by" }</th><th scope="col">{ "Price" }</th><th scope="col">{ "" }</th></tr></thead>
                 <tbody>{ for props.orders.iter().map(|o| html! {
                     <tr data-order={o.id.clone()}>
                         <td data-label="Device">{ &o.device_name }
                             if enum_str(&o.state) == "ACTIVE" { <span class="hint">{ " (renewal)" }</span> }</td>
                         <td data-label="Ordered">{ fmt_time(&o.created_at) }</td>
+                        <td data-label="Pay by">{ o.pay_by.as_deref().map(fmt_time).unwrap_or_default() }</td>
                         <td data-label="Price">{ o.payment.as_ref().map(|p| fmt_money(p.amount.minor, &p.amount.currency)).unwrap_or_default() }</td>
                         <td>
                             if o.payment.as_ref().is_some_and(|p| p.confirmed_by_hand) {

@@ -199,6 +199,9 @@ fn waiting_order(props: &WaitingProps) -> Html {
                 <span class="badge">{ "waiting for payment" }</span>
             </div>
             <p><strong>{ fmt_money(r.price.minor, &r.price.currency) }</strong></p>
+            if let Some(by) = &r.pay_by {
+                <p class="pay-by">{ format!("Pay by {}; an order still unpaid then is cancelled and the device offered to others.", fmt_time(by)) }</p>
+            }
             if let Some(p) = &r.payment {
                 <p class="instructions">{ &p.instructions }</p>
                 if let Some(url) = &p.checkout_url { <p><a href={url.clone()}>{ "Pay now" }</a></p> }
