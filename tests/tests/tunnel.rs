@@ -68,6 +68,8 @@ struct Rig {
     app: TestApp,
     owner: Client,
     pi: Device,
+    /// The rental letting `pi`.
+    rental: uuid::Uuid,
     kit: SshKit,
 }
 
@@ -77,13 +79,14 @@ impl Rig {
         let app = TestApp::start_with_ssh(pool, &dir, 0).await;
         let owner = app.user("o@example.com", Role::Owner).await;
         let pi = device(&owner, "pi").await;
-        let_out(&app, &pi).await;
+        let rental = let_out(&app, &pi).await;
         let kit = SshKit::new(&dir, app.ssh_addr());
         Self {
             dir,
             app,
             owner,
             pi,
+            rental,
             kit,
         }
     }
@@ -105,6 +108,7 @@ async fn a_device_tunnel_carries_data_and_its_status_is_live(pool: PgPool) {
         owner,
         pi,
         kit,
+        ..
     } = Rig::start(pool).await;
     let echo = echo_server().await;
 
@@ -196,6 +200,7 @@ async fn port_zero_means_my_port_and_the_newest_connection_wins(pool: PgPool) {
         owner: _,
         pi,
         kit,
+        ..
     } = Rig::start(pool).await;
     let echo = echo_server().await;
     let mut status = status_listener(&app.pool).await;
@@ -337,6 +342,7 @@ async fn a_device_may_log_in_with_a_registered_key(pool: PgPool) {
         owner,
         pi,
         kit,
+        ..
     } = Rig::start(pool).await;
     let (key, public) = p2pvps_tests::openssh::keypair(&kit.dir);
     let key = key.display().to_string();
@@ -417,6 +423,7 @@ async fn guessing_a_device_id_blocks_the_guesser_not_the_device(pool: PgPool) {
         owner: _,
         pi,
         kit,
+        ..
     } = Rig::start(pool).await;
     // Twenty wrong guesses for the device's (public) id from one address, side by side (each failure is
     // padded to a second) ...
@@ -474,6 +481,15 @@ async fn a_client_that_never_authenticates_is_disconnected(pool: PgPool) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Connects the device's tunnel to an echo server; returns once it is online.
+async fn online_to_echo(app: &TestApp, kit: &SshKit, pi: &Device) -> tokio::process::Child {
+    let echo = echo_server().await;
+    let mut status = status_listener(&app.pool).await;
+    let ssh = kit.device(&pi.id, &pi.credential, pi.port, echo);
+    wait_status(&mut status, &pi.id, "online").await;
+    ssh
+}
+
 /// A connection to the device's port, carried through to the device (an echo answered).
 async fn carried(addr: SocketAddr) -> tokio::net::TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -497,16 +513,15 @@ async fn cut_within(mut socket: tokio::net::TcpStream, within: Duration) {
 
 #[sqlx::test(migrations = "../sql")]
 async fn a_port_connection_is_cut_at_the_rentals_end_without_its_event(pool: PgPool) {
-    let dir = data_dir();
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
-    let owner = app.user("o@example.com", Role::Owner).await;
-    let pi = device(&owner, "pi").await;
-    let rental = let_out(&app, &pi).await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
-    let echo = echo_server().await;
-    let mut status = status_listener(&app.pool).await;
-    let _ssh = kit.device(&pi.id, &pi.credential, pi.port, echo);
-    wait_status(&mut status, &pi.id, "online").await;
+    let Rig {
+        dir,
+        app,
+        pi,
+        rental,
+        kit,
+        ..
+    } = Rig::start(pool).await;
+    let _ssh = online_to_echo(&app, &kit, &pi).await;
     // The rental ends in 3 s and nothing will announce it (the expiry sweep runs every 30 s).
     sqlx::query("UPDATE rentals SET ends_at = now() + interval '3 seconds' WHERE id = $1")
         .bind(rental)
@@ -521,16 +536,15 @@ async fn a_port_connection_is_cut_at_the_rentals_end_without_its_event(pool: PgP
 
 #[sqlx::test(migrations = "../sql")]
 async fn rental_ends_missed_while_the_listener_reconnects_still_cut(pool: PgPool) {
-    let dir = data_dir();
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
-    let owner = app.user("o@example.com", Role::Owner).await;
-    let pi = device(&owner, "pi").await;
-    let rental = let_out(&app, &pi).await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
-    let echo = echo_server().await;
-    let mut status = status_listener(&app.pool).await;
-    let _ssh = kit.device(&pi.id, &pi.credential, pi.port, echo);
-    wait_status(&mut status, &pi.id, "online").await;
+    let Rig {
+        dir,
+        app,
+        pi,
+        rental,
+        kit,
+        ..
+    } = Rig::start(pool).await;
+    let _ssh = online_to_echo(&app, &kit, &pi).await;
     let socket = carried(at(pi.port)).await;
     // The rental (a day long) ends with no notification, and the server's event listener loses its
     // connection: only re-reading the rental ends after the reconnect can cut the renter.
