@@ -305,6 +305,9 @@ async fn housekeeping_pass(shared: &Shared) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "ending expired rentals failed"),
     }
+    if let Err(e) = crate::rentals::refund_failed_starts(&shared.pool).await {
+        tracing::warn!(error = %e, "refunding rentals whose start hook failed did not finish");
+    }
     match crate::storefront::expire(&shared.pool, shared.orders.hold).await {
         Ok(n) if n > 0 => {
             tracing::info!(cancelled = n, "cancelled storefront orders left unpaid")

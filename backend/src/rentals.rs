@@ -453,6 +453,71 @@ pub async fn end_expired(pool: &PgPool) -> Result<usize, sqlx::Error> {
     Ok(ended)
 }
 
+/// How long a failed start hook waits for the device owner's retry before its rental is ended and refunded.
+pub const FAILED_START_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
+
+/// Ends, with a full refund, every active rental whose start hook failed and was not retried within
+/// [`FAILED_START_GRACE`]: the renter never got access, so pays nothing, and the device's end hook then
+/// cleans up and frees the device. Each rental is one transaction, checked again under its row lock (an
+/// owner's retry meanwhile wins). Returns how many.
+pub async fn refund_failed_starts(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    // A rental whose start hook failed longer ago than the grace ($1 seconds).
+    macro_rules! stuck {
+        () => {
+            "state = 'active' AND start_hook = 'failed' AND updated_at <= now() - make_interval(secs => $1)"
+        };
+    }
+    let grace = FAILED_START_GRACE.num_seconds() as f64;
+    let ids: Vec<Uuid> = sqlx::query_scalar(concat!(
+        "SELECT id FROM rentals WHERE ",
+        stuck!(),
+        " ORDER BY updated_at LIMIT 100"
+    ))
+    .bind(grace)
+    .fetch_all(pool)
+    .await?;
+    let mut refunded = 0;
+    for id in ids {
+        let mut tx = pool.begin().await?;
+        let still: Option<Uuid> = sqlx::query_scalar(concat!(
+            "SELECT id FROM rentals WHERE id = $2 AND ",
+            stuck!(),
+            " FOR UPDATE"
+        ))
+        .bind(grace)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if still.is_none() {
+            continue;
+        }
+        let actor = crate::audit::Actor::system();
+        match end(&mut tx, &actor, id).await {
+            Ok(_) => {}
+            Err(RentalError::Db(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(rental = %id, error = %e, "could not end a rental whose start hook failed");
+                continue;
+            }
+        }
+        let back = crate::ledger::refund_share(&mut tx, id, 1, 1, "the device's start hook failed")
+            .await?;
+        crate::audit::record(
+            &mut tx,
+            &actor,
+            "rental.refund_failed_start",
+            "rental",
+            id,
+            serde_json::json!({ "refunded": back }),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(rental = %id, ?back, "start hook stayed failed: rental ended and refunded");
+        refunded += 1;
+    }
+    Ok(refunded)
+}
+
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Rental>, sqlx::Error> {
     sqlx::query_as::<_, Rental>(concat!(
         "SELECT ",

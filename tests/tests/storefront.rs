@@ -905,3 +905,74 @@ async fn orders_are_rate_limited_per_account(pool: PgPool) {
     other.gql(ORDER, nowhere).await.assert_code("NOT_FOUND");
     app.stop().await;
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_start_hook_left_failed_refunds_the_renter_and_frees_the_device(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = app.user("owner@example.com", Role::Owner).await;
+    let renter = app.user("renter@example.com", Role::Renter).await;
+    let mut rentals = Vec::new();
+    for name in ["hook-pi", "patient-pi"] {
+        let (id, _, _) = offered_device(&owner, name).await;
+        sqlx::query("UPDATE devices SET provisioner = true WHERE id = $1::uuid")
+            .bind(&id)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+        set_online(&app.pool, &id).await;
+        let order = renter
+            .gql(ORDER, json!({"o": offer_of(&app.pool, &id).await}))
+            .await;
+        let rental = order
+            .ok()
+            .data("orderRental.id")
+            .as_str()
+            .unwrap()
+            .to_owned();
+        owner.gql(CONFIRM, json!({"r": rental})).await.ok();
+        rentals.push(rental);
+    }
+    // Both start hooks failed on the devices; one of them 31 minutes ago with no retry since.
+    for (rental, ago) in rentals.iter().zip([31, 5]) {
+        sqlx::query(
+            "UPDATE rentals SET start_hook = 'failed', hook_message = 'useradd: failure', \
+             updated_at = now() - make_interval(mins => $2) WHERE id = $1::uuid",
+        )
+        .bind(rental)
+        .bind(ago)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    app.housekeep().await;
+    let state = |rental: String| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>)>(
+                "SELECT state, end_hook FROM rentals WHERE id = $1::uuid",
+            )
+            .bind(rental)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    // The stale one is ended (its end hook will clean the device up) and the renter gets everything back.
+    assert_eq!(
+        state(rentals[0].clone()).await,
+        ("ended".to_owned(), Some("pending".to_owned()))
+    );
+    let renter_net: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(amount_minor), 0)::bigint FROM ledger_entries \
+         WHERE rental_id = $1::uuid AND account LIKE 'renter:%'",
+    )
+    .bind(&rentals[0])
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(renter_net, 0, "the renter paid nothing in the end");
+    assert_ledger_balances(&app.pool, &rentals[0]).await;
+    // The recent failure still waits for the owner's retry.
+    assert_eq!(state(rentals[1].clone()).await.0, "active");
+    app.stop().await;
+}
