@@ -215,6 +215,16 @@ pub struct Client {
 }
 
 impl Client {
+    /// Disables the user `id` (the client must be an admin's).
+    pub async fn disable_user(&self, id: impl std::fmt::Display) {
+        self.gql(
+            "mutation($u: ID!) { disableUser(userId: $u) { disabled } }",
+            json!({"u": id.to_string()}),
+        )
+        .await
+        .ok();
+    }
+
     fn new(app: &TestApp, token: Option<String>) -> Self {
         Self {
             http: reqwest::Client::builder()

@@ -430,13 +430,7 @@ async fn disabling_a_user_ends_their_sessions_and_blocks_log_in(pool: PgPool) {
         .as_str()
         .unwrap()
         .to_owned();
-    admin
-        .gql(
-            "mutation($u: ID!) { disableUser(userId: $u) { disabled } }",
-            json!({"u": id}),
-        )
-        .await
-        .ok();
+    admin.disable_user(id).await;
     assert!(owner.gql(ME, json!({})).await.ok().data("me").is_null());
     app.anonymous()
         .gql(

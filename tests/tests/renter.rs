@@ -368,13 +368,7 @@ async fn a_disabled_renter_loses_jump_and_port_access_at_once(pool: PgPool) {
             .fetch_one(&app.pool)
             .await
             .unwrap();
-    admin
-        .gql(
-            "mutation($u: ID!) { disableUser(userId: $u) { disabled } }",
-            json!({"u": renter_id}),
-        )
-        .await
-        .ok();
+    admin.disable_user(renter_id).await;
     // Both sessions are cut within seconds, and neither way lets them in again.
     for session in [&mut by_jump, &mut by_port] {
         let status = tokio::time::timeout(Duration::from_secs(10), session.wait())

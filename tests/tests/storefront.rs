@@ -695,13 +695,7 @@ async fn a_disabled_owners_devices_are_not_offered(pool: PgPool) {
             .fetch_one(&app.pool)
             .await
             .unwrap();
-    admin
-        .gql(
-            "mutation($u: ID!) { disableUser(userId: $u) { disabled } }",
-            json!({"u": owner_id}),
-        )
-        .await
-        .ok();
+    admin.disable_user(owner_id).await;
     let offers = app.anonymous().gql("{ offers { name } }", json!({})).await;
     assert_eq!(offers.ok().data("offers"), &json!([]));
     app.stop().await;

@@ -163,13 +163,7 @@ async fn subscriptions_end_when_the_user_is_disabled_demoted_or_logged_out(pool:
     let owner = app.user("own@example.com", Role::Owner).await;
     let mut ws = connect(&app, owner.token.as_deref().unwrap()).await;
     subscribe(&mut ws, "s", query).await;
-    admin
-        .gql(
-            "mutation($u: ID!) { disableUser(userId: $u) { disabled } }",
-            json!({"u": id_of("own@example.com").await}),
-        )
-        .await
-        .ok();
+    admin.disable_user(id_of("own@example.com").await).await;
     closed_by_the_server(&mut ws).await;
 
     // An admin demoted.
