@@ -87,6 +87,9 @@ struct Walk<'a> {
     fragments: &'a HashMap<Name, Positioned<FragmentDefinition>>,
     variables: &'a Variables,
     aliases: usize,
+    /// Whether walking counts aliases: the root and depth passes do, the cost pass (which walks the same
+    /// fields again) does not.
+    counting: bool,
 }
 
 /// Why a document is refused, if it is.
@@ -95,6 +98,7 @@ pub fn check(document: &ExecutableDocument, variables: &Variables) -> Result<(),
         fragments: &document.fragments,
         variables,
         aliases: 0,
+        counting: true,
     };
     let operations: Vec<_> = match &document.operations {
         DocumentOperations::Single(op) => vec![op],
@@ -144,7 +148,10 @@ pub fn check(document: &ExecutableDocument, variables: &Variables) -> Result<(),
                     "Query is nested too deep: depth {depth}, at most {MAX_DEPTH}"
                 ));
             }
-            cost = cost.saturating_add(walk.cost(field, &mut Vec::new())?);
+            walk.counting = false;
+            let field_cost = walk.cost(field, &mut Vec::new());
+            walk.counting = true;
+            cost = cost.saturating_add(field_cost?);
         }
         if walk.aliases > MAX_ALIASES {
             return Err(format!(
@@ -175,7 +182,7 @@ impl<'a> Walk<'a> {
         for selection in &set.items {
             match &selection.node {
                 Selection::Field(field) => {
-                    if field.node.alias.is_some() {
+                    if self.counting && field.node.alias.is_some() {
                         self.aliases += 1;
                     }
                     out.push(&field.node);
@@ -307,6 +314,17 @@ mod tests {
             refused(&format!("mutation {{ {signups} }}"))
                 .unwrap()
                 .contains("one per request")
+        );
+        // Each alias counts once, however many passes walk it: 30 pass, 31 do not.
+        let names = |n: usize| -> String { (0..n).map(|i| format!("n{i}: name ")).collect() };
+        assert_eq!(
+            refused(&format!("{{ offers(first: 1) {{ {} }} }}", names(30))),
+            None
+        );
+        assert!(
+            refused(&format!("{{ offers(first: 1) {{ {} }} }}", names(31)))
+                .unwrap()
+                .contains("31 aliases")
         );
         let deep = "{ rentals { device { owner { devices { nodes { owner { devices { nodes { owner { devices { nodes { id } } } } } } } } } } } }";
         assert!(refused(deep).unwrap().contains("nested too deep"));
