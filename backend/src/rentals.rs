@@ -536,6 +536,8 @@ pub struct JumpGrant {
     pub device_id: Uuid,
     pub subdomain: String,
     pub ends_at: DateTime<Utc>,
+    /// The renter (none for a marketplace order not yet claimed).
+    pub renter_id: Option<Uuid>,
 }
 
 /// Checks a jump login (rental login name + secret) of an active, unexpired rental.
@@ -545,10 +547,10 @@ pub async fn jump_login(
     login: &str,
     secret: &str,
 ) -> Result<Option<JumpGrant>, sqlx::Error> {
-    // rental id, device id, subdomain, end, sealed secret
-    type JumpRow = (Uuid, Uuid, String, DateTime<Utc>, Vec<u8>);
+    // rental id, device id, subdomain, end, sealed secret, renter
+    type JumpRow = (Uuid, Uuid, String, DateTime<Utc>, Vec<u8>, Option<Uuid>);
     let row: Option<JumpRow> = sqlx::query_as(
-        "SELECT r.id, r.device_id, d.subdomain, r.ends_at, r.login_secret_enc FROM rentals r \
+        "SELECT r.id, r.device_id, d.subdomain, r.ends_at, r.login_secret_enc, r.renter_id FROM rentals r \
          JOIN devices d ON d.id = r.device_id \
          WHERE r.login_name = $1 AND r.state = 'active' AND r.ends_at > now() AND d.deleted_at IS NULL \
          AND (r.start_hook IS NULL OR r.start_hook = 'done') \
@@ -557,7 +559,7 @@ pub async fn jump_login(
     .bind(login)
     .fetch_optional(pool)
     .await?;
-    let Some((rental_id, device_id, subdomain, ends_at, sealed)) = row else {
+    let Some((rental_id, device_id, subdomain, ends_at, sealed, renter_id)) = row else {
         return Ok(None);
     };
     let Ok(stored) = secrets.open(&sealed) else {
@@ -572,6 +574,7 @@ pub async fn jump_login(
         device_id,
         subdomain,
         ends_at,
+        renter_id,
     }))
 }
 
@@ -596,6 +599,16 @@ pub async fn active_until(
     .fetch_optional(pool)
     .await
     .map(Option::flatten)
+}
+
+/// Devices `renter` holds an active rental of (whose connections a change of the renter's access concerns).
+pub async fn devices_rented_by(pool: &PgPool, renter: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT device_id FROM rentals WHERE renter_id = $1 AND state = 'active'",
+    )
+    .bind(renter)
+    .fetch_all(pool)
+    .await
 }
 
 /// Until when the device is in a rental that grants access (`None`: not let now, or its renter is

@@ -74,6 +74,7 @@ pub fn watchdog(shared: &SshShared, grant: &JumpGrant, handle: Handle) -> AbortH
     let mut ended = shared.bus.rental_ended();
     let mut access = shared.bus.user_access();
     let rental = grant.rental_id;
+    let renter = grant.renter_id;
     let pool = shared.pool.clone();
     let ends_at = grant.ends_at;
     let task = tokio::spawn(async move {
@@ -93,11 +94,15 @@ pub fn watchdog(shared: &SshShared, grant: &JumpGrant, handle: Handle) -> AbortH
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
-                // A user was disabled somewhere: if it is this renter, the rental no longer reads as active.
+                // This renter's access changed (or events were missed): a disabled renter's rental no longer
+                // reads as active.
                 event = access.recv() => {
-                    if !matches!(event, Err(tokio::sync::broadcast::error::RecvError::Closed))
-                        && let Ok(None) = rentals::active_until(&pool, rental).await
-                    {
+                    let concerned = match event {
+                        Ok(event) => renter == Some(event.user),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
+                    };
+                    if concerned && let Ok(None) = rentals::active_until(&pool, rental).await {
                         break;
                     }
                 }

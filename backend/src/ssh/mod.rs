@@ -290,13 +290,20 @@ async fn cut_ended_rentals(shared: Arc<SshShared>, stop: Shutdown) {
     loop {
         let event = tokio::select! {
             e = ended.recv() => e,
-            a = access.recv() => match a {
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                _ => {
-                    recheck_carried(&shared).await;
-                    continue;
+            a = access.recv() => {
+                match a {
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    // Only the devices this user rents are concerned.
+                    Ok(a) => match crate::rentals::devices_rented_by(&shared.pool, a.user).await {
+                        Ok(devices) => recheck_carried(&shared, Some(&devices)).await,
+                        Err(_) => recheck_carried(&shared, None).await,
+                    },
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        recheck_carried(&shared, None).await;
+                    }
                 }
-            },
+                continue;
+            }
             () = stop.wait() => return,
         };
         match event {
@@ -312,16 +319,21 @@ async fn cut_ended_rentals(shared: Arc<SshShared>, stop: Shutdown) {
                     missed = n,
                     "missed rental-end events; checking carried connections"
                 );
-                recheck_carried(&shared).await;
+                recheck_carried(&shared, None).await;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
 }
 
-/// Cuts the port connections of every device no longer let (to a renter still enabled).
-async fn recheck_carried(shared: &SshShared) {
-    for device in shared.registry.carrying() {
+/// Cuts the port connections of every device (of `only`, when given) no longer let to a renter still
+/// enabled.
+async fn recheck_carried(shared: &SshShared, only: Option<&[uuid::Uuid]>) {
+    let carrying = shared.registry.carrying();
+    let devices = carrying
+        .into_iter()
+        .filter(|d| only.is_none_or(|only| only.contains(d)));
+    for device in devices {
         if let Ok(None) = crate::rentals::device_let_until(&shared.pool, device).await {
             let cut = shared.registry.cut(device);
             tracing::info!(%device, cut, "device no longer let; cut port connections");
