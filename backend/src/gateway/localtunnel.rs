@@ -318,7 +318,9 @@ impl Localtunnel {
         match &self.ports {
             None => TcpListener::bind((self.bind, 0)).await,
             Some(range) => {
-                for port in range.clone() {
+                let len = u32::from(*range.end() - *range.start()) + 1;
+                let offset = rand::Rng::random_range(&mut rand::rng(), 0..len);
+                for port in ports_from(range, offset) {
                     if let Ok(l) = TcpListener::bind((self.bind, port)).await {
                         return Ok(l);
                     }
@@ -369,6 +371,19 @@ impl Localtunnel {
             t.close();
         }
     }
+}
+
+/// The ports of `range`, from its `offset`-th one on, wrapping around. The data port is drawn at random:
+/// an unmodified client's data sockets carry nothing but their source address and this port, so the
+/// port is the tunnel's only secret towards other hosts behind the client's address (a shared NAT). It is
+/// a weak one (16 bits, and a scan finds it), which is why the address check stays; devices that need
+/// more use the SSH tunnel, whose every connection is authenticated.
+fn ports_from(range: &RangeInclusive<u16>, offset: u32) -> impl Iterator<Item = u16> + '_ {
+    let len = u32::from(*range.end() - *range.start()) + 1;
+    (0..len).map(move |i| {
+        // Below 2^16, as both are: the sum stays in range.
+        *range.start() + ((offset + i) % len) as u16
+    })
 }
 
 /// Accepts the client's data sockets (only from its address, at most `MAX_SOCKETS` at a time) and makes
@@ -474,6 +489,22 @@ fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::{ControlRequest, control_request};
+
+    #[test]
+    fn data_ports_start_anywhere_in_the_range_and_cover_it_once() {
+        let range = 40_000..=40_009;
+        let from_3: Vec<u16> = super::ports_from(&range, 3).collect();
+        assert_eq!(
+            from_3,
+            [
+                40_003, 40_004, 40_005, 40_006, 40_007, 40_008, 40_009, 40_000, 40_001, 40_002
+            ]
+        );
+        let whole = 0..=u16::MAX;
+        let ports: Vec<u16> = super::ports_from(&whole, 65_535).take(2).collect();
+        assert_eq!(ports, [65_535, 0]);
+        assert_eq!(super::ports_from(&(7..=7), 0).collect::<Vec<_>>(), [7]);
+    }
 
     #[test]
     fn control_requests_are_read_from_the_path_and_query() {
