@@ -33,7 +33,7 @@ pub async fn jobs(
         Option<chrono::DateTime<chrono::Utc>>,
     );
     let rows: Vec<JobRow> = sqlx::query_as(
-        "SELECT id, 'start', login_name, login_secret_enc, ends_at FROM rentals \
+        "SELECT id, 'start', login_name, COALESCE(device_password_enc, login_secret_enc), ends_at FROM rentals \
          WHERE device_id = $1 AND start_hook = 'pending' AND state = 'active' AND login_name IS NOT NULL \
          UNION ALL \
          SELECT id, 'end', login_name, NULL, NULL FROM rentals \

@@ -22,6 +22,8 @@ pub struct Rental {
     pub ends_at: Option<DateTime<Utc>>,
     pub login_name: Option<String>,
     pub login_secret_enc: Option<Vec<u8>>,
+    /// The password the agent's start hook gives the renter's account on the device (sealed).
+    pub device_password_enc: Option<Vec<u8>>,
     pub created_at: DateTime<Utc>,
     /// The device agent's hooks, on a device that runs them (`None` otherwise).
     pub start_hook: Option<HookStatus>,
@@ -33,8 +35,8 @@ pub struct Rental {
 macro_rules! rental_columns {
     () => {
         "r.id, r.device_id, r.renter_id, r.marketplace, r.order_ref, r.state, r.price_minor, \
-    r.currency, r.starts_at, r.ends_at, r.login_name, r.login_secret_enc, r.created_at, r.start_hook, \
-    r.end_hook, r.hook_message"
+    r.currency, r.starts_at, r.ends_at, r.login_name, r.login_secret_enc, r.device_password_enc, \
+    r.created_at, r.start_hook, r.end_hook, r.hook_message"
     };
 }
 
@@ -59,12 +61,22 @@ impl<'r> sqlx::FromRow<'r, PgRow> for Rental {
             ends_at: row.try_get("ends_at")?,
             login_name: row.try_get("login_name")?,
             login_secret_enc: row.try_get("login_secret_enc")?,
+            device_password_enc: row.try_get("device_password_enc")?,
             created_at: row.try_get("created_at")?,
             start_hook: hook(row, "start_hook")?,
             end_hook: hook(row, "end_hook")?,
             hook_message: row.try_get("hook_message")?,
         })
     }
+}
+
+fn open_text(key: &SecretBox, sealed: Option<&[u8]>) -> Result<Option<String>, CryptoError> {
+    sealed
+        .map(|sealed| {
+            key.open(sealed)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        })
+        .transpose()
 }
 
 fn hook(row: &PgRow, column: &'static str) -> Result<Option<HookStatus>, sqlx::Error> {
@@ -85,15 +97,23 @@ impl Rental {
         self.state == RentalState::Active && self.ends_at.is_some_and(|e| e > Utc::now())
     }
 
-    /// The renter's login secret in clear.
+    /// The renter's login secret (for our jump host) in clear.
     pub fn login_secret(&self, key: &SecretBox) -> Result<Option<String>, CryptoError> {
-        self.login_secret_enc
-            .as_deref()
-            .map(|sealed| {
-                key.open(sealed)
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-            })
-            .transpose()
+        open_text(key, self.login_secret_enc.as_deref())
+    }
+
+    /// The password of the renter's account on the device, when the device's agent makes it (a rental
+    /// from before device passwords existed had the jump secret there).
+    pub fn device_password(&self, key: &SecretBox) -> Result<Option<String>, CryptoError> {
+        if self.start_hook.is_none() {
+            return Ok(None);
+        }
+        open_text(
+            key,
+            self.device_password_enc
+                .as_deref()
+                .or(self.login_secret_enc.as_deref()),
+        )
     }
 }
 
@@ -283,8 +303,8 @@ pub async fn grant(
     let id = Uuid::new_v4();
     let rental = sqlx::query_as::<_, Rental>(concat!(
         "WITH r AS (INSERT INTO rentals (id, device_id, renter_id, marketplace, order_ref, state, price_minor, \
-         currency, starts_at, ends_at, login_name, login_secret_enc) \
-         VALUES ($1, $2, $3, 'admin', $1::text, 'active', $4, $5, now(), now() + make_interval(hours => $6), $7, $8) \
+         currency, starts_at, ends_at, login_name, login_secret_enc, device_password_enc) \
+         VALUES ($1, $2, $3, 'admin', $1::text, 'active', $4, $5, now(), now() + make_interval(hours => $6), $7, $8, $9) \
          RETURNING *) SELECT ",
         rental_columns!(),
         " FROM r"
@@ -297,6 +317,7 @@ pub async fn grant(
     .bind(hours)
     .bind(new_login_name())
     .bind(secrets.seal(secret.as_bytes()))
+    .bind(secrets.seal(crate::crypto::new_token().as_bytes()))
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| match crate::db::violated_constraint(&e) {
@@ -806,7 +827,7 @@ pub async fn activate(
         let started = sqlx::query_as::<_, Rental>(concat!(
             "WITH r AS (UPDATE rentals SET state = 'active', starts_at = now(), \
              ends_at = now() + make_interval(hours => (SELECT rental_hours FROM devices WHERE id = rentals.device_id)), \
-             login_name = $2, login_secret_enc = $3, \
+             login_name = $2, login_secret_enc = $3, device_password_enc = $6, \
              claim_hash = CASE WHEN renter_id IS NULL THEN $4 END, \
              claim_secret_enc = CASE WHEN renter_id IS NULL THEN $5 END, updated_at = now() \
              WHERE id = $1 RETURNING *) SELECT ",
@@ -818,6 +839,7 @@ pub async fn activate(
         .bind(secrets.seal(secret.as_bytes()))
         .bind(crate::crypto::token_hash(&token))
         .bind(secrets.seal(token.as_bytes()))
+        .bind(secrets.seal(crate::crypto::new_token().as_bytes()))
         .fetch_one(&mut *conn)
         .await?;
         announce(&mut *conn, rental).await?;

@@ -2,7 +2,8 @@
 //! once; the others are refused (table `refused_orders`) and never delivered.
 //!
 //! For every order a marketplace reports: check with the marketplace that it is funded and that the
-//! amount paid is the listing's price or more, in the listing's currency (a report is only a hint: an
+//! amount paid is the listing's price or more (converted by the marketplace when paid in a coin; see
+//! [`Refusal::check`]; a report is only a hint: an
 //! OpenBazaar sale may be PENDING and unpaid, or a buyer's order may carry a lower amount); if not, record
 //! the refusal with its reason, once, and mark the order handled. Otherwise take it (one rental per
 //! marketplace order id, with its ledger entries), start the rental (login, claim token, its time),
@@ -204,7 +205,8 @@ pub enum RefusalReason {
     Unfunded,
     /// Funded, but the marketplace does not say for how much.
     UnknownAmount,
-    /// Paid in another currency than the listing's price.
+    /// Paid in another currency than the listing's price, and the order does not show the price it
+    /// was converted from.
     WrongCurrency,
     /// Paid less than the listing's price.
     Underpaid,
@@ -227,33 +229,56 @@ pub struct Refusal {
     pub reason: RefusalReason,
     /// What the buyer's order says it pays, when the marketplace says.
     pub paid: Option<Money>,
+    /// The listing's price as the order copies it, when the marketplace says.
+    pub listed: Option<Money>,
     /// The listing's price.
     pub price: Money,
 }
 
 impl Refusal {
     /// The order's payment against the listing's price: what was paid when it is funded and pays the
-    /// price or more, in the price's currency (no conversion: another currency is refused, whatever its
-    /// worth).
+    /// price or more. Paid in the price's currency, the amounts are compared. Paid in another one (a
+    /// listing priced in dollars is paid in a coin), the conversion is the marketplace's (OpenBazaar
+    /// refuses an order whose amount falls short of the price at its exchange rate, and calls it funded
+    /// only once that amount is received; we have no rates of our own): the order must show that it was
+    /// made at the listing's price or more.
     pub fn check(payment: &Payment, price: &Money) -> Result<Money, Refusal> {
         let refused = |reason| Refusal {
             reason,
             paid: payment.paid.clone(),
+            listed: payment.listed.clone(),
             price: price.clone(),
         };
+        let converted_from = payment
+            .listed
+            .as_ref()
+            .filter(|l| l.currency == price.currency);
         match &payment.paid {
             _ if !payment.funded => Err(refused(RefusalReason::Unfunded)),
             None => Err(refused(RefusalReason::UnknownAmount)),
-            Some(paid) if paid.currency != price.currency => {
-                Err(refused(RefusalReason::WrongCurrency))
+            Some(paid) if paid.currency == price.currency => {
+                if paid.minor < price.minor {
+                    Err(refused(RefusalReason::Underpaid))
+                } else {
+                    Ok(paid.clone())
+                }
             }
-            Some(paid) if paid.minor < price.minor => Err(refused(RefusalReason::Underpaid)),
-            Some(paid) => Ok(paid.clone()),
+            Some(paid) => match converted_from {
+                None => Err(refused(RefusalReason::WrongCurrency)),
+                Some(listed) if listed.minor < price.minor => {
+                    Err(refused(RefusalReason::Underpaid))
+                }
+                Some(_) => Ok(paid.clone()),
+            },
         }
     }
 
     /// The reason in words, with the amounts (for admins, the audit log and the server's log).
     pub fn detail(&self) -> String {
+        let converted = self
+            .paid
+            .as_ref()
+            .is_some_and(|p| p.currency != self.price.currency);
         let price = self.price.to_decimal_string();
         let paid = self.paid.as_ref().map(Money::to_decimal_string);
         match (self.reason, paid) {
@@ -266,12 +291,16 @@ impl Refusal {
             (RefusalReason::UnknownAmount, _) | (_, None) => format!(
                 "funded, but the marketplace does not say how much was paid; the listing's price is {price}"
             ),
-            (RefusalReason::WrongCurrency, Some(paid)) => {
-                format!("paid {paid}, another currency than the listing's price of {price}")
-            }
-            (RefusalReason::Underpaid, Some(paid)) => {
-                format!("paid {paid}, less than the listing's price of {price}")
-            }
+            (RefusalReason::WrongCurrency, Some(paid)) => format!(
+                "paid {paid}, another currency than the listing's price of {price}, and the order does not show the price it was converted from"
+            ),
+            (RefusalReason::Underpaid, Some(paid)) => match &self.listed {
+                Some(listed) if converted => format!(
+                    "paid {paid} for the listing at {}, less than its price of {price}",
+                    listed.to_decimal_string()
+                ),
+                _ => format!("paid {paid}, less than the listing's price of {price}"),
+            },
         }
     }
 }
@@ -517,9 +546,13 @@ mod tests {
     }
 
     #[test]
-    fn only_a_funded_order_paying_the_price_in_its_currency_is_accepted() {
+    fn only_a_funded_order_paying_the_price_is_accepted() {
         let price = usd(300);
-        let paying = |funded, paid: Option<Money>| Payment { funded, paid };
+        let paying = |funded, paid: Option<Money>| Payment {
+            funded,
+            paid,
+            listed: Some(usd(300)),
+        };
         assert_eq!(
             Refusal::check(&paying(true, Some(usd(300))), &price),
             Ok(usd(300))
@@ -539,11 +572,6 @@ mod tests {
             reason(paying(true, Some(usd(299)))),
             RefusalReason::Underpaid
         );
-        let btc = Money::price(300, "BTC").unwrap();
-        assert_eq!(
-            reason(paying(true, Some(btc.clone()))),
-            RefusalReason::WrongCurrency
-        );
         let detail = Refusal::check(&paying(true, Some(usd(200))), &price)
             .unwrap_err()
             .detail();
@@ -551,12 +579,48 @@ mod tests {
             detail,
             "paid 2.00 USD, less than the listing's price of 3.00 USD"
         );
-        let detail = Refusal::check(&paying(true, Some(btc)), &price)
-            .unwrap_err()
-            .detail();
+    }
+
+    #[test]
+    fn an_order_paid_in_another_currency_must_show_it_was_made_at_the_price() {
+        let price = usd(300);
+        let btc = Money::price(4_000, "BTC").unwrap();
+        let paying = |listed: Option<Money>| Payment {
+            funded: true,
+            paid: Some(btc.clone()),
+            listed,
+        };
+        // Converted by the marketplace from the listing's price (or more): accepted, for what was paid.
         assert_eq!(
-            detail,
-            "paid 0.00000300 BTC, another currency than the listing's price of 3.00 USD"
+            Refusal::check(&paying(Some(usd(300))), &price),
+            Ok(btc.clone())
+        );
+        assert_eq!(
+            Refusal::check(&paying(Some(usd(350))), &price),
+            Ok(btc.clone())
+        );
+        // Made at a lower price (an older copy of the listing), or with no price to go by: refused.
+        let lower = Refusal::check(&paying(Some(usd(200))), &price).unwrap_err();
+        assert_eq!(lower.reason, RefusalReason::Underpaid);
+        assert_eq!(
+            lower.detail(),
+            "paid 0.00004000 BTC for the listing at 2.00 USD, less than its price of 3.00 USD"
+        );
+        for listed in [None, Some(Money::price(300, "EUR").unwrap())] {
+            let unknown = Refusal::check(&paying(listed), &price).unwrap_err();
+            assert_eq!(unknown.reason, RefusalReason::WrongCurrency);
+            assert_eq!(
+                unknown.detail(),
+                "paid 0.00004000 BTC, another currency than the listing's price of 3.00 USD, and the order does not show the price it was converted from"
+            );
+        }
+        let unfunded = Payment {
+            funded: false,
+            ..paying(Some(usd(300)))
+        };
+        assert_eq!(
+            Refusal::check(&unfunded, &price).unwrap_err().reason,
+            RefusalReason::Unfunded
         );
     }
 }

@@ -17,7 +17,7 @@
 //! PENDING"), and only then stores and pushes the `order` notification. `POST /ob/orderconfirmation`
 //! accepts only a PENDING order (400 `order has already been confirmed`) and only once funded unless
 //! rejecting (400 `payment address must be funded before confirmation`); `GET /ob/order/{id}` reports
-//! `funded` and the buyer's payment.
+//! `funded`, the buyer's payment and the listing as bought (`vendorListings`, with its price).
 //!
 //! Test hooks are methods of [`FakeNode`], not HTTP paths (nothing can collide with OpenBazaar's API): a
 //! buyer's order for a listing (online or offline, for any amount and currency) and its funding, any
@@ -92,6 +92,8 @@ pub struct Sale {
     pub confirmed: bool,
     /// Reached the vendor offline (a DIRECT payment).
     pub offline: bool,
+    /// The listing as the order's contract copies it (`vendorListings`).
+    pub listing: Value,
 }
 
 /// A buyer's order as it reaches the vendor (a test hook): by default placed while the vendor is online,
@@ -102,8 +104,12 @@ pub struct Purchase {
     pub offline: bool,
     /// What the buyer's order pays, when not the listing's price (the buyer's node computes it).
     pub amount: Option<u64>,
-    /// The currency it pays in, when not the listing's.
+    /// The currency it pays in, when not the listing's (a listing priced in dollars is paid in a coin:
+    /// the buyer's node converts the price, and `amount` says what it came to).
     pub currency: Option<String>,
+    /// The price of the buyer's copy of the listing, when not the current one (an older version, which
+    /// the vendor signed too).
+    pub listing_price: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -256,7 +262,13 @@ impl FakeNode {
     /// notifies an order once funded). Returns the order id.
     pub fn place_order(&self, slug: &str, purchase: Purchase) -> Option<String> {
         let mut node = self.lock();
-        let listing = node.listings.get(slug)?.clone();
+        let mut listing = node.listings.get(slug)?.clone();
+        if let Some(price) = purchase.listing_price {
+            match node.schema {
+                Schema::V5 => listing["item"]["bigPrice"] = json!(price.to_string()),
+                Schema::V4 => listing["item"]["price"] = json!(price),
+            }
+        }
         let order_id = node.next_id("Order");
         let (minor, currency) = price_of(&listing);
         node.sales.insert(
@@ -276,6 +288,7 @@ impl FakeNode {
                 funded: false,
                 confirmed: !purchase.offline,
                 offline: purchase.offline,
+                listing,
             },
         );
         Some(order_id)
@@ -861,7 +874,7 @@ fn order_json(sale: &Sale, schema: Schema) -> Value {
     };
     json!({
         "contract": {
-            "vendorListings": [{"slug": sale.slug}],
+            "vendorListings": [sale.listing],
             "buyerOrder": {"buyerID": {"peerID": "QmBuyerPeer"}, "payment": payment},
             "vendorOrderConfirmation": confirmation,
         },

@@ -116,9 +116,14 @@ fn answered_by(cmd: &mut Command, askpass: &Path) {
 
 /// An askpass program (`SSH_ASKPASS`) in `dir` that answers `secret`.
 fn askpass(dir: &Path, secret: &str) -> PathBuf {
+    askpass_script(dir, &format!("printf '%s\\n' '{secret}'\n"))
+}
+
+/// An `SSH_ASKPASS` program running `body` (the prompt is `$1`).
+fn askpass_script(dir: &Path, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join(format!("askpass-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&path, format!("#!/bin/sh\nprintf '%s\\n' '{secret}'\n")).unwrap();
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
     path
 }
@@ -373,7 +378,17 @@ impl SshKit {
             ),
         )
         .unwrap();
-        let askpass = askpass(&self.dir, password.unwrap_or(&askpass_secret));
+        // Through the jump host two passwords are asked for: the jump host's, then the device's own
+        // (OpenSSH names the host in the prompt: `LOGIN@SUBDOMAIN's password:` is the device's).
+        let askpass = match (via, password) {
+            (Via::Jump { subdomain, .. }, Some(device)) => askpass_script(
+                &self.dir,
+                &format!(
+                    "case \"$1\" in\n  *'@{subdomain}'\"'\"*) printf '%s\\n' '{device}' ;;\n  *) printf '%s\\n' '{askpass_secret}' ;;\nesac\n"
+                ),
+            ),
+            _ => askpass(&self.dir, password.unwrap_or(&askpass_secret)),
+        };
         let mut cmd = Command::new("ssh");
         cmd.arg("-F").arg(&config);
         match via {

@@ -3,7 +3,7 @@
 //! after the server restarts.
 
 use p2pvps_shared::Role;
-use p2pvps_tests::openssh::{DeviceSshd, SshKit, Via, output};
+use p2pvps_tests::openssh::{DeviceSshd, SshKit, Via, output, refused};
 use p2pvps_tests::server::workspace_binary;
 use p2pvps_tests::{TestApp, status_listener, wait_status};
 use serde_json::json;
@@ -442,7 +442,7 @@ async fn the_whole_story_owner_agent_renter_hooks_restart_and_relisting(pool: Pg
         .ok();
 
     // The start hook makes the renter's account; only then does the renter get the login.
-    const MINE: &str = "{ rentals { id state provisioning { start end } login { name secret } \
+    const MINE: &str = "{ rentals { id state provisioning { start end } login { name secret devicePassword } \
                         connection { jumpCommand } } }";
     let mine = when_rentals_change(&mut changes, &renter, MINE, json!({}), |d| {
         let start = &d["rentals"][0]["provisioning"]["start"];
@@ -458,6 +458,12 @@ async fn the_whole_story_owner_agent_renter_hooks_restart_and_relisting(pool: Pg
         .as_str()
         .unwrap()
         .to_owned();
+    // The device's account has its own password: the owner's hook never learns the jump host's.
+    let password = mine["rental"]["login"]["devicePassword"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(password, secret);
     assert!(
         account_exists(&login),
         "the start hook made no account {login}"
@@ -475,9 +481,10 @@ async fn the_whole_story_owner_agent_renter_hooks_restart_and_relisting(pool: Pg
         subdomain: "story-pi",
     };
     for via in [by_port, by_jump] {
-        let said = output(kit.log_in_as(&sshd, via, &login, Some(&secret), &["id", "-un"])).await;
+        let said = output(kit.log_in_as(&sshd, via, &login, Some(&password), &["id", "-un"])).await;
         assert_eq!(said.trim(), login);
     }
+    refused(kit.log_in_as(&sshd, by_port, &login, Some(&secret), &["true"])).await;
 
     // The server is killed and restarted mid-rental: the agent comes back on the same port. (The test's
     // listeners hold connections of the test database's small pool: give them back first.)
@@ -489,7 +496,7 @@ async fn the_whole_story_owner_agent_renter_hooks_restart_and_relisting(pool: Pg
     let mut status = status_listener(&app.pool).await;
     wait_status(&mut status, &id, "online").await;
     let said =
-        output(kit.log_in_as(&sshd, by_port, &login, Some(&secret), &["echo", "again"])).await;
+        output(kit.log_in_as(&sshd, by_port, &login, Some(&password), &["echo", "again"])).await;
     assert_eq!(said.trim(), "again");
 
     // The rental ends (an admin ends it early): access is cut, the end hook removes the account, and
@@ -654,7 +661,7 @@ async fn provisioning_jobs_gate_the_renters_access_and_the_next_rental(pool: PgP
     assert!(todo[0]["ends_at"].is_string(), "{todo}");
 
     // Until it succeeds the renter gets no login; after a failure neither, and only owners see why.
-    const RENTER: &str = "{ rentals { provisioning { start end message } login { name secret } connection { host } } }";
+    const RENTER: &str = "{ rentals { provisioning { start end message } login { name secret devicePassword } connection { host } } }";
     let seen = renter.gql(RENTER, json!({})).await;
     assert_eq!(seen.ok().data("rentals.0.login"), &json!(null));
     assert_eq!(seen.data("rentals.0.connection"), &json!(null));
@@ -723,10 +730,12 @@ async fn provisioning_jobs_gate_the_renters_access_and_the_next_rental(pool: PgP
         204
     );
     let seen = renter.gql(RENTER, json!({})).await;
-    assert_eq!(
-        seen.ok().data("rentals.0.login"),
-        &json!({"name": login, "secret": password})
-    );
+    // The hook was given the device's password, which is not the jump host's secret.
+    let seen_login = seen.ok().data("rentals.0.login");
+    assert_eq!(seen_login["name"], login.as_str());
+    assert_eq!(seen_login["devicePassword"], password.as_str());
+    assert!(seen_login["secret"].is_string());
+    assert_ne!(seen_login["secret"], password.as_str());
     assert!(seen.data("rentals.0.connection.host").is_string());
 
     // The rental ends: the end hook is asked for, and until it succeeds the device is not let again.

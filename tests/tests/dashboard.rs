@@ -421,11 +421,14 @@ async fn provisioning_shows_to_the_renter_and_the_owner(pool: PgPool) {
     assert_eq!(r.status(), 204);
     log_out(&b).await;
 
-    // Once the hook succeeded, the renter has the login, which opens the device's account too.
+    // Once the hook succeeded, the renter has the login: the jump host's password, and the device's own
+    // (the one the hook was given), shown apart.
     log_in(&b, "renter@example.com", "/rentals").await;
     b.wait_text("#jump-command", "ssh -J").await;
-    b.wait_text("dl.facts", "Password (jump host and device)")
-        .await;
+    b.wait_text("dl.facts", "Device password").await;
+    let device_password = b.text("#rental-device-password").await;
+    assert_eq!(device_password, jobs[0]["password"].as_str().unwrap());
+    assert_ne!(b.text("#rental-secret").await, device_password);
     b.close().await;
     app.stop().await;
     let _ = std::fs::remove_dir_all(data);

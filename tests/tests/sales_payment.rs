@@ -1,7 +1,8 @@
 //! The real server binary selling on the fake node: only an order funded and paid in full becomes a
 //! rental. A funded order the node holds PENDING (it reached the vendor offline) is confirmed with
-//! `POST /ob/orderconfirmation`, then fulfilled with the claim link, once. An unfunded order, an underpaid
-//! one and one paid in another currency are refused with their reason (table `refused_orders` and the
+//! `POST /ob/orderconfirmation`, then fulfilled with the claim link, once; so is one paid in a coin for a
+//! dollar listing (the node converts the price). An unfunded order, an underpaid one and one paid in a
+//! coin but made at an older, lower price are refused with their reason (table `refused_orders` and the
 //! audit log), marked read, never confirmed nor delivered, and not examined again; the unfunded one is
 //! delivered once the buyer pays it.
 
@@ -87,8 +88,19 @@ async fn pending_order_is_confirmed_then_fulfilled_once(pool: PgPool, schema: Sc
     assert!(note.contains("https://p2pvps.example/claim/"), "{note}");
 
     // A later pass (a second order, on the other device, delivered after the first was handled) finds
-    // nothing more to do for the first.
-    let later = node.fund_order(&slugs[1]).unwrap();
+    // nothing more to do for the first. That order pays the dollar listing in a coin, as real buyers do
+    // (their node converted the price): it is delivered, for what was paid.
+    let later = node
+        .place_order(
+            &slugs[1],
+            Purchase {
+                currency: Some("BCH".into()),
+                amount: Some(4_000),
+                ..Purchase::default()
+            },
+        )
+        .unwrap();
+    assert!(node.pay(&later));
     expect_event(
         &mut events,
         &format!("fulfilled {later}"),
@@ -120,6 +132,13 @@ async fn pending_order_is_confirmed_then_fulfilled_once(pool: PgPool, schema: Sc
             (later, "active".to_owned())
         ]
     );
+    let prices: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT price_minor, currency FROM rentals WHERE marketplace = 'openbazaar' ORDER BY order_ref",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(prices, [(300, "USD".to_owned()), (4_000, "BCH".to_owned())]);
     assert_eq!(ledger_after_sales(&pool).await, (0, 2));
     server.kill().await;
     let _ = std::fs::remove_dir_all(data);
@@ -162,12 +181,14 @@ async fn orders_not_paid_in_full_are_refused_once(pool: PgPool, schema: Schema) 
         )
         .unwrap();
     assert!(node.pay(&underpaid));
-    // 300 in BCH (satoshis), paid: awaiting fulfillment.
+    // Paid in BCH, converted from an older copy of the listing at 2.00 USD: awaiting fulfillment.
     let other_currency = node
         .place_order(
             &slugs[0],
             Purchase {
                 currency: Some("BCH".into()),
+                amount: Some(2_667),
+                listing_price: Some(200),
                 ..Purchase::default()
             },
         )
@@ -241,8 +262,8 @@ async fn orders_not_paid_in_full_are_refused_once(pool: PgPool, schema: Schema) 
             ),
             (
                 other_currency.clone(),
-                "wrong_currency".to_owned(),
-                "paid 0.00000300 BCH, another currency than the listing's price of 3.00 USD"
+                "underpaid".to_owned(),
+                "paid 0.00002667 BCH for the listing at 2.00 USD, less than its price of 3.00 USD"
                     .to_owned()
             ),
         ]
@@ -260,7 +281,7 @@ async fn orders_not_paid_in_full_are_refused_once(pool: PgPool, schema: Schema) 
             (format!("openbazaar:{underpaid}"), "underpaid".to_owned()),
             (
                 format!("openbazaar:{other_currency}"),
-                "wrong_currency".to_owned()
+                "underpaid".to_owned()
             ),
         ]
     );

@@ -533,11 +533,16 @@ pub struct RentalObject {
     pub access: RentalAccess,
 }
 
-/// The renter's login on the device.
+/// The renter's login: the name and the jump host's secret, and the device's own password when the
+/// device's agent makes the account.
 #[derive(SimpleObject)]
 pub struct RentalLogin {
     pub name: String,
+    /// The password of our jump host (and of nothing else: the device's owner never sees it).
     pub secret: String,
+    /// The password of the renter's account on the device, made by the device's agent; null when the
+    /// device's owner provides the login another way.
+    pub device_password: Option<String>,
 }
 
 #[Object(name = "Rental")]
@@ -657,13 +662,19 @@ impl RentalObject {
         if !self.rental.state.holds_device() || !self.rental.access_ready() {
             return Ok(None);
         }
-        let secret = self.rental.login_secret(&ctx.shared().secrets)?;
+        let secrets = &ctx.shared().secrets;
+        let secret = self.rental.login_secret(secrets)?;
+        let device_password = self.rental.device_password(secrets)?;
         Ok(self
             .rental
             .login_name
             .clone()
             .zip(secret)
-            .map(|(name, secret)| RentalLogin { name, secret }))
+            .map(|(name, secret)| RentalLogin {
+                name,
+                secret,
+                device_password,
+            }))
     }
 }
 
@@ -682,7 +693,8 @@ pub struct RentalConnectionObject {
     pub login: String,
     /// `ssh -p DEVICE_PORT LOGIN@HOST`
     pub port_command: String,
-    /// `ssh -J LOGIN@HOST:SSH_PORT LOGIN@SUBDOMAIN` (the jump password is the login's secret).
+    /// `ssh -J LOGIN@HOST:SSH_PORT LOGIN@SUBDOMAIN` (the jump host asks for the login's secret, then the
+    /// device for its own password).
     pub jump_command: String,
     /// The device's website (`https://SUBDOMAIN.DOMAIN`), when the server runs the web gateway and the
     /// device's owner publishes it.

@@ -46,6 +46,9 @@ pub struct Payment {
     pub funded: bool,
     /// The amount of the buyer's order, in the currency it is paid in, when the marketplace says.
     pub paid: Option<Money>,
+    /// The listing's price as the order's contract copies it, when the marketplace says: what the
+    /// marketplace converted into `paid` when the buyer pays in another currency than the price's.
+    pub listed: Option<Money>,
 }
 
 #[derive(Debug, thiserror::Error)]

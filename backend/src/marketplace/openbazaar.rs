@@ -264,7 +264,7 @@ impl Marketplace for OpenBazaar {
         let current = self
             .call(Method::GET, &format!("/ob/order/{}", order.id), None)
             .await?;
-        Ok(read_payment(&current))
+        Ok(read_payment(&current, &order.slug))
     }
 
     async fn deliver(&self, order: &Order, note: &str) -> Result<(), MarketError> {
@@ -411,9 +411,14 @@ pub fn read_sales(body: Value) -> Result<Vec<Order>, MarketError> {
         .collect())
 }
 
-/// What `GET /ob/order/{id}` says of the order's payment: `funded`, and the amount of the buyer's order
-/// (v0.14 `payment.bigAmount` in `payment.amountCurrency`, v0.13 `payment.amount` in `payment.coin`).
-pub fn read_payment(order: &Value) -> Payment {
+/// What `GET /ob/order/{id}` says of the order's payment: `funded`, the amount of the buyer's order
+/// (v0.14 `payment.bigAmount` in `payment.amountCurrency`, v0.13 `payment.amount` in `payment.coin`), and
+/// the price of the listing `slug` as the contract copies it (v0.14 `item.bigPrice` in
+/// `item.priceCurrency`, v0.13 `item.price` in `metadata.pricingCurrency`). A listing priced in a fiat
+/// currency is paid in a coin: the node converts the price at its exchange rate and refuses an order
+/// whose amount falls short of it (`ValidatePaymentAmount`), then calls the order funded once that amount
+/// is received.
+pub fn read_payment(order: &Value, slug: &str) -> Payment {
     let payment = &order["contract"]["buyerOrder"]["payment"];
     let amount = match (&payment["bigAmount"], &payment["amount"]) {
         (Value::String(s), _) => s.parse().ok(),
@@ -424,12 +429,32 @@ pub fn read_payment(order: &Value) -> Payment {
     let code = payment["amountCurrency"]["code"]
         .as_str()
         .or_else(|| payment["coin"].as_str());
+    let listings = order["contract"]["vendorListings"].as_array();
+    let listing = listings
+        .and_then(|all| all.iter().find(|l| l["slug"] == slug))
+        .or_else(|| listings.and_then(|all| all.first()));
     Payment {
         funded: order["funded"].as_bool().unwrap_or(false),
         paid: amount
             .zip(code)
             .and_then(|(amount, code)| Money::price(amount, code).ok()),
+        listed: listing.and_then(listed_price),
     }
+}
+
+/// A listing's price as a contract copies it (v5 `item.bigPrice` + `item.priceCurrency.code`, v4
+/// `item.price` + `metadata.pricingCurrency`).
+fn listed_price(listing: &Value) -> Option<Money> {
+    let item = &listing["item"];
+    let (amount, code) = match (&item["bigPrice"], &item["price"]) {
+        (Value::String(s), _) => (s.parse().ok()?, item["priceCurrency"]["code"].as_str()?),
+        (_, Value::Number(n)) => (
+            n.as_i64()?,
+            listing["metadata"]["pricingCurrency"].as_str()?,
+        ),
+        _ => return None,
+    };
+    Money::price(amount, code).ok()
 }
 
 /// The paid amount of a notification or sale (v0.14 `{amount: "<str>", currency: {code}}`, v0.13
@@ -455,20 +480,34 @@ mod tests {
     #[test]
     fn the_payment_is_read_from_the_order_in_either_schema() {
         let v5 = read_payment(
-            &json!({"state": "PENDING", "funded": true, "contract": {"buyerOrder":
-            {"payment": {"method": "DIRECT", "bigAmount": "250", "amountCurrency": {"code": "USD", "divisibility": 2}}}}}),
+            &json!({"state": "PENDING", "funded": true, "contract": {
+            "vendorListings": [
+                {"slug": "other", "item": {"bigPrice": "100", "priceCurrency": {"code": "EUR"}}},
+                {"slug": "pi", "item": {"bigPrice": "300", "priceCurrency": {"code": "USD", "divisibility": 2}}}],
+            "buyerOrder": {"payment": {"method": "DIRECT", "bigAmount": "250", "amountCurrency": {"code": "USD", "divisibility": 2}}}}}),
+            "pi",
         );
         assert!(v5.funded);
         assert_eq!(v5.paid, Some(Money::price(250, "USD").unwrap()));
-        let v4 = read_payment(&json!({"funded": false, "contract": {"buyerOrder":
-            {"payment": {"amount": 300, "coin": "BCH"}}}}));
+        assert_eq!(v5.listed, Some(Money::price(300, "USD").unwrap()));
+        let v4 = read_payment(
+            &json!({"funded": false, "contract": {
+            "vendorListings": [{"slug": "pi", "metadata": {"pricingCurrency": "USD"}, "item": {"price": 300}}],
+            "buyerOrder": {"payment": {"amount": 300, "coin": "BCH"}}}}),
+            "renamed",
+        );
         assert!(!v4.funded);
         assert_eq!(v4.paid, Some(Money::price(300, "BCH").unwrap()));
-        let unknown = read_payment(&json!({"funded": true, "contract": {}}));
+        assert_eq!(v4.listed, Some(Money::price(300, "USD").unwrap()));
+        let unknown = read_payment(&json!({"funded": true, "contract": {}}), "pi");
         assert_eq!(unknown.paid, None);
-        assert!(!read_payment(&json!([1])).funded);
-        let zero = read_payment(&json!({"funded": true, "contract": {"buyerOrder":
-            {"payment": {"bigAmount": "0", "amountCurrency": {"code": "USD"}}}}}));
+        assert_eq!(unknown.listed, None);
+        assert!(!read_payment(&json!([1]), "pi").funded);
+        let zero = read_payment(
+            &json!({"funded": true, "contract": {"buyerOrder":
+            {"payment": {"bigAmount": "0", "amountCurrency": {"code": "USD"}}}}}),
+            "pi",
+        );
         assert_eq!(zero.paid, None);
     }
 

@@ -85,7 +85,7 @@ fn renter_rentals(props: &RenterProps) -> Html {
 
 fn active_rental(r: &my_rentals::MyRentalsRentals, reload: &Callback<()>) -> Html {
     let name = r.device_name.clone();
-    // The device's agent made the renter's account (with the rental's password).
+    // The device's agent made the renter's account (with its own password, not the jump host's).
     let provisioned = r.provisioning.is_some();
     let Some(c) = &r.connection else {
         // The device's agent has not made the login yet (or could not): no half-working access shown.
@@ -113,8 +113,12 @@ fn active_rental(r: &my_rentals::MyRentalsRentals, reload: &Callback<()>) -> Htm
             <dl class="facts">
                 <dt>{ "Login" }</dt><dd><code id="rental-login">{ &c.login }</code></dd>
                 if let Some(login) = &r.login {
-                    <dt>{ if provisioned { "Password (jump host and device)" } else { "Password (jump host)" } }</dt>
+                    <dt>{ "Jump host password" }</dt>
                     <dd><code id="rental-secret">{ &login.secret }</code>{ " " }<CopyButton text={login.secret.clone()} /></dd>
+                    if let Some(password) = &login.device_password {
+                        <dt>{ "Device password" }</dt>
+                        <dd><code id="rental-device-password">{ password }</code>{ " " }<CopyButton text={password.clone()} /></dd>
+                    }
                 }
                 <dt>{ "Ends" }</dt><dd>{ r.ends_at.as_deref().map(fmt_time).unwrap_or_default() }</dd>
                 if let Some(url) = &c.web_url {
@@ -125,7 +129,7 @@ fn active_rental(r: &my_rentals::MyRentalsRentals, reload: &Callback<()>) -> Htm
             <Code id="jump-command" label="Through our server as a jump host (works behind any firewall)" text={c.jump_command.clone()} />
             <p class="hint">{
                 if provisioned {
-                    format!("The device made your account with the same password: both the jump host and the device ask for it. The device answers as {} on our SSH server.", c.subdomain)
+                    format!("The jump host asks for its password, then the device for the device password (the device's owner never sees the jump host's). The device answers as {} on our SSH server.", c.subdomain)
                 } else {
                     format!("The jump host asks for the password above; then the device asks for its own login. The device answers as {} on our SSH server.", c.subdomain)
                 }
