@@ -1,15 +1,15 @@
 //! Assembles a running server from settings and a database pool. Used by `p2pvps serve` and by the tests,
 //! which start the real application on port 0.
 
-use crate::auth_guard::{AuthGuard, Quotas};
-use crate::crypto::SecretBox;
-use crate::events::Bus;
+use crate::accounts::auth_guard::{AuthGuard, Quotas};
+use crate::accounts::ratelimit::{AccountLimiter, AddressLimiter};
+use crate::accounts::sessions;
 use crate::graphql::{self, context::Shared};
 use crate::http::{self, AppState};
-use crate::metrics::Metrics;
-use crate::ratelimit::{AccountLimiter, AddressLimiter};
-use crate::sessions;
-use crate::shutdown::{self, Shutdown, Trigger};
+use crate::infra::crypto::SecretBox;
+use crate::infra::events::Bus;
+use crate::infra::metrics::Metrics;
+use crate::infra::shutdown::{self, Shutdown, Trigger};
 use sqlx::PgPool;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -35,7 +35,7 @@ pub struct Settings {
     /// Failed dashboard log-ins allowed per address, per account from one address, per account overall.
     pub login_failures: Quotas,
     /// Reverse proxies whose forwarding headers name the client.
-    pub trusted_proxies: crate::client_address::TrustedProxies,
+    pub trusted_proxies: crate::http::client_address::TrustedProxies,
     /// `signUp` and `changePassword` calls (each an Argon2 hash) allowed per address per minute.
     pub password_rate_per_address: u32,
     pub cookie_secure: bool,
@@ -50,14 +50,14 @@ pub struct Settings {
     /// The platform's share of each payment, in basis points (marketplace and storefront alike).
     pub fee_bps: u32,
     /// How storefront orders are paid.
-    pub payments: crate::payments::Providers,
+    pub payments: crate::billing::payments::Providers,
     /// How long an unpaid storefront order holds its device, and how many one renter may hold.
-    pub orders: crate::storefront::OrderLimits,
+    pub orders: crate::billing::storefront::OrderLimits,
     /// `orderRental` calls allowed per account per minute.
     pub order_rate_per_account: u32,
 }
 
-pub use crate::sales::MarketSettings;
+pub use crate::market::sales::MarketSettings;
 
 impl Settings {
     /// Defaults for a local instance: port 0, no dashboard, a fresh random key.
@@ -80,9 +80,9 @@ impl Settings {
             ssh: None,
             gateway: None,
             market: None,
-            fee_bps: crate::ledger::DEFAULT_FEE_BPS,
-            payments: crate::payments::Providers::default(),
-            orders: crate::storefront::OrderLimits::default(),
+            fee_bps: crate::billing::ledger::DEFAULT_FEE_BPS,
+            payments: crate::billing::payments::Providers::default(),
+            orders: crate::billing::storefront::OrderLimits::default(),
             order_rate_per_account: 100,
             public_host: "127.0.0.1".to_owned(),
         }
@@ -212,7 +212,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Running, AppError
     let schema = graphql::schema(Arc::clone(&shared), Arc::clone(&metrics));
     spawn_housekeeping(Arc::clone(&shared), stop.clone());
     if let Some(m) = settings.market.clone() {
-        crate::sales::spawn(
+        crate::market::sales::spawn(
             pool.clone(),
             settings.secrets.clone(),
             m,
@@ -308,7 +308,7 @@ async fn housekeeping_pass(shared: &Shared) {
     if let Err(e) = crate::rentals::refund_failed_starts(&shared.pool).await {
         tracing::warn!(error = %e, "refunding rentals whose start hook failed did not finish");
     }
-    match crate::storefront::expire(&shared.pool, shared.orders.hold).await {
+    match crate::billing::storefront::expire(&shared.pool, shared.orders.hold).await {
         Ok(n) if n > 0 => {
             tracing::info!(cancelled = n, "cancelled storefront orders left unpaid")
         }

@@ -1,33 +1,19 @@
 //! The p2pvps server as a library: the `p2pvps` binary and the end-to-end tests both build on it.
+//!
+//! One folder per domain, each owning its tables, SQL and errors (see ARCHITECTURE.md for the map):
+//! `accounts` (users, sessions, limits), `devices`, `rentals`, `market` (selling on marketplaces),
+//! `billing` (the storefront, payments, the ledger); the servers in front of them (`http`, `graphql`,
+//! `ssh`, `gateway`); `infra` (database, events, metrics, crypto, ...); `cli` and `app` to run it all.
 
-pub mod agent_api;
+pub mod accounts;
 pub mod app;
-pub mod audit;
-pub mod auth_guard;
+pub mod billing;
 pub mod cli;
-pub mod client_address;
-pub mod config;
-pub mod crypto;
-pub mod db;
 pub mod devices;
-pub mod events;
 pub mod gateway;
 pub mod graphql;
 pub mod http;
-pub mod leader;
-pub mod ledger;
-pub mod listings;
-pub mod market_status;
-pub mod marketplace;
-pub mod metrics;
-pub mod payments;
-pub mod provisioning;
-pub mod ratelimit;
-pub mod reconcile;
+pub mod infra;
+pub mod market;
 pub mod rentals;
-pub mod sales;
-pub mod sessions;
-pub mod shutdown;
 pub mod ssh;
-pub mod storefront;
-pub mod users;

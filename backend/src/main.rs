@@ -1,8 +1,10 @@
 //! `p2pvps`: the server and its operator commands. See `p2pvps --help`.
 
 use anyhow::Context;
-use p2pvps_server::config::{Cli, Command, DeviceCommand, LogFormat, RentalCommand, UserCommand};
-use p2pvps_server::{app, cli, db, graphql, http};
+use p2pvps_server::cli::config::{
+    Cli, Command, DeviceCommand, LogFormat, RentalCommand, UserCommand,
+};
+use p2pvps_server::{app, cli, graphql, http, infra::db};
 use p2pvps_shared::Role;
 use std::io::Write;
 use tracing_subscriber::EnvFilter;
@@ -123,13 +125,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 web_dir,
                 secrets,
                 tunnel_ports: global.tunnel_ports.clone(),
-                login_failures: p2pvps_server::auth_guard::Quotas {
+                login_failures: p2pvps_server::accounts::auth_guard::Quotas {
                     per_address_per_minute: args.login_rate_per_address,
                     per_name_from_address_per_minute: args.login_rate_per_account,
                     per_name_per_hour: Some(args.login_failures_per_account_per_hour),
                 },
                 password_rate_per_address: args.password_rate_per_address,
-                trusted_proxies: p2pvps_server::client_address::TrustedProxies(
+                trusted_proxies: p2pvps_server::http::client_address::TrustedProxies(
                     args.trusted_proxy.clone(),
                 ),
                 cookie_secure: args
@@ -151,8 +153,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .unwrap_or(&format!("http://{}", args.http)),
                 )?,
                 fee_bps: args.market.platform_fee,
-                payments: p2pvps_server::payments::Providers::default(),
-                orders: p2pvps_server::storefront::OrderLimits {
+                payments: p2pvps_server::billing::payments::Providers::default(),
+                orders: p2pvps_server::billing::storefront::OrderLimits {
                     hold: std::time::Duration::from_secs(args.order_hold_minutes * 60),
                     max_unpaid: args.max_unpaid_orders,
                 },

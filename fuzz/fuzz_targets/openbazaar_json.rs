@@ -2,7 +2,7 @@
 //! and every order read has an id, a listing and (if any) a positive price.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use p2pvps_server::marketplace::openbazaar::{read_notifications, read_sales};
+use p2pvps_server::market::openbazaar::{read_notifications, read_sales};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(data) else {

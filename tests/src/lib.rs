@@ -1,10 +1,10 @@
 //! Test helpers: start the real application on port 0 against the test's own database (`#[sqlx::test]`
 //! creates and drops it), and talk to it over real HTTP, so tests read as stories.
 
+use p2pvps_server::accounts::users;
 use p2pvps_server::app::{self, Running, Settings};
-use p2pvps_server::audit::Actor;
-use p2pvps_server::crypto::SecretBox;
-use p2pvps_server::users;
+use p2pvps_server::infra::audit::Actor;
+use p2pvps_server::infra::crypto::SecretBox;
 use p2pvps_shared::{Email, Password, Role};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -499,7 +499,7 @@ pub async fn status_listener(pool: &PgPool) -> sqlx::postgres::PgListener {
     let mut l = sqlx::postgres::PgListener::connect_with(pool)
         .await
         .unwrap();
-    l.listen(p2pvps_server::events::DEVICE_STATUS_CHANNEL)
+    l.listen(p2pvps_server::infra::events::DEVICE_STATUS_CHANNEL)
         .await
         .unwrap();
     l

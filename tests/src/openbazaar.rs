@@ -1025,8 +1025,8 @@ pub async fn event(
 /// that created them is stopped again.
 /// Returns the slugs.
 pub async fn listed_devices(pool: &sqlx::PgPool, node: &FakeNode, n: usize) -> Vec<String> {
-    use p2pvps_server::marketplace::openbazaar::{Credentials, OpenBazaar};
-    use p2pvps_server::marketplace::{ListingSpec, Marketplace};
+    use p2pvps_server::market::openbazaar::{Credentials, OpenBazaar};
+    use p2pvps_server::market::{ListingSpec, Marketplace};
     let app = crate::TestApp::start(pool.clone()).await;
     let owner = app.user("o@example.com", p2pvps_shared::Role::Owner).await;
     let ob = OpenBazaar::new(
@@ -1052,9 +1052,9 @@ pub async fn listed_devices(pool: &sqlx::PgPool, node: &FakeNode, n: usize) -> V
         p2pvps_server::devices::record_status(pool, device, p2pvps_shared::DeviceStatus::Online)
             .await
             .unwrap();
-        let slug = p2pvps_server::reconcile::slug(device);
+        let slug = p2pvps_server::market::reconcile::slug(device);
         let mut tx = pool.begin().await.unwrap();
-        p2pvps_server::listings::mark_listed(&mut tx, "openbazaar", device, &slug, &price)
+        p2pvps_server::market::listings::mark_listed(&mut tx, "openbazaar", device, &slug, &price)
             .await
             .unwrap();
         tx.commit().await.unwrap();

@@ -386,8 +386,9 @@ async fn log_in_via(app: &TestApp, forwarded_for: &str, password: &str, times: u
 #[sqlx::test(migrations = "../sql")]
 async fn behind_a_trusted_proxy_limits_apply_to_the_forwarded_client(pool: PgPool) {
     let app = TestApp::start_with(pool, |s| {
-        s.trusted_proxies =
-            p2pvps_server::client_address::TrustedProxies(vec!["127.0.0.0/8".parse().unwrap()]);
+        s.trusted_proxies = p2pvps_server::http::client_address::TrustedProxies(vec![
+            "127.0.0.0/8".parse().unwrap(),
+        ]);
     })
     .await;
     app.sign_up_cookie("eve@example.com", "OWNER").await.1.ok();

@@ -137,9 +137,9 @@ async fn owner_admin_and_renter_use_the_dashboard(pool: PgPool) {
     // An admin with a generated password is sent to choose one first; then sees the device, its owner,
     // and the audit entry.
     let mut tx = app.pool.begin().await.unwrap();
-    p2pvps_server::users::create(
+    p2pvps_server::accounts::users::create(
         &mut tx,
-        Some(&p2pvps_server::audit::Actor::system()),
+        Some(&p2pvps_server::infra::audit::Actor::system()),
         &p2pvps_shared::Email::parse("admin@example.com").unwrap(),
         &p2pvps_shared::Password::parse(PASSWORD).unwrap(),
         Role::Admin,
@@ -313,9 +313,15 @@ async fn a_renter_rents_from_the_storefront_and_a_marketplace_buyer_claims_a_ren
         .unwrap();
     let price = p2pvps_shared::Money::price(500, "USD").unwrap();
     let mut tx = app.pool.begin().await.unwrap();
-    p2pvps_server::listings::mark_listed(&mut tx, "openbazaar", device, "rent-market", &price)
-        .await
-        .unwrap();
+    p2pvps_server::market::listings::mark_listed(
+        &mut tx,
+        "openbazaar",
+        device,
+        "rent-market",
+        &price,
+    )
+    .await
+    .unwrap();
     let taken = p2pvps_server::rentals::take_order(
         &mut tx,
         "openbazaar",

@@ -1,6 +1,6 @@
 //! The database's own guarantees: migrations re-run cleanly, and constraints hold whatever the code does.
 
-use p2pvps_server::db::MIGRATOR;
+use p2pvps_server::infra::db::MIGRATOR;
 use sqlx::PgPool;
 
 #[sqlx::test(migrations = false)]

@@ -1,7 +1,7 @@
 //! The ledger: payments and refunds balance per currency, owners see their earnings, and the database
 //! refuses an unbalanced transaction.
 
-use p2pvps_server::ledger::{self, DEFAULT_FEE_BPS, Payer};
+use p2pvps_server::billing::ledger::{self, DEFAULT_FEE_BPS, Payer};
 use p2pvps_shared::{Money, Role};
 use p2pvps_tests::{TestApp, add_device, rent};
 use sqlx::PgPool;
@@ -101,7 +101,7 @@ async fn a_marketplace_order_becomes_one_rental_however_often_it_is_seen(pool: P
     let device: uuid::Uuid = device.parse().unwrap();
     let price = Money::price(300, "USD").unwrap();
     let mut tx = app.pool.begin().await.unwrap();
-    p2pvps_server::listings::mark_listed(&mut tx, "openbazaar", device, "rent-pi", &price)
+    p2pvps_server::market::listings::mark_listed(&mut tx, "openbazaar", device, "rent-pi", &price)
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -1,7 +1,7 @@
 //! Our OpenBazaar adapter against the fake node, in both listing schemas.
 
-use p2pvps_server::marketplace::openbazaar::{Credentials, OpenBazaar};
-use p2pvps_server::marketplace::{ListingSpec, MarketError, Marketplace};
+use p2pvps_server::market::openbazaar::{Credentials, OpenBazaar};
+use p2pvps_server::market::{ListingSpec, MarketError, Marketplace};
 use p2pvps_shared::Money;
 use p2pvps_tests::openbazaar::{Auth, FULFILLED, FakeNode, Fault, Schema};
 use serde_json::json;

@@ -2,10 +2,10 @@
 //! claim link (not a password), the listing comes down, and nothing is delivered twice, even when a pass
 //! stops between delivering and marking the order handled.
 
-use p2pvps_server::ledger::DEFAULT_FEE_BPS;
-use p2pvps_server::marketplace::openbazaar::{Credentials, OpenBazaar};
-use p2pvps_server::marketplace::{ListingSpec, Marketplace};
-use p2pvps_server::sales::{Report, SaleSettings, process_orders};
+use p2pvps_server::billing::ledger::DEFAULT_FEE_BPS;
+use p2pvps_server::market::openbazaar::{Credentials, OpenBazaar};
+use p2pvps_server::market::sales::{Report, SaleSettings, process_orders};
+use p2pvps_server::market::{ListingSpec, Marketplace};
 use p2pvps_shared::{Money, Role};
 use p2pvps_tests::openbazaar::{Auth, FULFILLED, FakeNode, Schema, event, expect_event};
 use p2pvps_tests::{Client, TestApp, add_device};
@@ -16,7 +16,7 @@ async fn listed(app: &TestApp, ob: &OpenBazaar, device: &str, slug: &str) {
     let device: uuid::Uuid = device.parse().unwrap();
     let price = Money::price(300, "USD").unwrap();
     let mut tx = app.pool.begin().await.unwrap();
-    p2pvps_server::listings::mark_listed(&mut tx, "openbazaar", device, slug, &price)
+    p2pvps_server::market::listings::mark_listed(&mut tx, "openbazaar", device, slug, &price)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -177,12 +177,7 @@ fn market_settings(
     node: &FakeNode,
     poll: std::time::Duration,
 ) -> p2pvps_server::app::MarketSettings {
-    market_with(
-        node,
-        "c",
-        p2pvps_server::marketplace::openbazaar::TIMEOUT,
-        poll,
-    )
+    market_with(node, "c", p2pvps_server::market::openbazaar::TIMEOUT, poll)
 }
 
 /// Selling on `node` with `cookie`, each call timing out after `timeout`, polling every `poll`.
@@ -236,7 +231,7 @@ async fn selling_with(
 }
 
 fn slug_of(device: &str) -> String {
-    p2pvps_server::reconcile::slug(device.parse().unwrap())
+    p2pvps_server::market::reconcile::slug(device.parse().unwrap())
 }
 
 async fn go_online(app: &TestApp, device: &str) {
@@ -311,9 +306,13 @@ async fn polled_delivery_and_relisting(pool: PgPool, schema: Schema) {
         .await
         .unwrap();
     let mut tx = app.pool.begin().await.unwrap();
-    p2pvps_server::rentals::end(&mut tx, &p2pvps_server::audit::Actor::system(), rental)
-        .await
-        .unwrap();
+    p2pvps_server::rentals::end(
+        &mut tx,
+        &p2pvps_server::infra::audit::Actor::system(),
+        rental,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     assert!(
         event(&mut events, &format!("listed {slug}"), poll * 5).await,

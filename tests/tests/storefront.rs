@@ -2,7 +2,7 @@
 //! hand by the owner, or by a provider's signed callback) and logs in with real OpenSSH; orders can be
 //! cancelled and expire; the ledger balances per order.
 
-use p2pvps_server::payments::{
+use p2pvps_server::billing::payments::{
     Opened, PaymentError, PaymentProvider, PaymentRequest, Providers, Settled,
 };
 use p2pvps_shared::{Money, Role};
@@ -316,9 +316,12 @@ async fn orders_are_cancelled_by_hand_or_by_expiry_and_then_cannot_be_paid(pool:
         .unwrap()
         .to_owned();
     assert_eq!(
-        p2pvps_server::storefront::expire(&app.pool, p2pvps_server::storefront::DEFAULT_ORDER_HOLD)
-            .await
-            .unwrap(),
+        p2pvps_server::billing::storefront::expire(
+            &app.pool,
+            p2pvps_server::billing::storefront::DEFAULT_ORDER_HOLD
+        )
+        .await
+        .unwrap(),
         0,
         "a fresh order is kept"
     );
@@ -330,9 +333,12 @@ async fn orders_are_cancelled_by_hand_or_by_expiry_and_then_cannot_be_paid(pool:
     .await
     .unwrap();
     assert_eq!(
-        p2pvps_server::storefront::expire(&app.pool, p2pvps_server::storefront::DEFAULT_ORDER_HOLD)
-            .await
-            .unwrap(),
+        p2pvps_server::billing::storefront::expire(
+            &app.pool,
+            p2pvps_server::billing::storefront::DEFAULT_ORDER_HOLD
+        )
+        .await
+        .unwrap(),
         1
     );
     let gone = renter

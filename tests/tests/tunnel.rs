@@ -182,9 +182,13 @@ async fn the_device_port_carries_connections_only_while_the_device_is_let(pool: 
     let rental = let_out(&app, &pi).await;
     echo_roundtrip(at(pi.port), 64 << 10).await;
     let mut tx = app.pool.begin().await.unwrap();
-    p2pvps_server::rentals::end(&mut tx, &p2pvps_server::audit::Actor::system(), rental)
-        .await
-        .unwrap();
+    p2pvps_server::rentals::end(
+        &mut tx,
+        &p2pvps_server::infra::audit::Actor::system(),
+        rental,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     // Refused again (by the rental check, or cut by the rental's end if that arrives later).
     closed_without_data(at(pi.port)).await;

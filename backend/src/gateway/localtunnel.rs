@@ -13,9 +13,9 @@
 use super::WebAddress;
 use super::pages::{self, Body};
 use super::proxy::Counted;
-use crate::auth_guard::AuthGuard;
+use crate::accounts::auth_guard::AuthGuard;
 use crate::devices;
-use crate::metrics::Metrics;
+use crate::infra::metrics::Metrics;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -38,7 +38,7 @@ const IDLE_GRACE: Duration = Duration::from_secs(30);
 /// How long a request waits for a free socket of the device's tunnel.
 const SOCKET_WAIT: Duration = Duration::from_secs(10);
 /// Failed control authentications allowed per minute, per address and per device from one address.
-const FAILURES: crate::auth_guard::Quotas = crate::auth_guard::Quotas {
+const FAILURES: crate::accounts::auth_guard::Quotas = crate::accounts::auth_guard::Quotas {
     per_address_per_minute: 60,
     per_name_from_address_per_minute: 10,
     per_name_per_hour: None,
@@ -470,7 +470,7 @@ pub fn control_request(path: &str, query: Option<&str>) -> ControlRequest {
 }
 
 fn basic_auth(req: &Request<hyper::body::Incoming>) -> Option<(String, String)> {
-    crate::auth_guard::basic_credentials(req.headers())
+    crate::accounts::auth_guard::basic_credentials(req.headers())
 }
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {

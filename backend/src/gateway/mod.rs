@@ -15,8 +15,8 @@ mod proxy;
 pub mod tls;
 pub mod upstream;
 
-use crate::metrics::Metrics;
-use crate::shutdown::Shutdown;
+use crate::infra::metrics::Metrics;
+use crate::infra::shutdown::Shutdown;
 use crate::ssh::WebTunnels;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;

@@ -8,7 +8,7 @@ use super::host::{self, Route};
 use super::localtunnel::{Lease, Localtunnel, SendError};
 use super::pages::{self, Body, BodyError};
 use super::upstream::{Connector, Limits, Sites};
-use crate::metrics::Metrics;
+use crate::infra::metrics::Metrics;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};

@@ -1,12 +1,12 @@
 //! What every resolver knows: the shared server state and who is asking.
 
 use super::error::{ApiError, ApiResult};
-use crate::audit::Actor;
-use crate::auth_guard::AuthGuard;
-use crate::crypto::SecretBox;
-use crate::events::Bus;
-use crate::ratelimit::{AccountLimiter, AddressLimiter};
-use crate::users::User;
+use crate::accounts::auth_guard::AuthGuard;
+use crate::accounts::ratelimit::{AccountLimiter, AddressLimiter};
+use crate::accounts::users::User;
+use crate::infra::audit::Actor;
+use crate::infra::crypto::SecretBox;
+use crate::infra::events::Bus;
 use async_graphql::Context;
 use p2pvps_shared::Role;
 use sqlx::PgPool;
@@ -20,7 +20,7 @@ pub struct Shared {
     pub secrets: SecretBox,
     pub tunnel_ports: RangeInclusive<u16>,
     /// Reverse proxies whose forwarding headers name the client.
-    pub trusted_proxies: crate::client_address::TrustedProxies,
+    pub trusted_proxies: crate::http::client_address::TrustedProxies,
     /// Failed dashboard log-ins.
     pub login_guard: AuthGuard,
     /// Password hashing on behalf of anyone (sign-up, password change), per address.
@@ -43,15 +43,15 @@ pub struct Shared {
     /// The platform's share of each payment, in basis points.
     pub fee_bps: u32,
     /// How storefront orders are paid.
-    pub payments: crate::payments::Providers,
+    pub payments: crate::billing::payments::Providers,
     /// The order hold and the cap on one renter's unpaid orders.
-    pub orders: crate::storefront::OrderLimits,
+    pub orders: crate::billing::storefront::OrderLimits,
     /// `orderRental` calls, per account.
     pub order_limiter: AccountLimiter,
     /// Failed device logins on the agent API.
     pub agent_guard: AuthGuard,
     /// Fires when the server stops: long waits (the agent's job poll) answer at once.
-    pub shutdown: crate::shutdown::Shutdown,
+    pub shutdown: crate::infra::shutdown::Shutdown,
 }
 
 /// How the request proved who it is.

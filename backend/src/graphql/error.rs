@@ -5,9 +5,9 @@
 //! `ApiError` deliberately does not implement `Display`: that keeps async-graphql's blanket
 //! `From<impl Display>` (which would drop the code) from applying to it.
 
-use crate::crypto::CryptoError;
+use crate::accounts::users::UserError;
 use crate::devices::DeviceError;
-use crate::users::UserError;
+use crate::infra::crypto::CryptoError;
 use p2pvps_shared::ValidationError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,17 +224,19 @@ impl From<crate::rentals::RentalError> for ApiError {
                 "hours",
                 "must be between 1 and 8760",
             )]),
-            R::Db(d) | R::Ledger(crate::ledger::LedgerError::Db(d)) => d.into(),
-            R::Ledger(crate::ledger::LedgerError::Zero) => Self::conflict(None, e.to_string()),
+            R::Db(d) | R::Ledger(crate::billing::ledger::LedgerError::Db(d)) => d.into(),
+            R::Ledger(crate::billing::ledger::LedgerError::Zero) => {
+                Self::conflict(None, e.to_string())
+            }
             R::Crypto(c) => c.into(),
         }
     }
 }
 
-impl From<crate::storefront::StorefrontError> for ApiError {
-    fn from(e: crate::storefront::StorefrontError) -> Self {
-        use crate::payments::PaymentError as P;
-        use crate::storefront::StorefrontError as S;
+impl From<crate::billing::storefront::StorefrontError> for ApiError {
+    fn from(e: crate::billing::storefront::StorefrontError) -> Self {
+        use crate::billing::payments::PaymentError as P;
+        use crate::billing::storefront::StorefrontError as S;
         match e {
             S::Rental(r) => r.into(),
             S::NotOpen(_)

@@ -1,7 +1,7 @@
 //! Batched lookups for fields that a list asks of every row (async-graphql's DataLoader): one query per
 //! page instead of one per device.
 
-use crate::{devices, users};
+use crate::{accounts::users, devices};
 use async_graphql::dataloader::Loader;
 use sqlx::PgPool;
 use std::collections::HashMap;

@@ -14,7 +14,7 @@ pub mod types;
 
 pub use mutation::{SESSION_COOKIE, session_cookie_name};
 
-use crate::metrics::{GraphqlLabels, Metrics};
+use crate::infra::metrics::{GraphqlLabels, Metrics};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
 use async_graphql::{Response, Schema, SchemaBuilder};

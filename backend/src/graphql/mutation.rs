@@ -5,10 +5,10 @@ use super::context::{ContextExt, Credential};
 use super::error::{ApiError, ApiResult, Code};
 use super::query::{device_access, parse_id};
 use super::types::*;
+use crate::accounts::sessions::{self, Kind};
 use crate::all_valid;
 use crate::devices::{self, DeviceChanges, Hardware, NewDevice};
-use crate::sessions::{self, Kind};
-use crate::{rentals, users};
+use crate::{accounts::users, rentals};
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use p2pvps_shared::{DeviceName, Email, Money, Password, Role, SubdomainLabel, ValidationError};
@@ -553,10 +553,10 @@ impl MutationRoot {
             ));
         }
         let mut tx = ctx.shared().pool.begin().await?;
-        let Some(action) = crate::provisioning::retry(&mut tx, id).await? else {
+        let Some(action) = crate::rentals::provisioning::retry(&mut tx, id).await? else {
             return Err(ValidationError::new("rental", "has no failed hook to run again").into());
         };
-        crate::audit::record(
+        crate::infra::audit::record(
             &mut tx,
             &ctx.viewer().actor()?,
             "rental.retry_provisioning",
@@ -586,7 +586,7 @@ impl MutationRoot {
                 rentals::RentalError::NotFound => ApiError::not_found("claimable rental"),
                 other => other.into(),
             })?;
-        crate::audit::record(
+        crate::infra::audit::record(
             &mut tx,
             &ctx.viewer().actor()?,
             "rental.claim",
@@ -619,7 +619,7 @@ impl MutationRoot {
         let device = devices::by_offer(&mut tx, offer)
             .await?
             .ok_or_else(|| ApiError::not_found("offer"))?;
-        let placed = crate::storefront::place(
+        let placed = crate::billing::storefront::place(
             &mut tx,
             &ctx.viewer().actor()?,
             &shared.payments,
@@ -642,9 +642,14 @@ impl MutationRoot {
         let id = parse_id(&rental, "rental")?;
         let shared = ctx.shared();
         let mut tx = shared.pool.begin().await?;
-        let placed =
-            crate::storefront::renew(&mut tx, &ctx.viewer().actor()?, &shared.payments, id, user)
-                .await?;
+        let placed = crate::billing::storefront::renew(
+            &mut tx,
+            &ctx.viewer().actor()?,
+            &shared.payments,
+            id,
+            user,
+        )
+        .await?;
         tx.commit().await?;
         Ok(RentalObject {
             rental: placed.rental,
@@ -666,14 +671,14 @@ impl MutationRoot {
         }
         let shared = ctx.shared();
         let mut tx = shared.pool.begin().await?;
-        let activated = crate::storefront::confirm(
+        let activated = crate::billing::storefront::confirm(
             &mut tx,
             &ctx.viewer().actor()?,
             &shared.secrets,
             &shared.payments,
             id,
             None,
-            crate::storefront::Confirmer::ByHand(user.id),
+            crate::billing::storefront::Confirmer::ByHand(user.id),
             shared.fee_bps,
         )
         .await?;
@@ -696,7 +701,8 @@ impl MutationRoot {
             RentalAccess::Owner => "cancelled by the owner",
             RentalAccess::Admin => "cancelled by an admin",
         };
-        let rental = crate::storefront::cancel(&mut tx, &ctx.viewer().actor()?, id, reason).await?;
+        let rental =
+            crate::billing::storefront::cancel(&mut tx, &ctx.viewer().actor()?, id, reason).await?;
         tx.commit().await?;
         Ok(RentalObject { rental, access })
     }

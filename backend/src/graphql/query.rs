@@ -4,7 +4,7 @@ use super::context::{ContextExt, Viewer};
 use super::error::{ApiError, ApiResult};
 use super::types::*;
 use crate::devices::{self, Device, Scope};
-use crate::{audit, rentals, users};
+use crate::{accounts::users, infra::audit, rentals};
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, Object};
 use base64::Engine;
@@ -128,7 +128,7 @@ impl QueryRoot {
     /// The platform's fees earned, per currency, net of refunds (from the ledger). Admins only.
     async fn platform_earnings(&self, ctx: &Context<'_>) -> ApiResult<Vec<MoneyObject>> {
         ctx.viewer().admin()?;
-        let rows = crate::ledger::balance(&ctx.shared().pool, "platform").await?;
+        let rows = crate::billing::ledger::balance(&ctx.shared().pool, "platform").await?;
         Ok(rows
             .into_iter()
             .map(|(currency, minor)| MoneyObject { minor, currency })
@@ -244,7 +244,7 @@ impl QueryRoot {
     /// How selling on each configured marketplace is going. Admins only.
     async fn marketplaces(&self, ctx: &Context<'_>) -> ApiResult<Vec<MarketplaceStatusObject>> {
         ctx.viewer().admin()?;
-        let rows = crate::market_status::list(&ctx.shared().pool).await?;
+        let rows = crate::market::status::list(&ctx.shared().pool).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
@@ -258,7 +258,7 @@ impl QueryRoot {
                 return Err(ApiError::forbidden("read listings (owners and admins may)"));
             }
         };
-        let rows = crate::listings::list(&ctx.shared().pool, owner).await?;
+        let rows = crate::market::listings::list(&ctx.shared().pool, owner).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 

@@ -1,4 +1,4 @@
-//! Subscriptions over graphql-transport-ws on `/graphql`, fed by the [`crate::events`] bus.
+//! Subscriptions over graphql-transport-ws on `/graphql`, fed by the [`crate::infra::events`] bus.
 
 use super::context::ContextExt;
 use super::error::ApiError;

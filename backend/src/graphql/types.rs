@@ -2,9 +2,9 @@
 
 use super::context::ContextExt;
 use super::error::{ApiError, ApiResult};
+use crate::accounts::users::User;
 use crate::devices::{Device, Hardware};
 use crate::rentals::Rental;
-use crate::users::User;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -91,7 +91,7 @@ impl UserObject {
         if viewer.id != self.0.id && viewer.role != p2pvps_shared::Role::Admin {
             return Err(ApiError::forbidden("read another user's earnings"));
         }
-        let rows = crate::ledger::owner_earnings(&ctx.shared().pool, self.0.id).await?;
+        let rows = crate::billing::ledger::owner_earnings(&ctx.shared().pool, self.0.id).await?;
         Ok(rows
             .into_iter()
             .map(|(currency, minor)| MoneyObject { minor, currency })
@@ -369,8 +369,8 @@ pub struct MarketplaceStatusObject {
     pub consecutive_failures: i32,
 }
 
-impl From<crate::market_status::MarketStatus> for MarketplaceStatusObject {
-    fn from(s: crate::market_status::MarketStatus) -> Self {
+impl From<crate::market::status::MarketStatus> for MarketplaceStatusObject {
+    fn from(s: crate::market::status::MarketStatus) -> Self {
         Self {
             name: s.marketplace,
             last_pass_at: s.last_pass_at,
@@ -397,8 +397,8 @@ pub struct ListingObject {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<crate::listings::Listing> for ListingObject {
-    fn from(l: crate::listings::Listing) -> Self {
+impl From<crate::market::listings::Listing> for ListingObject {
+    fn from(l: crate::market::listings::Listing) -> Self {
         Self {
             device_id: ID(l.device_id.to_string()),
             device_name: l.device_name,
@@ -424,7 +424,7 @@ pub struct RentalChangeObject {
 }
 
 /// How a storefront order is paid.
-pub struct PaymentObject(pub crate::payments::Payment);
+pub struct PaymentObject(pub crate::billing::payments::Payment);
 
 #[Object(name = "Payment")]
 impl PaymentObject {
@@ -591,7 +591,7 @@ impl RentalObject {
             return Ok(None);
         }
         Ok(
-            crate::payments::for_rental(&ctx.shared().pool, self.rental.id)
+            crate::billing::payments::for_rental(&ctx.shared().pool, self.rental.id)
                 .await?
                 .map(PaymentObject),
         )
@@ -716,7 +716,7 @@ impl From<crate::rentals::ConnectionDetails> for RentalConnectionObject {
     }
 }
 
-pub struct AuditEntryObject(pub crate::audit::Entry);
+pub struct AuditEntryObject(pub crate::infra::audit::Entry);
 
 #[Object(name = "AuditEntry")]
 impl AuditEntryObject {

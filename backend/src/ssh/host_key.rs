@@ -1,6 +1,6 @@
 //! The server's Ed25519 host key: generated once into the data directory and reused, so devices can pin it.
 
-use crate::crypto::write_private;
+use crate::infra::crypto::write_private;
 use rand::RngCore;
 use russh::keys::PrivateKey;
 use russh::keys::ssh_key::private::Ed25519Keypair;

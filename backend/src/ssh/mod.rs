@@ -13,8 +13,8 @@ pub mod host_key;
 mod jump;
 mod tunnels;
 
-use crate::metrics::Metrics;
-use crate::shutdown::Shutdown;
+use crate::infra::metrics::Metrics;
+use crate::infra::shutdown::Shutdown;
 use russh::keys::PrivateKey;
 use russh::server::Config;
 use russh::{MethodKind, MethodSet};
@@ -42,17 +42,17 @@ pub struct SshSettings {
 /// State every connection shares.
 pub struct SshShared {
     pub pool: PgPool,
-    pub secrets: crate::crypto::SecretBox,
-    pub bus: crate::events::Bus,
+    pub secrets: crate::infra::crypto::SecretBox,
+    pub bus: crate::infra::events::Bus,
     pub metrics: Arc<Metrics>,
     pub registry: tunnels::Registry,
     pub tunnel_bind: IpAddr,
     /// Failed authentications per client address and per (address, user name) (device id or jump login).
-    pub auth_guard: crate::auth_guard::AuthGuard,
+    pub auth_guard: crate::accounts::auth_guard::AuthGuard,
 }
 
 /// Failed authentications allowed per minute from one address, and against one user name from one address.
-const AUTH_FAILURES: crate::auth_guard::Quotas = crate::auth_guard::Quotas {
+const AUTH_FAILURES: crate::accounts::auth_guard::Quotas = crate::accounts::auth_guard::Quotas {
     per_address_per_minute: 60,
     per_name_from_address_per_minute: 10,
     per_name_per_hour: None,
@@ -98,8 +98,8 @@ pub struct SshServer {
 pub async fn start(
     settings: SshSettings,
     pool: PgPool,
-    secrets: crate::crypto::SecretBox,
-    bus: crate::events::Bus,
+    secrets: crate::infra::crypto::SecretBox,
+    bus: crate::infra::events::Bus,
     metrics: Arc<Metrics>,
     stop: Shutdown,
 ) -> Result<SshServer, SshError> {
@@ -124,7 +124,7 @@ pub async fn start(
         metrics,
         registry: tunnels::Registry::default(),
         tunnel_bind: settings.tunnel_bind,
-        auth_guard: crate::auth_guard::AuthGuard::new(AUTH_FAILURES),
+        auth_guard: crate::accounts::auth_guard::AuthGuard::new(AUTH_FAILURES),
     });
     tracing::info!(%addr, %fingerprint, "SSH server listening");
     tokio::spawn(cut_ended_rentals(Arc::clone(&shared), stop.clone()));

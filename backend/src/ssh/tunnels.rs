@@ -452,7 +452,7 @@ const STATUS_RETRY: Duration = Duration::from_secs(2);
 /// Writes the status of every device whose last write failed, as the registry has it at the time of
 /// writing (so a device that came and went during an outage ends up with its latest state), until every
 /// write lands. Runs until `stop`.
-pub async fn retry_statuses(shared: Arc<SshShared>, stop: crate::shutdown::Shutdown) {
+pub async fn retry_statuses(shared: Arc<SshShared>, stop: crate::infra::shutdown::Shutdown) {
     loop {
         let waiting = shared.registry.unwritten_snapshot();
         if waiting.is_empty() {

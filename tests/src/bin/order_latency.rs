@@ -25,10 +25,12 @@ async fn main() {
     };
     let orders: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(8);
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL: an empty database of its own");
-    let pool = p2pvps_server::db::connect(Some(&url))
+    let pool = p2pvps_server::infra::db::connect(Some(&url))
         .await
         .expect("connect");
-    p2pvps_server::db::migrate(&pool).await.expect("migrate");
+    p2pvps_server::infra::db::migrate(&pool)
+        .await
+        .expect("migrate");
 
     let node = node_with_basic_auth(Schema::V5).await;
     if !hint {

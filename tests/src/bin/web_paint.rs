@@ -52,10 +52,12 @@ async fn main() {
     let web_dir = std::path::PathBuf::from(args.next().expect("usage: web-paint WEB_DIR [ROUNDS]"));
     let rounds: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(5);
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL: an empty database of its own");
-    let pool = p2pvps_server::db::connect(Some(&url))
+    let pool = p2pvps_server::infra::db::connect(Some(&url))
         .await
         .expect("connect");
-    p2pvps_server::db::migrate(&pool).await.expect("migrate");
+    p2pvps_server::infra::db::migrate(&pool)
+        .await
+        .expect("migrate");
     println!("{}", measure(pool, web_dir, rounds).await);
 }
 

@@ -13,8 +13,8 @@
 //! delivered order is not delivered again, a taken order is not taken again, a refused one is not
 //! examined again (except an unfunded one once the marketplace announces it funded).
 
-use crate::crypto::SecretBox;
-use crate::marketplace::{MarketError, Marketplace, Order, Payment};
+use crate::infra::crypto::SecretBox;
+use crate::market::{MarketError, Marketplace, Order, Payment};
 use crate::rentals::{self, Activated, RentalError, Taken};
 use p2pvps_shared::{Money, RentalState};
 use sqlx::PgPool;
@@ -181,7 +181,7 @@ async fn process(
     market.mark_handled(order).await?;
     market.delist(&order.slug).await?;
     let mut conn = pool.acquire().await?;
-    crate::listings::mark_withdrawn(&mut conn, name, &order.slug).await?;
+    crate::market::listings::mark_withdrawn(&mut conn, name, &order.slug).await?;
     tracing::info!(marketplace = name, order = %order.id, rental = %activated.rental.id, "order delivered");
     Ok(Outcome::Delivered)
 }
@@ -317,7 +317,9 @@ async fn admit(
     let name = market.name();
     let (listed, before) = {
         let mut conn = pool.acquire().await?;
-        let Some(listed) = crate::listings::device_for(&mut conn, name, &order.slug).await? else {
+        let Some(listed) =
+            crate::market::listings::device_for(&mut conn, name, &order.slug).await?
+        else {
             return Ok(Admission::Unchecked);
         };
         let before: Option<String> = sqlx::query_scalar(
@@ -362,9 +364,9 @@ async fn admit(
         tx.rollback().await?;
         return Ok(Admission::Unchecked);
     }
-    crate::audit::record(
+    crate::infra::audit::record(
         &mut tx,
-        &crate::audit::Actor::system(),
+        &crate::infra::audit::Actor::system(),
         "order.refuse",
         "order",
         format!("{name}:{}", order.id),
@@ -409,9 +411,9 @@ pub fn spawn(
     pool: PgPool,
     secrets: SecretBox,
     selling: MarketSettings,
-    bus: &crate::events::Bus,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-    stop: crate::shutdown::Shutdown,
+    bus: &crate::infra::events::Bus,
+    metrics: std::sync::Arc<crate::infra::metrics::Metrics>,
+    stop: crate::infra::shutdown::Shutdown,
 ) {
     use std::time::Duration;
     let MarketSettings {
@@ -453,7 +455,8 @@ pub fn spawn(
     };
     tokio::spawn(watcher);
     tokio::spawn(async move {
-        let mut leadership = crate::leader::Leadership::new(crate::leader::MARKETPLACE_KEY);
+        let mut leadership =
+            crate::infra::leader::Leadership::new(crate::infra::leader::MARKETPLACE_KEY);
         let follower_check = Duration::from_secs(3);
         let mut backoff = Duration::from_secs(1);
         let mut wait = Duration::ZERO;
@@ -468,7 +471,7 @@ pub fn spawn(
                 continue;
             }
             let name = market.name();
-            let listed = crate::reconcile::reconcile(&pool, market.as_ref()).await;
+            let listed = crate::market::reconcile::reconcile(&pool, market.as_ref()).await;
             let sold = process_orders(&pool, &secrets, market.as_ref(), &settings).await;
             if let Ok(l) = &listed {
                 metrics.market(name, "listed", l.listed);
@@ -501,7 +504,7 @@ pub fn spawn(
                 _ => None,
             };
             if let Err(e) =
-                crate::market_status::record(&pool, name, failure.as_deref().map_or(Ok(()), Err))
+                crate::market::status::record(&pool, name, failure.as_deref().map_or(Ok(()), Err))
                     .await
             {
                 tracing::warn!(marketplace = name, error = %e, "could not record the marketplace's status");
@@ -538,7 +541,7 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::{Refusal, RefusalReason};
-    use crate::marketplace::Payment;
+    use crate::market::Payment;
     use p2pvps_shared::Money;
 
     fn usd(minor: i64) -> Money {

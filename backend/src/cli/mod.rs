@@ -1,12 +1,14 @@
 //! The operator commands other than `serve`: each prints JSON on stdout so scripts can read it.
 
-use crate::audit::Actor;
-use crate::config::{GatewayArgs, GlobalArgs};
-use crate::crypto::{self, SecretBox};
+pub mod config;
+
+use crate::accounts::users;
+use crate::cli::config::{GatewayArgs, GlobalArgs};
 use crate::devices::{self, NewDevice};
 use crate::gateway::GatewaySettings;
 use crate::gateway::tls::{self, CertSource};
-use crate::users;
+use crate::infra::audit::Actor;
+use crate::infra::crypto::{self, SecretBox};
 use anyhow::{Context, bail};
 use p2pvps_shared::{DeviceName, Email, Password, Role, SubdomainLabel};
 use sqlx::PgPool;
@@ -67,10 +69,10 @@ pub fn gateway_settings(
 
 /// The marketplace to sell on, from its flags: `None` without `--openbazaar-url`.
 pub fn market_settings(
-    args: &crate::config::MarketArgs,
+    args: &crate::cli::config::MarketArgs,
     dashboard: &str,
 ) -> anyhow::Result<Option<crate::app::MarketSettings>> {
-    use crate::marketplace::openbazaar::{Credentials, OpenBazaar};
+    use crate::market::openbazaar::{Credentials, OpenBazaar};
     let Some(url) = &args.openbazaar_url else {
         return Ok(None);
     };
@@ -95,7 +97,7 @@ pub fn market_settings(
     )?;
     Ok(Some(crate::app::MarketSettings {
         market: Arc::new(market),
-        sale: crate::sales::SaleSettings {
+        sale: crate::market::sales::SaleSettings {
             fee_bps: args.platform_fee,
             dashboard: dashboard.to_owned(),
         },

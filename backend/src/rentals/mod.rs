@@ -2,8 +2,10 @@
 //! Read (the renter's secret decrypted only for the renter), granted by hand, ended, and taken from
 //! marketplace orders exactly once. The lifecycle's allowed moves are `RentalState::may_become`.
 
-use crate::crypto::{CryptoError, SecretBox};
-use crate::db::decode_enum;
+pub mod provisioning;
+
+use crate::infra::crypto::{CryptoError, SecretBox};
+use crate::infra::db::decode_enum;
 use chrono::{DateTime, Utc};
 use p2pvps_shared::{HookStatus, Money, RentalState};
 use sqlx::{PgPool, Row, postgres::PgRow};
@@ -201,7 +203,7 @@ pub enum RentalError {
     #[error("someone else has an order for this device waiting for payment")]
     Reserved,
     #[error(transparent)]
-    Ledger(#[from] crate::ledger::LedgerError),
+    Ledger(#[from] crate::billing::ledger::LedgerError),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     #[error(transparent)]
@@ -212,7 +214,7 @@ pub enum RentalError {
 /// the renter's live connections.
 pub const RENTAL_ENDED_CHANNEL: &str = "rental_ended";
 
-/// Channel on which every change of a rental's state is announced (see [`crate::events::RentalChanged`]).
+/// Channel on which every change of a rental's state is announced (see [`crate::infra::events::RentalChanged`]).
 pub const RENTAL_CHANGED_CHANNEL: &str = "rental_changed";
 
 /// Announces a rental's change to every instance once the caller's transaction commits (subscriptions).
@@ -274,7 +276,7 @@ fn new_login_name() -> String {
 /// and secret are generated, the secret stored encrypted. Returns the rental and the secret.
 pub async fn grant(
     conn: &mut sqlx::PgConnection,
-    actor: &crate::audit::Actor,
+    actor: &crate::infra::audit::Actor,
     secrets: &SecretBox,
     device: Uuid,
     renter: &p2pvps_shared::Email,
@@ -299,7 +301,7 @@ pub async fn grant(
     if is_held(&mut *conn, device).await? {
         return Err(held_reason(&mut *conn, device).await?);
     }
-    let secret = crate::crypto::new_token();
+    let secret = crate::infra::crypto::new_token();
     let id = Uuid::new_v4();
     let rental = sqlx::query_as::<_, Rental>(concat!(
         "WITH r AS (INSERT INTO rentals (id, device_id, renter_id, marketplace, order_ref, state, price_minor, \
@@ -317,15 +319,15 @@ pub async fn grant(
     .bind(hours)
     .bind(new_login_name())
     .bind(secrets.seal(secret.as_bytes()))
-    .bind(secrets.seal(crate::crypto::new_token().as_bytes()))
+    .bind(secrets.seal(crate::infra::crypto::new_token().as_bytes()))
     .fetch_one(&mut *conn)
     .await
-    .map_err(|e| match crate::db::violated_constraint(&e) {
+    .map_err(|e| match crate::infra::db::violated_constraint(&e) {
         Some("rentals_one_live_per_device") => RentalError::AlreadyRented,
         _ => RentalError::Db(e),
     })?;
     announce(&mut *conn, id).await?;
-    crate::audit::record(
+    crate::infra::audit::record(
         conn,
         actor,
         "rental.grant",
@@ -340,7 +342,7 @@ pub async fn grant(
 /// Ends an active rental now and announces it (the SSH server cuts the renter's connections).
 pub async fn end(
     conn: &mut sqlx::PgConnection,
-    actor: &crate::audit::Actor,
+    actor: &crate::infra::audit::Actor,
     id: Uuid,
 ) -> Result<Rental, RentalError> {
     let state: Option<String> =
@@ -370,7 +372,7 @@ pub async fn end(
     .bind(id)
     .fetch_one(&mut *conn)
     .await?;
-    crate::payments::fail_pending(&mut *conn, id).await?;
+    crate::billing::payments::fail_pending(&mut *conn, id).await?;
     refund_offline_time(&mut *conn, &rental).await?;
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(RENTAL_ENDED_CHANNEL)
@@ -378,7 +380,7 @@ pub async fn end(
         .execute(&mut *conn)
         .await?;
     announce(&mut *conn, id).await?;
-    crate::audit::record(
+    crate::infra::audit::record(
         conn,
         actor,
         "rental.end",
@@ -407,7 +409,7 @@ async fn refund_offline_time(
     if beyond <= chrono::TimeDelta::zero() {
         return Ok(());
     }
-    let refunded = crate::ledger::refund_share(
+    let refunded = crate::billing::ledger::refund_share(
         conn,
         rental.id,
         beyond.num_seconds(),
@@ -460,7 +462,7 @@ pub async fn end_expired(pool: &PgPool) -> Result<usize, sqlx::Error> {
     let mut ended = 0;
     for id in ids {
         let mut tx = pool.begin().await?;
-        match end(&mut tx, &crate::audit::Actor::system(), id).await {
+        match end(&mut tx, &crate::infra::audit::Actor::system(), id).await {
             Ok(_) => {
                 tx.commit().await?;
                 ended += 1;
@@ -512,7 +514,7 @@ pub async fn refund_failed_starts(pool: &PgPool) -> Result<usize, sqlx::Error> {
         if still.is_none() {
             continue;
         }
-        let actor = crate::audit::Actor::system();
+        let actor = crate::infra::audit::Actor::system();
         match end(&mut tx, &actor, id).await {
             Ok(_) => {}
             Err(RentalError::Db(e)) => return Err(e),
@@ -521,9 +523,15 @@ pub async fn refund_failed_starts(pool: &PgPool) -> Result<usize, sqlx::Error> {
                 continue;
             }
         }
-        let back = crate::ledger::refund_share(&mut tx, id, 1, 1, "the device's start hook failed")
-            .await?;
-        crate::audit::record(
+        let back = crate::billing::ledger::refund_share(
+            &mut tx,
+            id,
+            1,
+            1,
+            "the device's start hook failed",
+        )
+        .await?;
+        crate::infra::audit::record(
             &mut tx,
             &actor,
             "rental.refund_failed_start",
@@ -588,8 +596,8 @@ pub async fn jump_login(
         return Ok(None);
     };
     // Compare digests, so the comparison's time says nothing about the secret.
-    let ok = crate::crypto::token_hash(&String::from_utf8_lossy(&stored))
-        == crate::crypto::token_hash(secret);
+    let ok = crate::infra::crypto::token_hash(&String::from_utf8_lossy(&stored))
+        == crate::infra::crypto::token_hash(secret);
     Ok(ok.then_some(JumpGrant {
         rental_id,
         device_id,
@@ -703,7 +711,9 @@ pub async fn take_order(
     if let Some(rental) = by_order(&mut *conn, marketplace, order_ref).await? {
         return Ok(Taken::Seen(rental));
     }
-    let Some(listed) = crate::listings::device_for(&mut *conn, marketplace, listing).await? else {
+    let Some(listed) =
+        crate::market::listings::device_for(&mut *conn, marketplace, listing).await?
+    else {
         return Ok(Taken::UnknownListing);
     };
     // Serialises with other sales and grants of the device.
@@ -737,11 +747,18 @@ pub async fn take_order(
             .ok_or(RentalError::NotFound);
     };
     if price.minor > 0 {
-        let payer = crate::ledger::Payer::Marketplace(marketplace);
-        crate::ledger::record_payment(conn, rental.id, listed.owner, &payer, &price, fee_bps)
-            .await?;
+        let payer = crate::billing::ledger::Payer::Marketplace(marketplace);
+        crate::billing::ledger::record_payment(
+            conn,
+            rental.id,
+            listed.owner,
+            &payer,
+            &price,
+            fee_bps,
+        )
+        .await?;
         if let_now {
-            crate::ledger::record_refund(
+            crate::billing::ledger::record_refund(
                 conn,
                 rental.id,
                 listed.owner,
@@ -822,8 +839,8 @@ pub async fn activate(
             check_move(RentalState::Paid, RentalState::Provisioning)?;
         }
         check_move(RentalState::Provisioning, RentalState::Active)?;
-        let token = crate::crypto::new_token();
-        let secret = crate::crypto::new_token();
+        let token = crate::infra::crypto::new_token();
+        let secret = crate::infra::crypto::new_token();
         let started = sqlx::query_as::<_, Rental>(concat!(
             "WITH r AS (UPDATE rentals SET state = 'active', starts_at = now(), \
              ends_at = now() + make_interval(hours => (SELECT rental_hours FROM devices WHERE id = rentals.device_id)), \
@@ -837,9 +854,9 @@ pub async fn activate(
         .bind(rental)
         .bind(new_login_name())
         .bind(secrets.seal(secret.as_bytes()))
-        .bind(crate::crypto::token_hash(&token))
+        .bind(crate::infra::crypto::token_hash(&token))
         .bind(secrets.seal(token.as_bytes()))
-        .bind(secrets.seal(crate::crypto::new_token().as_bytes()))
+        .bind(secrets.seal(crate::infra::crypto::new_token().as_bytes()))
         .fetch_one(&mut *conn)
         .await?;
         announce(&mut *conn, rental).await?;
@@ -880,7 +897,7 @@ pub async fn claim(
         rental_columns!(),
         " FROM r"
     ))
-    .bind(crate::crypto::token_hash(token))
+    .bind(crate::infra::crypto::token_hash(token))
     .bind(renter)
     .fetch_optional(&mut *conn)
     .await?
@@ -932,7 +949,7 @@ pub async fn open_order(
     .bind(currency)
     .fetch_one(&mut *conn)
     .await
-    .map_err(|e| match crate::db::violated_constraint(&e) {
+    .map_err(|e| match crate::infra::db::violated_constraint(&e) {
         Some("rentals_one_open_order_per_device") => RentalError::Reserved,
         _ => RentalError::Db(e),
     })?;
@@ -990,7 +1007,7 @@ pub async fn advance(
     .bind(rental.state.as_str())
     .fetch_optional(&mut *conn)
     .await
-    .map_err(|e| match crate::db::violated_constraint(&e) {
+    .map_err(|e| match crate::infra::db::violated_constraint(&e) {
         Some("rentals_one_live_per_device") => RentalError::AlreadyRented,
         _ => RentalError::Db(e),
     })?

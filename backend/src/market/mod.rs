@@ -2,11 +2,17 @@
 //! buyer has paid, delivers the renter's access and is told when an order has been handled.
 //!
 //! - `openbazaar`: an OpenBazaar node's API (schema v4 and v5), over reqwest.
+//! - `listings`: which device is listed under which slug; `reconcile`: listings made to match the
+//!   devices for rent; `sales`: orders turned into rentals; `status`: each marketplace's last contact.
 //!
 //! Implementations are idempotent where the rental lifecycle needs it: listing an existing slug updates
 //! it, delisting a missing one succeeds, delivering to an already fulfilled order does nothing.
 
+pub mod listings;
 pub mod openbazaar;
+pub mod reconcile;
+pub mod sales;
+pub mod status;
 
 use chrono::{DateTime, Utc};
 use p2pvps_shared::Money;

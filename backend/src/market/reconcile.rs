@@ -2,8 +2,8 @@
 //! priced, online, not let nor reserved by a storefront order) against what is listed there, converged
 //! on every pass. Listings are also refreshed before their expiry.
 
-use crate::listings;
-use crate::marketplace::{ListingSpec, MarketError, Marketplace};
+use crate::market::listings;
+use crate::market::{ListingSpec, MarketError, Marketplace};
 use chrono::{Duration, Utc};
 use p2pvps_shared::Money;
 use sqlx::PgPool;

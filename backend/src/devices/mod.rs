@@ -4,9 +4,9 @@
 //! Invariants: a live device's name is unique per owner, its port and subdomain unique among live devices;
 //! the credential is returned in clear only by [`create`] and [`rotate_credential`].
 
-use crate::audit::{self, Actor};
-use crate::crypto;
-use crate::db::{decode_enum, violated_constraint};
+use crate::infra::audit::{self, Actor};
+use crate::infra::crypto;
+use crate::infra::db::{decode_enum, violated_constraint};
 use chrono::{DateTime, Utc};
 use p2pvps_shared::{DeviceName, DeviceStatus, Money, SubdomainLabel};
 use rand::RngCore;
@@ -585,14 +585,14 @@ pub async fn record_status(
         .bind(at)
         .execute(&mut *tx)
         .await?;
-        let payload = crate::events::DeviceStatusEvent {
+        let payload = crate::infra::events::DeviceStatusEvent {
             device_id: id,
             owner_id,
             status,
             at,
         };
         sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::events::DEVICE_STATUS_CHANNEL)
+            .bind(crate::infra::events::DEVICE_STATUS_CHANNEL)
             .bind(serde_json::to_string(&payload).map_err(|e| sqlx::Error::Encode(e.into()))?)
             .execute(&mut *tx)
             .await?;

@@ -2,11 +2,14 @@
 //! `/metrics` (only with the metrics bearer token; the metrics listener serves it without), and the
 //! dashboard's static files with a fallback to `index.html` for deep links.
 
+pub mod agent_api;
+pub mod client_address;
+
+use crate::accounts::sessions;
 use crate::graphql::context::{Credential, Shared, Viewer};
 use crate::graphql::error::add_missing_codes;
 use crate::graphql::{ApiSchema, session_cookie_name};
-use crate::metrics::{HttpLabels, Metrics};
-use crate::sessions;
+use crate::infra::metrics::{HttpLabels, Metrics};
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Bytes;
@@ -72,7 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/payments/{provider}/callback", post(payment_callback))
         .route("/metrics", get(metrics_with_token))
-        .merge(crate::agent_api::routes());
+        .merge(crate::http::agent_api::routes());
     if let Some(dir) = &state.web_dir {
         let files = ServeDir::new(dir).append_index_html_on_directories(true);
         router =
@@ -326,7 +329,7 @@ async fn access_revoked(shared: &Shared, who: tokio::sync::watch::Receiver<Optio
         else {
             continue;
         };
-        match crate::sessions::user_for_token(&shared.pool, token).await {
+        match crate::accounts::sessions::user_for_token(&shared.pool, token).await {
             Ok(Some(now)) if now.id == user.id && now.role == user.role => {}
             Ok(_) => return,
             Err(e) => tracing::warn!(error = %e, "cannot re-check a websocket's session"),
@@ -347,10 +350,10 @@ async fn payment_callback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    use crate::payments::PaymentError as P;
-    use crate::storefront::StorefrontError as S;
+    use crate::billing::payments::PaymentError as P;
+    use crate::billing::storefront::StorefrontError as S;
     let shared = &state.shared;
-    let result = crate::storefront::settle_callback(
+    let result = crate::billing::storefront::settle_callback(
         &shared.pool,
         &shared.secrets,
         &shared.payments,

@@ -3,7 +3,7 @@
 //! database (trigger `rentals_hooks`), so every way a rental starts or ends is covered; this module only
 //! hands the pending ones out and records their outcome.
 
-use crate::crypto::{CryptoError, SecretBox};
+use crate::infra::crypto::{CryptoError, SecretBox};
 use p2pvps_shared::agent::{JobOutcome, ProvisionJob};
 use p2pvps_shared::{HookAction, HookStatus};
 use sqlx::PgPool;

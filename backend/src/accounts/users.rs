@@ -1,8 +1,8 @@
 //! User accounts (table `users`): e-mail, Argon2id password hash, role, disabled flag.
 
-use crate::audit::{self, Actor};
-use crate::crypto::{self, CryptoError};
-use crate::db::{decode_enum, violated_constraint};
+use crate::infra::audit::{self, Actor};
+use crate::infra::crypto::{self, CryptoError};
+use crate::infra::db::{decode_enum, violated_constraint};
 use chrono::{DateTime, Utc};
 use p2pvps_shared::{Email, Password, Role};
 use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
@@ -214,7 +214,7 @@ pub async fn update(
             .execute(&mut *conn)
             .await?;
     }
-    crate::events::user_access_changed(&mut *conn, id).await?;
+    crate::infra::events::user_access_changed(&mut *conn, id).await?;
     let (action, detail) = match (role, disabled) {
         (Some(r), _) => ("user.set_role", serde_json::json!({"role": r.as_str()})),
         (None, Some(d)) => ("user.set_disabled", serde_json::json!({"disabled": d})),

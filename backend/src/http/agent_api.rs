@@ -51,7 +51,7 @@ async fn device_of(
     address: SocketAddr,
     headers: &HeaderMap,
 ) -> Result<(Uuid, crate::devices::TunnelLogin), Response> {
-    let Some((user, credential)) = crate::auth_guard::basic_credentials(headers) else {
+    let Some((user, credential)) = crate::accounts::auth_guard::basic_credentials(headers) else {
         return Err(refuse(
             StatusCode::UNAUTHORIZED,
             "log in as the device: HTTP Basic with the device id and its credential",
@@ -131,7 +131,7 @@ async fn facts(
     let recorded = async {
         crate::devices::record_facts(&state.shared.pool, id, &facts).await?;
         if !facts.hooks {
-            crate::provisioning::agent_runs_no_hooks(&state.shared.pool, id).await?;
+            crate::rentals::provisioning::agent_runs_no_hooks(&state.shared.pool, id).await?;
         }
         Ok::<_, sqlx::Error>(())
     };
@@ -174,7 +174,7 @@ async fn jobs(
     let mut changes = shared.bus.rental_changes();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
     loop {
-        match crate::provisioning::jobs(&shared.pool, &shared.secrets, id).await {
+        match crate::rentals::provisioning::jobs(&shared.pool, &shared.secrets, id).await {
             Ok(jobs) if !jobs.is_empty() || tokio::time::Instant::now() >= deadline => {
                 return Json(jobs).into_response();
             }
@@ -229,9 +229,11 @@ async fn job_done(
     if let Err(e) = outcome.validate() {
         return refuse(StatusCode::BAD_REQUEST, &e.to_string());
     }
-    match crate::provisioning::report(&state.shared.pool, id, rental, action, &outcome).await {
+    match crate::rentals::provisioning::report(&state.shared.pool, id, rental, action, &outcome)
+        .await
+    {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e @ crate::provisioning::ProvisioningError::NotPending { .. }) => {
+        Err(e @ crate::rentals::provisioning::ProvisioningError::NotPending { .. }) => {
             refuse(StatusCode::CONFLICT, &e.to_string())
         }
         Err(e) => {

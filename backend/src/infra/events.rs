@@ -4,7 +4,7 @@
 //! instance runs one listener that re-publishes notifications on an in-process broadcast channel, which the
 //! GraphQL subscription reads. Subscribers that fall behind lose old events rather than slowing the others.
 
-use crate::shutdown::Shutdown;
+use crate::infra::shutdown::Shutdown;
 use chrono::{DateTime, Utc};
 use p2pvps_shared::DeviceStatus;
 use serde::{Deserialize, Serialize};

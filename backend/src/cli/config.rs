@@ -226,7 +226,7 @@ pub struct ServeArgs {
         env = "P2PVPS_TRUSTED_PROXY",
         value_name = "CIDR[,CIDR]",
         value_delimiter = ',',
-        value_parser = crate::client_address::parse_trusted
+        value_parser = crate::http::client_address::parse_trusted
     )]
     pub trusted_proxy: Vec<ipnet::IpNet>,
     /// Minutes an unpaid storefront order reserves its device; then it is cancelled.

@@ -8,9 +8,9 @@
 //! paid, ledger entries, rental started) and idempotent: confirming twice, or a provider's webhook retried,
 //! starts nothing twice.
 
-use crate::audit::Actor;
-use crate::crypto::SecretBox;
-use crate::payments::{self, Payment, PaymentError, PaymentRequest, Providers};
+use crate::billing::payments::{self, Payment, PaymentError, PaymentRequest, Providers};
+use crate::infra::audit::Actor;
+use crate::infra::crypto::SecretBox;
 use crate::rentals::{self, Activated, Rental, RentalError};
 use p2pvps_shared::{Money, RentalState};
 use sqlx::{PgConnection, PgPool};
@@ -144,7 +144,7 @@ async fn open_payment(
     )
     .await?
     .ok_or(StorefrontError::PaymentWaiting)?;
-    crate::audit::record(
+    crate::infra::audit::record(
         conn,
         actor,
         if purpose == "renewal" { "rental.renewal_order" } else { "rental.order" },
@@ -224,18 +224,18 @@ pub async fn confirm(
     } else {
         rentals::advance(&mut *conn, &current, RentalState::Paid).await?;
     }
-    crate::ledger::record_payment(
+    crate::billing::ledger::record_payment(
         &mut *conn,
         rental,
         owner,
-        &crate::ledger::Payer::Renter(renter),
+        &crate::billing::ledger::Payer::Renter(renter),
         &asked,
         fee_bps,
     )
     .await
     .map_err(RentalError::from)?;
     let activated = rentals::activate(&mut *conn, secrets, rental).await?;
-    crate::audit::record(
+    crate::infra::audit::record(
         conn,
         actor,
         if renewal {
@@ -314,7 +314,7 @@ pub async fn cancel(
     if let Some(payment) = pending {
         payments::settle(&mut *conn, payment.id, "failed", None).await?;
     }
-    crate::audit::record(
+    crate::infra::audit::record(
         conn,
         actor,
         action,

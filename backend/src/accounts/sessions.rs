@@ -1,8 +1,8 @@
 //! Sessions and API tokens (table `sessions`): a random 32-byte token given to the client once, stored as its
 //! SHA-256. The dashboard carries it in an HttpOnly cookie, API clients as `Authorization: Bearer`.
 
-use crate::crypto;
-use crate::users::User;
+use crate::accounts::users::User;
+use crate::infra::crypto;
 use chrono::{Duration, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -70,7 +70,7 @@ pub async fn close(pool: &PgPool, token: &str) -> Result<bool, sqlx::Error> {
             .fetch_optional(&mut *tx)
             .await?;
     if let Some(user) = user {
-        crate::events::user_access_changed(&mut tx, user).await?;
+        crate::infra::events::user_access_changed(&mut tx, user).await?;
     }
     tx.commit().await?;
     Ok(user.is_some())
@@ -89,7 +89,7 @@ pub async fn close_others(
             .execute(&mut *conn)
             .await?
             .rows_affected();
-    crate::events::user_access_changed(conn, user_id).await?;
+    crate::infra::events::user_access_changed(conn, user_id).await?;
     Ok(closed)
 }
 
