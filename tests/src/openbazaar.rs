@@ -1049,9 +1049,13 @@ pub async fn listed_devices(pool: &sqlx::PgPool, node: &FakeNode, n: usize) -> V
         .execute(pool)
         .await
         .unwrap();
-        p2pvps_server::devices::record_status(pool, device, p2pvps_shared::DeviceStatus::Online)
-            .await
-            .unwrap();
+        p2pvps_server::devices::status::record_status(
+            pool,
+            device,
+            p2pvps_shared::DeviceStatus::Online,
+        )
+        .await
+        .unwrap();
         let slug = p2pvps_server::market::reconcile::slug(device);
         let mut tx = pool.begin().await.unwrap();
         p2pvps_server::market::listings::mark_listed(&mut tx, "openbazaar", device, &slug, &price)

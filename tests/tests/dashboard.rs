@@ -230,7 +230,7 @@ async fn offered_online(app: &TestApp, owner: &p2pvps_tests::Client, name: &str)
     )
     .await
     .id;
-    p2pvps_server::devices::record_status(
+    p2pvps_server::devices::status::record_status(
         &app.pool,
         id.parse().unwrap(),
         p2pvps_shared::DeviceStatus::Online,
@@ -322,7 +322,7 @@ async fn a_renter_rents_from_the_storefront_and_a_marketplace_buyer_claims_a_ren
     )
     .await
     .unwrap();
-    let taken = p2pvps_server::rentals::take_order(
+    let taken = p2pvps_server::rentals::orders::take_order(
         &mut tx,
         "openbazaar",
         "QmOrderClaim",
@@ -332,10 +332,10 @@ async fn a_renter_rents_from_the_storefront_and_a_marketplace_buyer_claims_a_ren
     )
     .await
     .unwrap();
-    let p2pvps_server::rentals::Taken::New(rental) = taken else {
+    let p2pvps_server::rentals::orders::Taken::New(rental) = taken else {
         panic!("a new rental")
     };
-    let activated = p2pvps_server::rentals::activate(&mut tx, &app.secrets, rental.id)
+    let activated = p2pvps_server::rentals::lifecycle::activate(&mut tx, &app.secrets, rental.id)
         .await
         .unwrap();
     tx.commit().await.unwrap();

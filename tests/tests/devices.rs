@@ -16,13 +16,13 @@ async fn the_credential_appears_once_and_never_again(pool: PgPool) {
     assert_eq!(credential.len(), 43);
     let uuid: uuid::Uuid = id.parse().unwrap();
     assert!(
-        devices::tunnel_login_by_credential(&app.pool, uuid, &credential)
+        devices::tunnel_auth::tunnel_login_by_credential(&app.pool, uuid, &credential)
             .await
             .unwrap()
             .is_some()
     );
     assert!(
-        devices::tunnel_login_by_credential(&app.pool, uuid, "guess")
+        devices::tunnel_auth::tunnel_login_by_credential(&app.pool, uuid, "guess")
             .await
             .unwrap()
             .is_none()
@@ -86,13 +86,13 @@ async fn the_credential_appears_once_and_never_again(pool: PgPool) {
         .to_owned();
     assert_ne!(rotated, credential);
     assert!(
-        devices::tunnel_login_by_credential(&app.pool, uuid, &credential)
+        devices::tunnel_auth::tunnel_login_by_credential(&app.pool, uuid, &credential)
             .await
             .unwrap()
             .is_none()
     );
     assert!(
-        devices::tunnel_login_by_credential(&app.pool, uuid, &rotated)
+        devices::tunnel_auth::tunnel_login_by_credential(&app.pool, uuid, &rotated)
             .await
             .unwrap()
             .is_some()
@@ -308,7 +308,7 @@ async fn devices_page_and_filter_by_status(pool: PgPool) {
     for i in 0..5 {
         ids.push(add_device(&owner, &format!("pi {i}")).await.0);
     }
-    devices::record_status(
+    devices::status::record_status(
         &app.pool,
         ids[1].parse().unwrap(),
         p2pvps_shared::DeviceStatus::Online,
@@ -415,7 +415,7 @@ async fn uptime_comes_from_the_status_history(pool: PgPool) {
         .execute(&app.pool)
         .await
         .unwrap();
-    devices::record_status(
+    devices::status::record_status(
         &app.pool,
         new_id.parse().unwrap(),
         p2pvps_shared::DeviceStatus::Online,

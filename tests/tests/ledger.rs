@@ -94,7 +94,7 @@ async fn a_payment_is_split_between_platform_and_owner_and_a_refund_reverses_its
 
 #[sqlx::test(migrations = "../sql")]
 async fn a_marketplace_order_becomes_one_rental_however_often_it_is_seen(pool: PgPool) {
-    use p2pvps_server::rentals::{Taken, take_order};
+    use p2pvps_server::rentals::{orders::Taken, orders::take_order};
     let app = TestApp::start(pool).await;
     let owner = app.user("o@example.com", Role::Owner).await;
     let (device, _) = add_device(&owner, "pi").await;

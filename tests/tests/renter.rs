@@ -199,7 +199,7 @@ async fn expired_rentals_end_by_themselves(pool: PgPool) {
         .await
         .unwrap();
     // (The server's own 30 s sweep may get there first; either way it ends exactly once.)
-    let ended = p2pvps_server::rentals::end_expired(&app.pool)
+    let ended = p2pvps_server::rentals::lifecycle::end_expired(&app.pool)
         .await
         .unwrap();
     assert!(ended <= 1);
@@ -210,13 +210,18 @@ async fn expired_rentals_end_by_themselves(pool: PgPool) {
         .unwrap();
     assert_eq!(state, "ended");
     assert!(
-        p2pvps_server::rentals::jump_login(&app.pool, &app.secrets, "rexpired1", "renter-secret")
-            .await
-            .unwrap()
-            .is_none()
+        p2pvps_server::rentals::jump::jump_login(
+            &app.pool,
+            &app.secrets,
+            "rexpired1",
+            "renter-secret"
+        )
+        .await
+        .unwrap()
+        .is_none()
     );
     assert_eq!(
-        p2pvps_server::rentals::end_expired(&app.pool)
+        p2pvps_server::rentals::lifecycle::end_expired(&app.pool)
             .await
             .unwrap(),
         0,

@@ -124,7 +124,7 @@ async fn a_pass_cut_off_after_delivering_does_not_deliver_again(pool: PgPool) {
     let orders = ob.new_orders().await.unwrap();
     let order = &orders[0];
     let mut tx = app.pool.begin().await.unwrap();
-    let taken = p2pvps_server::rentals::take_order(
+    let taken = p2pvps_server::rentals::orders::take_order(
         &mut tx,
         "openbazaar",
         &order.id,
@@ -134,10 +134,10 @@ async fn a_pass_cut_off_after_delivering_does_not_deliver_again(pool: PgPool) {
     )
     .await
     .unwrap();
-    let p2pvps_server::rentals::Taken::New(rental) = taken else {
+    let p2pvps_server::rentals::orders::Taken::New(rental) = taken else {
         panic!("new rental expected")
     };
-    let first = p2pvps_server::rentals::activate(&mut tx, &app.secrets, rental.id)
+    let first = p2pvps_server::rentals::lifecycle::activate(&mut tx, &app.secrets, rental.id)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -154,7 +154,7 @@ async fn a_pass_cut_off_after_delivering_does_not_deliver_again(pool: PgPool) {
         "first delivery"
     );
     let mut conn = app.pool.acquire().await.unwrap();
-    let again = p2pvps_server::rentals::activate(&mut conn, &app.secrets, rental.id)
+    let again = p2pvps_server::rentals::lifecycle::activate(&mut conn, &app.secrets, rental.id)
         .await
         .unwrap();
     assert_eq!(again.claim_token, first.claim_token);
@@ -235,7 +235,7 @@ fn slug_of(device: &str) -> String {
 }
 
 async fn go_online(app: &TestApp, device: &str) {
-    p2pvps_server::devices::record_status(
+    p2pvps_server::devices::status::record_status(
         &app.pool,
         device.parse().unwrap(),
         p2pvps_shared::DeviceStatus::Online,
@@ -306,7 +306,7 @@ async fn polled_delivery_and_relisting(pool: PgPool, schema: Schema) {
         .await
         .unwrap();
     let mut tx = app.pool.begin().await.unwrap();
-    p2pvps_server::rentals::end(
+    p2pvps_server::rentals::lifecycle::end(
         &mut tx,
         &p2pvps_server::infra::audit::Actor::system(),
         rental,

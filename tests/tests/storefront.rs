@@ -686,7 +686,7 @@ async fn a_disabled_owners_devices_are_not_offered(pool: PgPool) {
     let owner = app.user("owner@example.com", Role::Owner).await;
     let admin = app.user("admin@example.com", Role::Admin).await;
     let (id, _, _) = offered_device(&owner, "idle-pi").await;
-    p2pvps_server::devices::record_status(
+    p2pvps_server::devices::status::record_status(
         &app.pool,
         id.parse().unwrap(),
         p2pvps_shared::DeviceStatus::Online,

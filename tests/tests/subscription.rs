@@ -30,10 +30,10 @@ async fn status_changes_reach_subscribers_across_instances(pool: PgPool) {
     subscribe(&mut ws_other, "1", query).await;
 
     // Changed through instance B's pool: reaches A only through Postgres.
-    devices::record_status(&b.pool, theirs.parse().unwrap(), DeviceStatus::Online)
+    devices::status::record_status(&b.pool, theirs.parse().unwrap(), DeviceStatus::Online)
         .await
         .unwrap();
-    devices::record_status(&b.pool, mine.parse().unwrap(), DeviceStatus::Online)
+    devices::status::record_status(&b.pool, mine.parse().unwrap(), DeviceStatus::Online)
         .await
         .unwrap();
     let msg = next_json(&mut ws).await;
@@ -115,7 +115,7 @@ async fn the_session_cookie_authenticates_same_origin_websockets_only(pool: PgPo
         "subscription { deviceStatusChanged { deviceId } }",
     )
     .await;
-    devices::record_status(&app.pool, device.parse().unwrap(), DeviceStatus::Offline)
+    devices::status::record_status(&app.pool, device.parse().unwrap(), DeviceStatus::Offline)
         .await
         .unwrap();
     let msg = next_json(&mut ws).await;

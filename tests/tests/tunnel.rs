@@ -182,7 +182,7 @@ async fn the_device_port_carries_connections_only_while_the_device_is_let(pool: 
     let rental = let_out(&app, &pi).await;
     echo_roundtrip(at(pi.port), 64 << 10).await;
     let mut tx = app.pool.begin().await.unwrap();
-    p2pvps_server::rentals::end(
+    p2pvps_server::rentals::lifecycle::end(
         &mut tx,
         &p2pvps_server::infra::audit::Actor::system(),
         rental,

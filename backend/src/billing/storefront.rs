@@ -11,7 +11,7 @@
 use crate::billing::payments::{self, Payment, PaymentError, PaymentRequest, Providers};
 use crate::infra::audit::Actor;
 use crate::infra::crypto::SecretBox;
-use crate::rentals::{self, Activated, Rental, RentalError};
+use crate::rentals::{self, Rental, RentalError, lifecycle::Activated};
 use p2pvps_shared::{Money, RentalState};
 use sqlx::{PgConnection, PgPool};
 use std::time::Duration;
@@ -87,15 +87,15 @@ pub async fn place(
     device: Uuid,
     renter: Uuid,
 ) -> Result<Placed, StorefrontError> {
-    let open = rentals::lock_unpaid_orders(&mut *conn, renter).await?;
+    let open = rentals::orders::lock_unpaid_orders(&mut *conn, renter).await?;
     if open >= i64::from(limits.max_unpaid) {
         return Err(StorefrontError::TooManyUnpaid {
             open,
             max: limits.max_unpaid,
         });
     }
-    let rental = rentals::open_order(&mut *conn, device, renter).await?;
-    let terms = crate::devices::terms(&mut *conn, device)
+    let rental = rentals::orders::open_order(&mut *conn, device, renter).await?;
+    let terms = crate::devices::renting::terms(&mut *conn, device)
         .await?
         .ok_or(RentalError::NoDevice)?;
     let description = format!("{} h on {}", terms.rental_hours, terms.name);
@@ -186,7 +186,7 @@ pub async fn confirm(
     let Some(payment) = pending else {
         return match current.state {
             RentalState::Paid | RentalState::Provisioning | RentalState::Active => {
-                Ok(rentals::activate(conn, secrets, rental).await?)
+                Ok(rentals::lifecycle::activate(conn, secrets, rental).await?)
             }
             other => Err(StorefrontError::NotOpen(other)),
         };
@@ -215,12 +215,12 @@ pub async fn confirm(
         return Err(StorefrontError::NotOpen(current.state));
     }
     payments::settle(&mut *conn, payment.id, "confirmed", confirmed_by).await?;
-    let owner = crate::devices::terms(&mut *conn, current.device_id)
+    let owner = crate::devices::renting::terms(&mut *conn, current.device_id)
         .await?
         .ok_or(RentalError::NoDevice)?
         .owner;
     if renewal {
-        rentals::extend(&mut *conn, rental).await?;
+        rentals::lifecycle::extend(&mut *conn, rental).await?;
     } else {
         rentals::advance(&mut *conn, &current, RentalState::Paid).await?;
     }
@@ -234,7 +234,7 @@ pub async fn confirm(
     )
     .await
     .map_err(RentalError::from)?;
-    let activated = rentals::activate(&mut *conn, secrets, rental).await?;
+    let activated = rentals::lifecycle::activate(&mut *conn, secrets, rental).await?;
     crate::infra::audit::record(
         conn,
         actor,
@@ -267,7 +267,7 @@ pub async fn renew(
     if !current.is_running() {
         return Err(StorefrontError::NotRenewable);
     }
-    let terms = crate::devices::terms(&mut *conn, current.device_id).await?;
+    let terms = crate::devices::renting::terms(&mut *conn, current.device_id).await?;
     let Some((terms, price)) = terms
         .filter(|t| t.for_rent)
         .and_then(|t| t.price.clone().map(|p| (t, p)))
@@ -329,7 +329,7 @@ pub async fn cancel(
 /// Cancels orders left unpaid longer than `hold`, with their payments. Returns how many.
 pub async fn expire(pool: &PgPool, hold: Duration) -> Result<usize, StorefrontError> {
     let mut expired = 0;
-    for id in rentals::stale_orders(pool, hold).await? {
+    for id in rentals::orders::stale_orders(pool, hold).await? {
         let mut tx = pool.begin().await?;
         match cancel(&mut tx, &Actor::system(), id, "unpaid in time").await {
             Ok(_) => {

@@ -207,13 +207,14 @@ pub async fn rental_grant(
     let secrets = secrets(global)?;
     let mut tx = pool.begin().await?;
     let (rental, secret) =
-        crate::rentals::grant(&mut tx, &Actor::cli(), &secrets, device, &renter, hours).await?;
+        crate::rentals::lifecycle::grant(&mut tx, &Actor::cli(), &secrets, device, &renter, hours)
+            .await?;
     let Some(dev) = devices::get(pool, device).await? else {
         bail!("no such device");
     };
     tx.commit().await?;
     let login = rental.login_name.clone().unwrap_or_default();
-    let connection = crate::rentals::ConnectionDetails::new(
+    let connection = crate::rentals::jump::ConnectionDetails::new(
         public_host,
         ssh_port,
         dev.tunnel_port,
@@ -234,7 +235,7 @@ pub async fn rental_grant(
 
 pub async fn rental_end(pool: &PgPool, id: uuid::Uuid) -> anyhow::Result<serde_json::Value> {
     let mut tx = pool.begin().await?;
-    let rental = crate::rentals::end(&mut tx, &Actor::cli(), id).await?;
+    let rental = crate::rentals::lifecycle::end(&mut tx, &Actor::cli(), id).await?;
     tx.commit().await?;
     Ok(
         serde_json::json!({"id": rental.id, "state": rental.state.as_str(), "ends_at": rental.ends_at}),

@@ -11,8 +11,8 @@
 //! to `max_conn_count`, and a device's newer tunnel replaces its older one at once.
 
 use super::WebAddress;
+use super::counted::Counted;
 use super::pages::{self, Body};
-use super::proxy::Counted;
 use crate::accounts::auth_guard::AuthGuard;
 use crate::devices;
 use crate::infra::metrics::Metrics;
@@ -266,12 +266,13 @@ impl Localtunnel {
             self.guard.failed(peer.ip(), &user);
             wrong()
         })?;
-        let login = devices::tunnel_login_by_credential(&self.pool, device, &credential)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "device lookup failed");
-                Refusal(StatusCode::SERVICE_UNAVAILABLE, "try again shortly".into())
-            })?;
+        let login =
+            devices::tunnel_auth::tunnel_login_by_credential(&self.pool, device, &credential)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "device lookup failed");
+                    Refusal(StatusCode::SERVICE_UNAVAILABLE, "try again shortly".into())
+                })?;
         let Some(login) = login else {
             self.guard.failed(peer.ip(), &user);
             return Err(wrong());
@@ -287,7 +288,7 @@ impl Localtunnel {
                 ),
             ));
         }
-        let site = devices::site_by_subdomain(&self.pool, &login.subdomain)
+        let site = devices::tunnel_auth::site_by_subdomain(&self.pool, &login.subdomain)
             .await
             .ok()
             .flatten();

@@ -8,6 +8,7 @@
 //! - `pages`: the gateway's own small pages (404, 502, ...).
 //! - `tls`: certificates (files or a generated local CA) behind a trait ACME can implement later.
 
+mod counted;
 pub mod host;
 pub mod localtunnel;
 mod pages;

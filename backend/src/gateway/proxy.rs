@@ -4,23 +4,20 @@
 //! the device answers 101. The device sees `X-Forwarded-For`/`-Proto`/`-Host` set by us (any the client sent
 //! are replaced: we are the edge), and no hop-by-hop headers.
 
+use super::counted::Counted;
 use super::host::{self, Route};
-use super::localtunnel::{Lease, Localtunnel, SendError};
-use super::pages::{self, Body, BodyError};
+use super::localtunnel::{Localtunnel, SendError};
+use super::pages::{self, Body};
 use super::upstream::{Connector, Limits, Sites};
 use crate::infra::metrics::Metrics;
-use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -257,7 +254,9 @@ async fn forward(
         "response",
         Some(permit),
     );
-    body.lease = lease;
+    if let Some(lease) = lease {
+        body.on_done(Box::new(move || lease.give_back()));
+    }
     Response::from_parts(parts, body.boxed())
 }
 
@@ -368,100 +367,6 @@ fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, scheme: Scheme, auth
     // HTTP/2 requests carry the host as `:authority`; the device's HTTP/1.1 server wants `Host`.
     if !headers.contains_key(header::HOST) {
         set(headers, "host", authority);
-    }
-}
-
-/// A body that stayed silent for longer than the gateway's idle timeout.
-#[derive(Debug, thiserror::Error)]
-#[error("no data for {0:?}")]
-pub struct IdleTimeout(Duration);
-
-/// A streamed body that counts its bytes into the site's metrics when done, holds the device's request
-/// slot until then, and fails when no data moves for the idle timeout (a stalled device or client must not
-/// hold a connection and a slot for ever).
-pub struct Counted<B> {
-    inner: B,
-    idle: Duration,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-    metrics: Arc<Metrics>,
-    site: Arc<str>,
-    direction: &'static str,
-    bytes: u64,
-    _permit: Option<OwnedSemaphorePermit>,
-    /// The localtunnel connection the body comes through, returned to its pool when the body is done.
-    lease: Option<Lease>,
-}
-
-impl<B> Counted<B> {
-    fn new(
-        inner: B,
-        idle: Duration,
-        metrics: Arc<Metrics>,
-        site: Arc<str>,
-        direction: &'static str,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> Self {
-        Self {
-            inner,
-            idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
-            metrics,
-            site,
-            direction,
-            bytes: 0,
-            _permit: permit,
-            lease: None,
-        }
-    }
-}
-
-impl<B> Drop for Counted<B> {
-    fn drop(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            lease.give_back();
-        }
-        self.metrics
-            .gateway
-            .bytes(&self.site, self.direction, self.bytes);
-    }
-}
-
-impl<B> hyper::body::Body for Counted<B>
-where
-    B: hyper::body::Body<Data = Bytes> + Unpin,
-    B::Error: Into<BodyError>,
-{
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.bytes += data.len() as u64;
-                }
-                let next = tokio::time::Instant::now() + self.idle;
-                self.deadline.as_mut().reset(next);
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(IdleTimeout(self.idle).into()))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -5,7 +5,7 @@
 //! channel). Connections of a replaced or closed tunnel fail and are dropped by the pool. (A localtunnel
 //! client's sockets are pooled by `localtunnel` itself.)
 
-use crate::devices::{self, Site};
+use crate::devices::{self, tunnel_auth::Site};
 use crate::ssh::WebTunnels;
 use futures::future::BoxFuture;
 use hyper::Uri;
@@ -136,7 +136,7 @@ impl Sites {
         {
             return Ok(*site);
         }
-        let site = devices::site_by_subdomain(&self.pool, label).await?;
+        let site = devices::tunnel_auth::site_by_subdomain(&self.pool, label).await?;
         let mut cache = self.lock();
         if cache.len() >= SITE_CACHE_MAX {
             cache.clear();

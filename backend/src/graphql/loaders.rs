@@ -16,7 +16,7 @@ impl Loader<Uuid> for Rented {
     type Error = Arc<sqlx::Error>;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, bool>, Self::Error> {
-        let rented = devices::rented_among(&self.0, keys).await?;
+        let rented = devices::renting::rented_among(&self.0, keys).await?;
         Ok(keys.iter().map(|k| (*k, rented.contains(k))).collect())
     }
 }

@@ -41,7 +41,7 @@ pub fn sdl() -> String {
     builder().finish().sdl()
 }
 
-pub fn schema(shared: Arc<context::Shared>, metrics: Arc<Metrics>) -> ApiSchema {
+pub fn schema(shared: Arc<crate::app::state::Shared>, metrics: Arc<Metrics>) -> ApiSchema {
     let rented = DataLoader::new(loaders::Rented(shared.pool.clone()), tokio::spawn);
     let users = DataLoader::new(loaders::Users(shared.pool.clone()), tokio::spawn);
     builder()

@@ -460,7 +460,7 @@ impl MutationRoot {
         let id = parse_id(&id, "id")?;
         manageable_device(ctx, id).await?;
         let mut tx = ctx.shared().pool.begin().await?;
-        let key = devices::add_key(&mut tx, &ctx.viewer().actor()?, id, &public_key).await?;
+        let key = devices::keys::add_key(&mut tx, &ctx.viewer().actor()?, id, &public_key).await?;
         tx.commit().await?;
         Ok(key.into())
     }
@@ -475,7 +475,7 @@ impl MutationRoot {
         let id = parse_id(&id, "id")?;
         manageable_device(ctx, id).await?;
         let mut tx = ctx.shared().pool.begin().await?;
-        devices::remove_key(&mut tx, &ctx.viewer().actor()?, id, &fingerprint).await?;
+        devices::keys::remove_key(&mut tx, &ctx.viewer().actor()?, id, &fingerprint).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -511,7 +511,7 @@ impl MutationRoot {
         let (device, email, hours) = all_valid!(device, email, hours)?;
         let shared = ctx.shared();
         let mut tx = shared.pool.begin().await?;
-        let (rental, _secret) = rentals::grant(
+        let (rental, _secret) = rentals::lifecycle::grant(
             &mut tx,
             &ctx.viewer().actor()?,
             &shared.secrets,
@@ -532,7 +532,7 @@ impl MutationRoot {
         ctx.viewer().admin()?;
         let id = parse_id(&id, "id")?;
         let mut tx = ctx.shared().pool.begin().await?;
-        let rental = rentals::end(&mut tx, &ctx.viewer().actor()?, id).await?;
+        let rental = rentals::lifecycle::end(&mut tx, &ctx.viewer().actor()?, id).await?;
         tx.commit().await?;
         Ok(RentalObject {
             rental,
@@ -580,7 +580,7 @@ impl MutationRoot {
             return Err(ValidationError::new("token", "is not a claim token").into());
         }
         let mut tx = ctx.shared().pool.begin().await?;
-        let rental = rentals::claim(&mut tx, &token, user)
+        let rental = rentals::lifecycle::claim(&mut tx, &token, user)
             .await
             .map_err(|e| match e {
                 rentals::RentalError::NotFound => ApiError::not_found("claimable rental"),
@@ -616,7 +616,7 @@ impl MutationRoot {
             ApiError::rate_limited(limited.to_string(), limited.retry_after_secs())
         })?;
         let mut tx = shared.pool.begin().await?;
-        let device = devices::by_offer(&mut tx, offer)
+        let device = devices::renting::by_offer(&mut tx, offer)
             .await?
             .ok_or_else(|| ApiError::not_found("offer"))?;
         let placed = crate::billing::storefront::place(

@@ -89,7 +89,7 @@ pub async fn device_access(
         Ok(DeviceAccess::Admin)
     } else if device.owner_id == user.id {
         Ok(DeviceAccess::Owner)
-    } else if devices::is_rented_by(pool, device.id, user.id).await? {
+    } else if devices::renting::is_rented_by(pool, device.id, user.id).await? {
         Ok(DeviceAccess::Renter)
     } else {
         Err(ApiError::not_found("device"))
@@ -265,7 +265,7 @@ impl QueryRoot {
     /// The devices anyone may rent now (online, priced, not let), cheapest first. No sign-in needed.
     async fn offers(&self, ctx: &Context<'_>, first: Option<i32>) -> ApiResult<Vec<OfferObject>> {
         let limit = page_size(first)?;
-        let rows = devices::offered(&ctx.shared().pool, limit).await?;
+        let rows = devices::renting::offered(&ctx.shared().pool, limit).await?;
         Ok(rows.into_iter().map(OfferObject).collect())
     }
 

@@ -45,9 +45,11 @@ impl SubscriptionRoot {
                 let visible = match user.role {
                     Role::Admin => true,
                     Role::Owner => event.owner_id == user.id,
-                    Role::Renter => devices::is_rented_by(&shared.pool, event.device_id, user.id)
-                        .await
-                        .unwrap_or(false),
+                    Role::Renter => {
+                        devices::renting::is_rented_by(&shared.pool, event.device_id, user.id)
+                            .await
+                            .unwrap_or(false)
+                    }
                 };
                 visible.then(|| DeviceStatusEventObject {
                     device_id: ID(event.device_id.to_string()),

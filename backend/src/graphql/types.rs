@@ -240,7 +240,7 @@ impl DeviceObject {
     /// Public keys the device may log in with instead of its credential. Owner and admin only.
     async fn ssh_keys(&self, ctx: &Context<'_>) -> ApiResult<Vec<DeviceSshKeyObject>> {
         self.owner_only("sshKeys")?;
-        let keys = crate::devices::keys(&ctx.shared().pool, self.device.id).await?;
+        let keys = crate::devices::keys::keys(&ctx.shared().pool, self.device.id).await?;
         Ok(keys.into_iter().map(Into::into).collect())
     }
     /// Whether the gateway publishes the device's web server at its subdomain. Owner and admin only.
@@ -294,7 +294,7 @@ async fn uptime_of(pool: &sqlx::PgPool, device: uuid::Uuid, hours: i32) -> ApiRe
         return Err(ValidationError::new("hours", "must be between 1 and 720").into());
     }
     let since = Utc::now() - chrono::Duration::hours(i64::from(hours));
-    let spans = crate::devices::status_spans(pool, device, since).await?;
+    let spans = crate::devices::uptime::status_spans(pool, device, since).await?;
     let total: i64 = spans
         .iter()
         .map(|s| (s.to - s.from).num_milliseconds())
@@ -501,8 +501,8 @@ pub struct DeviceSshKeyObject {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<crate::devices::SshKey> for DeviceSshKeyObject {
-    fn from(k: crate::devices::SshKey) -> Self {
+impl From<crate::devices::keys::SshKey> for DeviceSshKeyObject {
+    fn from(k: crate::devices::keys::SshKey) -> Self {
         Self {
             fingerprint: k.fingerprint,
             public_key: k.public_key,
@@ -636,7 +636,7 @@ impl RentalObject {
         let Some(device) = crate::devices::get(&shared.pool, self.rental.device_id).await? else {
             return Ok(None);
         };
-        let details = crate::rentals::ConnectionDetails::new(
+        let details = crate::rentals::jump::ConnectionDetails::new(
             &shared.public_host,
             ssh_port,
             device.tunnel_port,
@@ -701,8 +701,8 @@ pub struct RentalConnectionObject {
     pub web_url: Option<String>,
 }
 
-impl From<crate::rentals::ConnectionDetails> for RentalConnectionObject {
-    fn from(c: crate::rentals::ConnectionDetails) -> Self {
+impl From<crate::rentals::jump::ConnectionDetails> for RentalConnectionObject {
+    fn from(c: crate::rentals::jump::ConnectionDetails) -> Self {
         Self {
             host: c.host,
             ssh_port: i32::from(c.ssh_port),

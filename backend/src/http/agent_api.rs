@@ -9,7 +9,7 @@
 //!   start reaches the device at once without the agent polling fast.
 //! - `POST /agent/v1/jobs/{rental}/{start|end}`: a hook's outcome (`JobOutcome`).
 
-use crate::http::AppState;
+use crate::http::state::AppState;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -50,7 +50,7 @@ async fn device_of(
     state: &AppState,
     address: SocketAddr,
     headers: &HeaderMap,
-) -> Result<(Uuid, crate::devices::TunnelLogin), Response> {
+) -> Result<(Uuid, crate::devices::tunnel_auth::TunnelLogin), Response> {
     let Some((user, credential)) = crate::accounts::auth_guard::basic_credentials(headers) else {
         return Err(refuse(
             StatusCode::UNAUTHORIZED,
@@ -72,7 +72,13 @@ async fn device_of(
         guard.failed(ip, &user);
         return Err(wrong());
     };
-    match crate::devices::tunnel_login_by_credential(&state.shared.pool, id, &credential).await {
+    match crate::devices::tunnel_auth::tunnel_login_by_credential(
+        &state.shared.pool,
+        id,
+        &credential,
+    )
+    .await
+    {
         Ok(Some(login)) => Ok((id, login)),
         Ok(None) => {
             guard.failed(ip, &user);

@@ -4,12 +4,14 @@
 
 pub mod agent_api;
 pub mod client_address;
+pub mod state;
 
 use crate::accounts::sessions;
-use crate::graphql::context::{Credential, Shared, Viewer};
+use crate::app::state::Shared;
+use crate::graphql::context::{Credential, Viewer};
 use crate::graphql::error::add_missing_codes;
-use crate::graphql::{ApiSchema, session_cookie_name};
-use crate::infra::metrics::{HttpLabels, Metrics};
+use crate::graphql::session_cookie_name;
+use crate::infra::metrics::HttpLabels;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Bytes;
@@ -21,8 +23,9 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+pub use state::{AppState, MetricsToken};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 use tower_http::services::ServeDir;
@@ -30,41 +33,6 @@ use tower_http::trace::TraceLayer;
 
 /// Largest request body accepted anywhere.
 pub const MAX_BODY: usize = 1024 * 1024;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub shared: Arc<Shared>,
-    pub schema: ApiSchema,
-    pub metrics: Arc<Metrics>,
-    /// Opens `/metrics` on the main address; `None`: it is not served there.
-    pub metrics_token: Option<MetricsToken>,
-    pub web_dir: Option<PathBuf>,
-}
-
-/// The metrics bearer token, kept as its SHA-256: a presented token is hashed and the digests compared in
-/// constant time, so the comparison's timing tells nothing about the token.
-#[derive(Clone)]
-pub struct MetricsToken([u8; 32]);
-
-impl MetricsToken {
-    pub fn new(token: &str) -> Self {
-        Self(digest(token))
-    }
-
-    fn admits(&self, presented: &str) -> bool {
-        let presented = digest(presented);
-        self.0
-            .iter()
-            .zip(presented.iter())
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0
-    }
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(token.as_bytes()).into()
-}
 
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()

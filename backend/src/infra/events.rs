@@ -1,6 +1,6 @@
 //! Device status events and rental changes, fanned out to every server instance through Postgres `LISTEN`/`NOTIFY`.
 //!
-//! A status change is written and notified in one transaction ([`crate::devices::record_status`]); each
+//! A status change is written and notified in one transaction ([`crate::devices::status::record_status`]); each
 //! instance runs one listener that re-publishes notifications on an in-process broadcast channel, which the
 //! GraphQL subscription reads. Subscribers that fall behind lose old events rather than slowing the others.
 
@@ -15,6 +15,12 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub const DEVICE_STATUS_CHANNEL: &str = "device_status";
+/// Channel on which rental ends are announced (`{"rental": id, "device": id}`), so every instance cuts
+/// the renter's live connections.
+pub const RENTAL_ENDED_CHANNEL: &str = "rental_ended";
+
+/// Channel on which every change of a rental's state is announced (see [`RentalChanged`]).
+pub const RENTAL_CHANGED_CHANNEL: &str = "rental_changed";
 /// A user's access changed: disabled, role changed, or sessions ended (payload: `{"user": UUID}`).
 pub const USER_ACCESS_CHANNEL: &str = "user_access";
 
@@ -132,8 +138,8 @@ impl Bus {
         listener
             .listen_all([
                 DEVICE_STATUS_CHANNEL,
-                crate::rentals::RENTAL_ENDED_CHANNEL,
-                crate::rentals::RENTAL_CHANGED_CHANNEL,
+                RENTAL_ENDED_CHANNEL,
+                RENTAL_CHANGED_CHANNEL,
                 USER_ACCESS_CHANNEL,
             ])
             .await?;
@@ -158,9 +164,7 @@ impl Bus {
                     () = shutdown.wait() => return,
                 };
                 match next {
-                    Ok(Some(notification))
-                        if notification.channel() == crate::rentals::RENTAL_ENDED_CHANNEL =>
-                    {
+                    Ok(Some(notification)) if notification.channel() == RENTAL_ENDED_CHANNEL => {
                         if let Ok(event) =
                             serde_json::from_str::<RentalEnded>(notification.payload())
                         {
@@ -174,9 +178,7 @@ impl Bus {
                             let _ = access.send(event);
                         }
                     }
-                    Ok(Some(notification))
-                        if notification.channel() == crate::rentals::RENTAL_CHANGED_CHANNEL =>
-                    {
+                    Ok(Some(notification)) if notification.channel() == RENTAL_CHANGED_CHANNEL => {
                         match serde_json::from_str::<RentalChanged>(notification.payload()) {
                             Ok(event) => {
                                 let _ = changed.send(event);

@@ -44,7 +44,7 @@ struct Wanted {
 pub async fn reconcile(pool: &PgPool, market: &dyn Marketplace) -> Result<Changes, ReconcileError> {
     let name = market.name();
     // What to list is what the storefront offers (one definition of "for rent now").
-    let offered = crate::devices::offered(pool, i64::MAX).await?;
+    let offered = crate::devices::renting::offered(pool, i64::MAX).await?;
     let fresh = listings::fresh(pool, name, REFRESH_AFTER_DAYS).await?;
     let wanted: Vec<Wanted> = offered
         .into_iter()

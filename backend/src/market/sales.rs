@@ -15,7 +15,7 @@
 
 use crate::infra::crypto::SecretBox;
 use crate::market::{MarketError, Marketplace, Order, Payment};
-use crate::rentals::{self, Activated, RentalError, Taken};
+use crate::rentals::{self, RentalError, lifecycle::Activated, orders::Taken};
 use p2pvps_shared::{Money, RentalState};
 use sqlx::PgPool;
 
@@ -111,7 +111,7 @@ async fn process(
     let name = market.name();
     let taken_before = {
         let mut conn = pool.acquire().await?;
-        rentals::order_taken(&mut conn, name, &order.id).await?
+        rentals::orders::order_taken(&mut conn, name, &order.id).await?
     };
     // What a new order's buyer paid (a taken one was checked when it was taken).
     let mut paid = None;
@@ -138,7 +138,7 @@ async fn process(
             .execute(&mut *tx)
             .await?;
     }
-    let taken = rentals::take_order(
+    let taken = rentals::orders::take_order(
         &mut tx,
         name,
         &order.id,
@@ -175,7 +175,7 @@ async fn process(
             return Ok(Outcome::Done);
         }
     };
-    let activated = rentals::activate(&mut tx, secrets, rental.id).await?;
+    let activated = rentals::lifecycle::activate(&mut tx, secrets, rental.id).await?;
     tx.commit().await?;
     market.deliver(order, &note(&activated, settings)).await?;
     market.mark_handled(order).await?;

@@ -8,8 +8,8 @@
 
 use super::tunnels::set_status;
 use super::{SshShared, jump};
-use crate::devices::{self, TunnelLogin};
-use crate::rentals::{self, JumpGrant};
+use crate::devices::{self, tunnel_auth::TunnelLogin};
+use crate::rentals::{self, jump::JumpGrant};
 use p2pvps_shared::DeviceStatus;
 use russh::keys::HashAlg;
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Session, VerifiedPublicKey};
@@ -154,7 +154,7 @@ impl Handler for Connection {
         }
         let Some(id) = parse_user(user) else {
             // Not a device id: a renter's jump login.
-            let grant = Box::pin(rentals::jump_login(
+            let grant = Box::pin(rentals::jump::jump_login(
                 &self.shared.pool,
                 &self.shared.secrets,
                 user,
@@ -178,7 +178,7 @@ impl Handler for Connection {
                 }
             });
         };
-        let port = Box::pin(devices::tunnel_login_by_credential(
+        let port = Box::pin(devices::tunnel_auth::tunnel_login_by_credential(
             &self.shared.pool,
             id,
             password,
@@ -203,7 +203,7 @@ impl Handler for Connection {
             return Ok(self.accept_device(user, Uuid::nil(), None, "publickey"));
         };
         let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
-        let port = Box::pin(devices::tunnel_login_by_key(
+        let port = Box::pin(devices::tunnel_auth::tunnel_login_by_key(
             &self.shared.pool,
             id,
             &fingerprint,

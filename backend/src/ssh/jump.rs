@@ -6,7 +6,7 @@
 //! cut when the rental ends, by time or early (`rental_ended` notification from any instance).
 
 use super::{SshShared, deadline};
-use crate::rentals::{self, JumpGrant};
+use crate::rentals::{self, jump::JumpGrant};
 use russh::server::{ChannelOpenHandle, Handle, Msg};
 use russh::{Channel, ChannelOpenFailure, Disconnect};
 use std::sync::Arc;
@@ -78,7 +78,7 @@ pub fn watchdog(shared: &SshShared, grant: &JumpGrant, handle: Handle) -> AbortH
     let pool = shared.pool.clone();
     let ends_at = grant.ends_at;
     let task = tokio::spawn(async move {
-        let over = deadline::rental_over(ends_at, || rentals::active_until(&pool, rental));
+        let over = deadline::rental_over(ends_at, || rentals::jump::active_until(&pool, rental));
         tokio::pin!(over);
         loop {
             tokio::select! {
@@ -88,7 +88,7 @@ pub fn watchdog(shared: &SshShared, grant: &JumpGrant, handle: Handle) -> AbortH
                     Ok(_) => {}
                     // Events were missed: ask the database now.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        if let Ok(None) = rentals::active_until(&pool, rental).await {
+                        if let Ok(None) = rentals::jump::active_until(&pool, rental).await {
                             break;
                         }
                     }
@@ -102,7 +102,7 @@ pub fn watchdog(shared: &SshShared, grant: &JumpGrant, handle: Handle) -> AbortH
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
                     };
-                    if concerned && let Ok(None) = rentals::active_until(&pool, rental).await {
+                    if concerned && let Ok(None) = rentals::jump::active_until(&pool, rental).await {
                         break;
                     }
                 }

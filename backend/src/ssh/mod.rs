@@ -294,7 +294,7 @@ async fn cut_ended_rentals(shared: Arc<SshShared>, stop: Shutdown) {
                 match a {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                     // Only the devices this user rents are concerned.
-                    Ok(a) => match crate::rentals::devices_rented_by(&shared.pool, a.user).await {
+                    Ok(a) => match crate::rentals::jump::devices_rented_by(&shared.pool, a.user).await {
                         Ok(devices) => recheck_carried(&shared, Some(&devices)).await,
                         Err(_) => recheck_carried(&shared, None).await,
                     },
@@ -334,7 +334,7 @@ async fn recheck_carried(shared: &SshShared, only: Option<&[uuid::Uuid]>) {
         .into_iter()
         .filter(|d| only.is_none_or(|only| only.contains(d)));
     for device in devices {
-        if let Ok(None) = crate::rentals::device_let_until(&shared.pool, device).await {
+        if let Ok(None) = crate::rentals::jump::device_let_until(&shared.pool, device).await {
             let cut = shared.registry.cut(device);
             tracing::info!(%device, cut, "device no longer let; cut port connections");
         }

@@ -355,7 +355,7 @@ async fn accept_loop(
             // an idle or ended device's sshd is not on the internet.
             let checked = tokio::time::timeout(
                 RENTAL_CHECK_TIMEOUT,
-                rentals::device_let_until(&shared.pool, device),
+                rentals::jump::device_let_until(&shared.pool, device),
             )
             .await
             .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
@@ -416,8 +416,9 @@ async fn accept_loop(
             let mut stream = channel.into_stream();
             let mut socket = socket;
             // Carried until either side closes or the rental is over, whether or not its end event arrives.
-            let over =
-                deadline::rental_over(until, || rentals::device_let_until(&shared.pool, device));
+            let over = deadline::rental_over(until, || {
+                rentals::jump::device_let_until(&shared.pool, device)
+            });
             tokio::select! {
                 carried = tokio::io::copy_bidirectional(&mut socket, &mut stream) => {
                     if let Ok((up, down)) = carried {
@@ -437,7 +438,7 @@ async fn accept_loop(
 /// Records the device's connection state. When the database is unreachable the tunnel keeps working and
 /// the device is queued for [`retry_statuses`], which writes its state once the database is back.
 pub async fn set_status(shared: &SshShared, device: Uuid, status: DeviceStatus) {
-    if let Err(e) = devices::record_status(&shared.pool, device, status).await {
+    if let Err(e) = devices::status::record_status(&shared.pool, device, status).await {
         tracing::warn!(%device, error = %e, "could not record device status; will retry");
         shared.registry.unwritten_push(device);
     }
@@ -474,7 +475,7 @@ pub async fn retry_statuses(shared: Arc<SshShared>, stop: crate::infra::shutdown
             } else {
                 DeviceStatus::Offline
             };
-            match devices::record_status(&shared.pool, device, status).await {
+            match devices::status::record_status(&shared.pool, device, status).await {
                 Ok(_) => written += 1,
                 Err(_) => {
                     shared.registry.unwritten_push(device);

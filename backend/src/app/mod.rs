@@ -1,16 +1,19 @@
 //! Assembles a running server from settings and a database pool. Used by `p2pvps serve` and by the tests,
 //! which start the real application on port 0.
 
+pub mod state;
+
 use crate::accounts::auth_guard::{AuthGuard, Quotas};
 use crate::accounts::ratelimit::{AccountLimiter, AddressLimiter};
 use crate::accounts::sessions;
-use crate::graphql::{self, context::Shared};
+use crate::graphql;
 use crate::http::{self, AppState};
 use crate::infra::crypto::SecretBox;
 use crate::infra::events::Bus;
 use crate::infra::metrics::Metrics;
 use crate::infra::shutdown::{self, Shutdown, Trigger};
 use sqlx::PgPool;
+use state::Shared;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -300,12 +303,12 @@ fn spawn_housekeeping(shared: Arc<Shared>, stop: Shutdown) {
 }
 
 async fn housekeeping_pass(shared: &Shared) {
-    match crate::rentals::end_expired(&shared.pool).await {
+    match crate::rentals::lifecycle::end_expired(&shared.pool).await {
         Ok(n) if n > 0 => tracing::info!(ended = n, "ended expired rentals"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "ending expired rentals failed"),
     }
-    if let Err(e) = crate::rentals::refund_failed_starts(&shared.pool).await {
+    if let Err(e) = crate::rentals::lifecycle::refund_failed_starts(&shared.pool).await {
         tracing::warn!(error = %e, "refunding rentals whose start hook failed did not finish");
     }
     match crate::billing::storefront::expire(&shared.pool, shared.orders.hold).await {
