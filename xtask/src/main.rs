@@ -20,6 +20,7 @@ mod bench_web;
 mod demo;
 mod deploy;
 mod fuzz;
+mod layout;
 mod postgres;
 mod tools;
 
@@ -43,6 +44,7 @@ fn main() -> Result<()> {
         "frontend" => build_frontend(&root),
         "pg-stop" => postgres::stop(&root),
         "deploy-check" => deploy::check(&root),
+        "layout" => layout::check(&root),
         "bench" => bench(&root, rest.first().map(String::as_str)),
         _ => {
             eprintln!(
@@ -53,6 +55,7 @@ fn main() -> Result<()> {
                  chaos [KILLS]  SIGKILL the server KILLS times (default 50) mid-order, restart PostgreSQL under live tunnels, 1,000 renters beside hostile clients\n  \
                  fuzz [SECONDS] every fuzz target for SECONDS each (default 60)\n  \
                  deploy-check   validate compose.yaml and lint the Dockerfile (no Docker engine needed)\n  \
+                 layout         the backend's layout rules: no import circle between files, no long file without a reason\n  \
                  pg-stop        stop the private PostgreSQL started under target/pg"
             );
             if task.is_empty() {
@@ -321,8 +324,9 @@ fn chaos(root: &Path, kills: Option<&str>) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     let total = 6;
-    step(1, total, "cargo fmt --check");
+    step(1, total, "cargo fmt --check, the backend's layout");
     sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    layout::check(root)?;
     step(2, total, "clippy (native and wasm)");
     sh(cargo().args(["clippy", "-j", "2", "--all-targets", "--", "-D", "warnings"]))?;
     tools::ensure_wasm_target()?;

@@ -94,6 +94,24 @@ pub fn route(authority: &str, domain: &str) -> Result<Route, HostError> {
     Ok(Route::Site(label.to_owned()))
 }
 
+/// How sites are addressed publicly, for the URLs shown to users.
+#[derive(Debug, Clone)]
+pub struct WebAddress {
+    pub scheme: &'static str,
+    pub domain: String,
+    /// Omitted when it is the scheme's default.
+    pub port: Option<u16>,
+}
+
+impl WebAddress {
+    pub fn url(&self, subdomain: &str) -> String {
+        match self.port {
+            Some(port) => format!("{}://{subdomain}.{}:{port}", self.scheme, self.domain),
+            None => format!("{}://{subdomain}.{}", self.scheme, self.domain),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

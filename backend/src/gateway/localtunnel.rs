@@ -10,8 +10,8 @@
 //! subdomain, data sockets are accepted only from the address that made the control request and only up
 //! to `max_conn_count`, and a device's newer tunnel replaces its older one at once.
 
-use super::WebAddress;
 use super::counted::Counted;
+use super::host::WebAddress;
 use super::pages::{self, Body};
 use crate::accounts::auth_guard::AuthGuard;
 use crate::devices;

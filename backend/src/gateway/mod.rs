@@ -19,6 +19,7 @@ pub mod upstream;
 use crate::infra::metrics::Metrics;
 use crate::infra::shutdown::Shutdown;
 use crate::ssh::WebTunnels;
+pub use host::WebAddress;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -75,24 +76,6 @@ pub enum GatewayError {
     NoCertificate,
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-}
-
-/// How sites are addressed publicly, for the URLs shown to users.
-#[derive(Debug, Clone)]
-pub struct WebAddress {
-    pub scheme: &'static str,
-    pub domain: String,
-    /// Omitted when it is the scheme's default.
-    pub port: Option<u16>,
-}
-
-impl WebAddress {
-    pub fn url(&self, subdomain: &str) -> String {
-        match self.port {
-            Some(port) => format!("{}://{subdomain}.{}:{port}", self.scheme, self.domain),
-            None => format!("{}://{subdomain}.{}", self.scheme, self.domain),
-        }
-    }
 }
 
 /// A running gateway.

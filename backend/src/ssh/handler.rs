@@ -6,8 +6,9 @@
 //! channel means shell, exec, pty, subsystems (sftp), env, X11 and agent requests can never arrive, and
 //! nothing is left unanswered for a client to hang on (russh's default exec/shell handlers send no reply).
 
+use super::jump;
+use super::tunnels::SshShared;
 use super::tunnels::set_status;
-use super::{SshShared, jump};
 use crate::devices::{self, tunnel_auth::TunnelLogin};
 use crate::rentals::{self, jump::JumpGrant};
 use p2pvps_shared::DeviceStatus;

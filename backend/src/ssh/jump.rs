@@ -5,7 +5,8 @@
 //! connection to its public port would be (a `forwarded-tcpip` channel to the device). The connection is
 //! cut when the rental ends, by time or early (`rental_ended` notification from any instance).
 
-use super::{SshShared, deadline};
+use super::deadline;
+use super::tunnels::SshShared;
 use crate::rentals::{self, jump::JumpGrant};
 use russh::server::{ChannelOpenHandle, Handle, Msg};
 use russh::{Channel, ChannelOpenFailure, Disconnect};

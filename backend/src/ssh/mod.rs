@@ -23,6 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tunnels::SshShared;
 
 /// How long a client may take to send its SSH identification.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -37,18 +38,6 @@ pub struct SshSettings {
     pub host_key: PrivateKey,
     /// How long a client may take to authenticate once connected.
     pub auth_timeout: Duration,
-}
-
-/// State every connection shares.
-pub struct SshShared {
-    pub pool: PgPool,
-    pub secrets: crate::infra::crypto::SecretBox,
-    pub bus: crate::infra::events::Bus,
-    pub metrics: Arc<Metrics>,
-    pub registry: tunnels::Registry,
-    pub tunnel_bind: IpAddr,
-    /// Failed authentications per client address and per (address, user name) (device id or jump login).
-    pub auth_guard: crate::accounts::auth_guard::AuthGuard,
 }
 
 /// Failed authentications allowed per minute from one address, and against one user name from one address.

@@ -6,14 +6,15 @@
 //! as it asks for `tcpip-forward`. A generation number tells a late clean-up of the old connection apart
 //! from the current one.
 
-use super::SshShared;
 use super::deadline;
+use crate::infra::metrics::Metrics;
 use crate::{devices, rentals};
 use p2pvps_shared::DeviceStatus;
 use russh::Disconnect;
 use russh::server::Handle;
+use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +42,19 @@ struct Entry {
     listener: Option<JoinHandle<()>>,
     /// Where the web gateway sends requests for the device's subdomain (`ssh -R SUBDOMAIN:80:...`).
     web: Option<Target>,
+}
+
+/// State every connection shares: mostly the registry below, whose port listeners need the rest (so the
+/// two live in one file, and the connection handlers import both from here).
+pub struct SshShared {
+    pub pool: PgPool,
+    pub secrets: crate::infra::crypto::SecretBox,
+    pub bus: crate::infra::events::Bus,
+    pub metrics: Arc<Metrics>,
+    pub registry: Registry,
+    pub tunnel_bind: IpAddr,
+    /// Failed authentications per client address and per (address, user name) (device id or jump login).
+    pub auth_guard: crate::accounts::auth_guard::AuthGuard,
 }
 
 #[derive(Default)]
@@ -304,12 +318,8 @@ impl Registry {
     }
 
     /// Number of devices with a live connection.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
