@@ -95,7 +95,7 @@ async fn costly_queries_are_refused_and_introspection_is_not(pool: PgPool) {
     // The query GraphiQL, Altair, Insomnia and graphql-codegen send to read the schema.
     let r = anon
         .gql(
-            include_str!("../../backend/src/graphql/introspection.graphql"),
+            include_str!("../../../backend/src/graphql/introspection.graphql"),
             json!({}),
         )
         .await;

@@ -1,5 +1,5 @@
 //! Chaos (run by `cargo xtask chaos`, ignored in the normal suite, which has the two fixed cases in
-//! `sales_crash.rs`), one test at a time on a private PostgreSQL:
+//! `market/sales_crash.rs`), one test at a time on a private PostgreSQL:
 //!
 //! - the real server binary is SIGKILLed at a random point of OpenBazaar order processing, `CHAOS_KILLS`
 //!   times (50 by default), restarted each time, with a new order funded before each start. In the end
