@@ -17,7 +17,8 @@ pub struct Browser {
     pub client: Client,
     base: String,
     _driver: Child,
-    profile: PathBuf,
+    /// Chromium's profile, removed when the browser is dropped.
+    _profile: tempfile::TempDir,
 }
 
 /// Where screenshots go: `target/screenshots/` of the workspace.
@@ -29,31 +30,43 @@ impl Browser {
     /// Starts chromedriver on a free port and a fresh Chromium profile, `width` pixels wide, for the app at
     /// `base` (`http://127.0.0.1:PORT`).
     pub async fn start(base: &str, width: u32) -> Self {
-        let port = crate::openssh::free_port();
-        let mut driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromedriver starts (Debian package chromium-driver)");
-        // It says when it listens.
-        let stdout = driver.stdout.take().expect("chromedriver stdout");
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        tokio::time::timeout(WAIT, async {
-            while let Some(line) = lines.next_line().await.expect("chromedriver output") {
-                if line.contains("started successfully") {
-                    return;
+        // A port taken between the check and chromedriver's bind (by another process) means another
+        // port: chromedriver exits without saying it started.
+        let mut attempts = 0;
+        let (port, driver, mut lines) = loop {
+            attempts += 1;
+            let port = crate::openssh::free_port();
+            let mut driver = Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("chromedriver starts (Debian package chromium-driver)");
+            // It says when it listens.
+            let stdout = driver.stdout.take().expect("chromedriver stdout");
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            let started = tokio::time::timeout(WAIT, async {
+                let mut said = Vec::new();
+                while let Some(line) = lines.next_line().await.expect("chromedriver output") {
+                    if line.contains("started successfully") {
+                        return Ok(());
+                    }
+                    said.push(line);
                 }
+                Err(said)
+            })
+            .await
+            .expect("chromedriver listening within 20 s");
+            match started {
+                Ok(()) => break (port, driver, lines),
+                Err(_) if attempts < 5 => continue,
+                Err(said) => panic!("chromedriver exited before listening: {said:?}"),
             }
-            panic!("chromedriver exited before listening");
-        })
-        .await
-        .expect("chromedriver listening within 20 s");
+        };
         // Keep draining its output so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let profile =
-            std::env::temp_dir().join(format!("p2pvps-chromium-{}", uuid::Uuid::new_v4()));
+        let profile = crate::temp_dir("p2pvps-chromium-");
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -63,7 +76,7 @@ impl Browser {
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync",
-                    format!("--user-data-dir={}", profile.display()),
+                    format!("--user-data-dir={}", profile.path().display()),
                     format!("--window-size={width},900"),
                 ]
             }),
@@ -77,7 +90,7 @@ impl Browser {
             client,
             base: base.to_owned(),
             _driver: driver,
-            profile,
+            _profile: profile,
         }
     }
 
@@ -183,6 +196,5 @@ impl Browser {
 
     pub async fn close(self) {
         let _ = self.client.close().await;
-        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }

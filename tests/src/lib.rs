@@ -34,6 +34,16 @@ pub fn web_dir() -> std::path::PathBuf {
     dir
 }
 
+/// A fresh directory under the system's temporary directory, its name starting with `prefix`, removed
+/// when dropped: at the end of the test, or while a failed test unwinds. Keep it for as long as a server
+/// (or a restarted one) uses it.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("a temporary directory")
+}
+
 /// A fresh random key, as a deployment without `P2PVPS_SECRET_KEY` would generate.
 pub fn test_key() -> SecretBox {
     SecretBox::generate()

@@ -12,13 +12,15 @@ use tokio::process::{Child, Command};
 pub struct SshKit {
     pub dir: PathBuf,
     pub server: std::net::SocketAddr,
+    /// Removes `dir` when the kit is dropped.
+    _scratch: tempfile::TempDir,
 }
 
 impl SshKit {
     /// Pins the server's host key (from `data_dir`) for `server` in a fresh known_hosts file.
     pub fn new(data_dir: &Path, server: std::net::SocketAddr) -> Self {
-        let dir = std::env::temp_dir().join(format!("p2pvps-ssh-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::temp_dir("p2pvps-ssh-");
+        let dir = scratch.path().to_owned();
         let key = host_key::load_or_create(data_dir).unwrap();
         let line = format!(
             "[{}]:{} {}\n",
@@ -27,7 +29,11 @@ impl SshKit {
             host_key::public_openssh(&key)
         );
         std::fs::write(dir.join("known_hosts"), line).unwrap();
-        Self { dir, server }
+        Self {
+            dir,
+            server,
+            _scratch: scratch,
+        }
     }
 
     /// `ssh` with no config file, `options` (first: for ssh, the first value given for an option wins), our
@@ -94,12 +100,6 @@ impl SshKit {
         self.ssh(id, credential, &["-N", "-R", &spec])
             .spawn()
             .expect("ssh starts")
-    }
-}
-
-impl Drop for SshKit {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -205,25 +205,58 @@ pub async fn closed_without_data(addr: std::net::SocketAddr) {
     );
 }
 
-/// A port that was free a moment ago (for the tunnel range and fixed SSH addresses).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Fixed ports are drawn from here: below Linux's ephemeral range (32768-60999), so no port-0 listener
+/// and no outgoing connection is given one by the kernel meanwhile, and never twice in one process,
+/// where the tests of a binary run in parallel. The first draw starts at a random place, so that test
+/// processes running side by side (other checkouts) rarely start on the same ports.
+const FIXED_PORTS: std::ops::Range<u16> = 20_000..32_768;
+
+/// The next `n` consecutive ports from [`FIXED_PORTS`] this process has not handed out, wrapping around.
+fn next_ports(n: u16) -> u16 {
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let span = FIXED_PORTS.end - FIXED_PORTS.start;
+    assert!(n > 0 && n <= span, "{n} ports");
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut base = next.unwrap_or_else(|| {
+        FIXED_PORTS.start + (uuid::Uuid::new_v4().as_u128() % span as u128) as u16
+    });
+    if base + n > FIXED_PORTS.end {
+        base = FIXED_PORTS.start;
+    }
+    *next = Some(base + n);
+    base
 }
 
-/// `n` consecutive ports that were all free a moment ago (a device's tunnel port range for one test).
+/// A port for a program that must be told its port (sshd, chromedriver, a fixed listener): free when
+/// checked, and not handed to another test of this process. It is released before the program binds it,
+/// so a program that still finds it taken (another process took it) is started again on another port:
+/// [`DeviceSshd`] and the browser do.
+pub fn free_port() -> u16 {
+    *free_port_range(1).start()
+}
+
+/// `n` consecutive ports, all free when checked, that no other test of this process gets (a tunnel port
+/// range for one server, which binds them itself when a device connects, so the test cannot hold them).
 pub fn free_port_range(n: u16) -> std::ops::RangeInclusive<u16> {
     loop {
-        let base = 20_000 + (uuid::Uuid::new_v4().as_u128() % 30_000) as u16;
+        let base = next_ports(n);
         let all_free =
             (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
         if all_free {
             return base..=base + n - 1;
         }
     }
+}
+
+/// A port on 127.0.0.1 where nothing listens and nothing will while the returned socket lives: bound,
+/// never listening, so connections to it are refused.
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bound to port 0");
+    let port = socket.local_addr().expect("its address").port();
+    (socket, port)
 }
 
 /// A real OpenSSH `sshd` playing the device's own SSH server (on 127.0.0.1, key authentication only),
@@ -235,6 +268,8 @@ pub struct DeviceSshd {
     pub host_key: String,
     pub user: String,
     _child: Child,
+    /// Removes `dir` when dropped, after the sshd is killed (fields drop in order).
+    _scratch: tempfile::TempDir,
 }
 
 impl DeviceSshd {
@@ -250,8 +285,8 @@ impl DeviceSshd {
     }
 
     async fn start_with(passwords: bool) -> Self {
-        let dir = std::env::temp_dir().join(format!("p2pvps-sshd-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::temp_dir("p2pvps-sshd-");
+        let dir = scratch.path().to_owned();
         // sshd's privilege-separation directory.
         let _ = std::fs::create_dir_all("/run/sshd");
         for key in ["host_key", "client_key"] {
@@ -264,43 +299,57 @@ impl DeviceSshd {
             assert!(ok, "ssh-keygen");
         }
         std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
-        let port = free_port();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-             StrictModes no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\n{auth}",
-            d = dir.display(),
-            auth = if passwords {
-                // Passwords only: the test's key must not open the renters' accounts.
-                "PasswordAuthentication yes\nPubkeyAuthentication no\nAuthorizedKeysFile none\n"
-                    .to_owned()
-            } else {
-                format!(
-                    "PasswordAuthentication no\nPubkeyAuthentication yes\nAuthorizedKeysFile {}/authorized_keys\n",
-                    dir.display()
-                )
-            }
-        );
-        std::fs::write(dir.join("sshd_config"), config).unwrap();
-        let mut child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(dir.join("sshd_config"))
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("sshd starts (Debian package openssh-server)");
-        // Ready when it says it listens.
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = tokio::io::BufReader::new(stderr).lines();
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains("Server listening") {
-                    return;
+        // A port taken between the check and sshd's bind (by another process) means another port.
+        let mut attempts = 0;
+        let (port, child, mut lines) = loop {
+            attempts += 1;
+            let port = free_port();
+            let config = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+                 StrictModes no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\n{auth}",
+                d = dir.display(),
+                auth = if passwords {
+                    // Passwords only: the test's key must not open the renters' accounts.
+                    "PasswordAuthentication yes\nPubkeyAuthentication no\nAuthorizedKeysFile none\n"
+                        .to_owned()
+                } else {
+                    format!(
+                        "PasswordAuthentication no\nPubkeyAuthentication yes\nAuthorizedKeysFile {}/authorized_keys\n",
+                        dir.display()
+                    )
                 }
+            );
+            std::fs::write(dir.join("sshd_config"), config).unwrap();
+            let mut child = Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(dir.join("sshd_config"))
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("sshd starts (Debian package openssh-server)");
+            // Ready when it says it listens.
+            let stderr = child.stderr.take().unwrap();
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            let said = tokio::time::timeout(Duration::from_secs(10), async {
+                let mut said = Vec::new();
+                while let Some(line) = lines.next_line().await.unwrap() {
+                    if line.contains("Server listening") {
+                        return Ok(());
+                    }
+                    said.push(line);
+                }
+                Err(said)
+            })
+            .await
+            .expect("sshd listening within 10 s");
+            match said {
+                Ok(()) => break (port, child, lines),
+                Err(said) if attempts < 5 && said.iter().any(|l| l.contains("already in use")) => {
+                    continue;
+                }
+                Err(said) => panic!("sshd exited before listening: {said:?}"),
             }
-            panic!("sshd exited before listening");
-        })
-        .await
-        .expect("sshd listening within 10 s");
+        };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let host_key = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
         let host_key = host_key
@@ -324,13 +373,8 @@ impl DeviceSshd {
             host_key,
             user,
             _child: child,
+            _scratch: scratch,
         }
-    }
-}
-
-impl Drop for DeviceSshd {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -6,7 +6,7 @@
 //!   every test against Postgres.
 //! - `cargo xtask demo`: the server, three users and a simulated device (the real agent and a real sshd),
 //!   for a newcomer to rent a device within a minute.
-//! - `cargo xtask chaos [KILLS]`: the long reliability tests (`tests/tests/chaos.rs`).
+//! - `cargo xtask chaos [KILLS]`: the long reliability tests (`tests/tests/chaos/`, test binary `chaos`).
 //! - `cargo xtask fuzz [SECONDS]`: the fuzz targets under `fuzz/`, each for a bounded time.
 //! - `cargo xtask deploy-check`: `compose.yaml` validated by Compose, the Dockerfile linted; no engine.
 //!
@@ -268,7 +268,7 @@ fn run(root: &Path, extra: &[String]) -> Result<()> {
 }
 
 /// The long reliability tests, ignored in the normal suite: the real server SIGKILLed `kills` times
-/// during order processing (see `tests/tests/chaos.rs`), figures printed at the end.
+/// during order processing (see `tests/tests/chaos/main.rs`), figures printed at the end.
 fn chaos(root: &Path, kills: Option<&str>) -> Result<()> {
     let kills = kills.unwrap_or("50");
     if kills.parse::<usize>().map_or(true, |k| k == 0) {

@@ -95,7 +95,7 @@ async fn costly_queries_are_refused_and_introspection_is_not(pool: PgPool) {
     // The query GraphiQL, Altair, Insomnia and graphql-codegen send to read the schema.
     let r = anon
         .gql(
-            include_str!("../../backend/src/graphql/introspection.graphql"),
+            include_str!("../../../backend/src/graphql/introspection.graphql"),
             json!({}),
         )
         .await;
@@ -230,11 +230,15 @@ async fn metrics_are_on_the_metrics_listener_and_on_the_main_port_only_with_the_
 
 #[sqlx::test(migrations = "../sql")]
 async fn dashboard_files_and_spa_fallback(pool: PgPool) {
-    let dir = std::env::temp_dir().join(format!("p2pvps-web-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(dir.join("graphiql")).unwrap();
-    std::fs::write(dir.join("index.html"), "<html>the app</html>").unwrap();
-    std::fs::write(dir.join("p2pvps-web-0123456789abcdef_bg.wasm"), b"\0asm").unwrap();
-    let web = dir.clone();
+    let dir = p2pvps_tests::temp_dir("p2pvps-web-");
+    std::fs::create_dir_all(dir.path().join("graphiql")).unwrap();
+    std::fs::write(dir.path().join("index.html"), "<html>the app</html>").unwrap();
+    std::fs::write(
+        dir.path().join("p2pvps-web-0123456789abcdef_bg.wasm"),
+        b"\0asm",
+    )
+    .unwrap();
+    let web = dir.path().to_owned();
     let app = TestApp::start_with(pool, move |s| s.web_dir = Some(web)).await;
 
     let r = reqwest::get(app.url("/devices/42")).await.unwrap();
@@ -274,7 +278,7 @@ async fn dashboard_files_and_spa_fallback(pool: PgPool) {
         "no CDN"
     );
     app.stop().await;
-    std::fs::remove_dir_all(dir).unwrap();
+    dir.close().unwrap();
 }
 
 /// The real dashboard build (`cargo xtask test` makes one): served, with GraphiQL's assets.

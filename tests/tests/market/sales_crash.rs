@@ -15,12 +15,12 @@ async fn crash_at(pool: PgPool, schema: Schema, stall: &str) {
     let node = node_with_basic_auth(schema).await;
     let slug = listed_devices(&pool, &node, 1).await.remove(0);
     let order = node.fund_order(&slug).unwrap();
-    let data = std::env::temp_dir().join(format!("p2pvps-crash-{}", uuid::Uuid::new_v4()));
+    let data = p2pvps_tests::temp_dir("p2pvps-crash-");
     let args = market_args(&node);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (mut events, mut all) = (node.events(), node.events());
-    killed_at(&node, &pool, &data, &args, stall).await;
-    let second = Server::start(&pool, &data, &args).await;
+    killed_at(&node, &pool, data.path(), &args, stall).await;
+    let second = Server::start(&pool, data.path(), &args).await;
     expect_event(
         &mut events,
         &format!("read {order}"),
@@ -57,7 +57,7 @@ async fn crash_at(pool: PgPool, schema: Schema, stall: &str) {
     assert_eq!(unbalanced, 0);
     assert_eq!(payments, 1, "one payment recorded");
     second.kill().await;
-    let _ = std::fs::remove_dir_all(data);
+    drop(data);
 }
 
 #[sqlx::test(migrations = "../sql")]

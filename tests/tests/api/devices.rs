@@ -445,8 +445,8 @@ async fn uptime_comes_from_the_status_history(pool: PgPool) {
 
 #[sqlx::test(migrations = "../sql")]
 async fn the_tunnel_server_is_described_for_connect_commands(pool: PgPool) {
-    let data = std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()));
-    let app = TestApp::start_with_ssh(pool, &data, 0).await;
+    let data = p2pvps_tests::temp_dir("p2pvps-data-");
+    let app = TestApp::start_with_ssh(pool, data.path(), 0).await;
     let owner = app.user("o@example.com", Role::Owner).await;
     let r = owner
         .gql(
@@ -464,7 +464,7 @@ async fn the_tunnel_server_is_described_for_connect_commands(pool: PgPool) {
             .unwrap()
             .starts_with("SHA256:")
     );
-    let key = p2pvps_server::ssh::host_key::load_or_create(&data).unwrap();
+    let key = p2pvps_server::ssh::host_key::load_or_create(data.path()).unwrap();
     assert_eq!(
         r.data("tunnelServer.knownHostsLine"),
         format!(
@@ -478,5 +478,5 @@ async fn the_tunnel_server_is_described_for_connect_commands(pool: PgPool) {
         .await
         .assert_code("UNAUTHENTICATED");
     app.stop().await;
-    let _ = std::fs::remove_dir_all(data);
+    drop(data);
 }

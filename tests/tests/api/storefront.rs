@@ -52,8 +52,8 @@ async fn assert_ledger_balances(pool: &PgPool, rental: &str) -> i64 {
 async fn a_renter_buys_from_the_storefront_and_logs_in_once_the_owner_confirms_payment(
     pool: PgPool,
 ) {
-    let dir = std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()));
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let dir = p2pvps_tests::temp_dir("p2pvps-data-");
+    let app = TestApp::start_with_ssh(pool, dir.path(), 0).await;
     let owner = app.user("owner@example.com", Role::Owner).await;
     let other_owner = app.user("other@example.com", Role::Owner).await;
     let renter = app.user("renter@example.com", Role::Renter).await;
@@ -70,7 +70,7 @@ async fn a_renter_buys_from_the_storefront_and_logs_in_once_the_owner_confirms_p
         .assert_code("CONFLICT");
 
     let sshd = DeviceSshd::start().await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
+    let kit = SshKit::new(dir.path(), app.ssh_addr());
     let mut status = status_listener(&app.pool).await;
     let _device = kit.device(&id, &credential, port, sshd.port);
     wait_status(&mut status, &id, "online").await;
@@ -243,7 +243,7 @@ async fn a_renter_buys_from_the_storefront_and_logs_in_once_the_owner_confirms_p
         "{actions:?}"
     );
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 /// Marks a device online without a tunnel (for tests of ordering rules only).

@@ -9,12 +9,12 @@ use p2pvps_tests::openssh::{DeviceSshd, SshKit, Via, output};
 use p2pvps_tests::{PASSWORD, TestApp};
 use serde_json::json;
 use sqlx::PgPool;
-use std::path::PathBuf;
 
-async fn start(pool: PgPool) -> (TestApp, PathBuf) {
-    let data = std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()));
+async fn start(pool: PgPool) -> (TestApp, tempfile::TempDir) {
+    let data = p2pvps_tests::temp_dir("p2pvps-data-");
     let web = p2pvps_tests::web_dir();
-    let app = TestApp::start_with_ssh_and(pool, &data, 0, move |s| s.web_dir = Some(web)).await;
+    let app =
+        TestApp::start_with_ssh_and(pool, data.path(), 0, move |s| s.web_dir = Some(web)).await;
     (app, data)
 }
 
@@ -95,7 +95,7 @@ async fn owner_admin_and_renter_use_the_dashboard(pool: PgPool) {
     b.wait_text(&badge, "never connected").await;
     // ...then the device runs the command the page showed (its sshd here is a real one) and the badge turns
     // online without a reload; when it disconnects, offline.
-    let kit = SshKit::new(&data, app.ssh_addr());
+    let kit = SshKit::new(data.path(), app.ssh_addr());
     let sshd = DeviceSshd::start().await;
     let pasted = command.replace("127.0.0.1:22 ", &format!("127.0.0.1:{} ", sshd.port));
     let mut device = kit.pasted(&pasted, &credential).spawn().unwrap();
@@ -217,7 +217,7 @@ async fn owner_admin_and_renter_use_the_dashboard(pool: PgPool) {
 
     b.close().await;
     app.stop().await;
-    let _ = std::fs::remove_dir_all(data);
+    drop(data);
 }
 
 /// An owner's priced device, offered for rent and online (its status set directly: this test is about
@@ -352,7 +352,7 @@ async fn a_renter_rents_from_the_storefront_and_a_marketplace_buyer_claims_a_ren
     b.wait_text(".error-box", "").await;
     b.close().await;
     app.stop().await;
-    let _ = std::fs::remove_dir_all(data);
+    drop(data);
 }
 
 /// On a device whose agent runs hooks, the renter sees "setting up" instead of a login, then (live) that
@@ -437,7 +437,7 @@ async fn provisioning_shows_to_the_renter_and_the_owner(pool: PgPool) {
     assert_ne!(b.text("#rental-secret").await, device_password);
     b.close().await;
     app.stop().await;
-    let _ = std::fs::remove_dir_all(data);
+    drop(data);
 }
 
 /// GraphiQL at the address the README and `cargo xtask demo` print: it reads the schema (the standard
@@ -471,5 +471,5 @@ async fn graphiql_shows_the_schema_and_runs_queries_with_the_session(pool: PgPoo
     b.screenshot("21-graphiql-query").await;
     b.close().await;
     app.stop().await;
-    let _ = std::fs::remove_dir_all(data);
+    drop(data);
 }

@@ -70,8 +70,8 @@ async fn start(pool: PgPool, dir: &std::path::Path, redirect: bool) -> (TestApp,
     (app, ca)
 }
 
-fn data_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("p2pvps-gw-{}", uuid::Uuid::new_v4()))
+fn data_dir() -> tempfile::TempDir {
+    p2pvps_tests::temp_dir("p2pvps-gw-")
 }
 
 /// `ssh -N -R SUB:80:127.0.0.1:LOCAL`: the device publishes its web server at its subdomain.
@@ -85,14 +85,14 @@ fn publish(kit: &SshKit, site: &Site, local: u16) -> tokio::process::Child {
 #[sqlx::test(migrations = "../sql")]
 async fn a_device_site_answers_on_both_listeners_through_ssh(pool: PgPool) {
     let dir = data_dir();
-    let (app, ca) = start(pool, &dir, false).await;
+    let (app, ca) = start(pool, dir.path(), false).await;
     let (http, https) = (
         app.gateway().http.unwrap().port(),
         app.gateway().https.unwrap().port(),
     );
     let owner = app.user("o@example.com", Role::Owner).await;
     let pi = site(&owner, "pi", "pi-web").await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
+    let kit = SshKit::new(dir.path(), app.ssh_addr());
     let local = origin("pi").await;
     let mut status = status_listener(&app.pool).await;
     let mut ssh = publish(&kit, &pi, local);
@@ -168,7 +168,7 @@ async fn a_device_site_answers_on_both_listeners_through_ssh(pool: PgPool) {
     assert_eq!(echo, "echo: tls");
 
     // 50 MiB streamed up through HTTPS (HTTP/2) and through HTTP (chunked by curl's -T), intact.
-    let file = dir.join("upload.bin");
+    let file = dir.path().join("upload.bin");
     let expected = web::payload_file(&file, 50 << 20);
     let file_arg = file.to_str().unwrap();
     let up = curl(
@@ -211,20 +211,20 @@ async fn a_device_site_answers_on_both_listeners_through_ssh(pool: PgPool) {
             .contains("p2pvps_gateway_upstream_errors_total{site=\"pi-web\",kind=\"offline\"} 1")
     );
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[sqlx::test(migrations = "../sql")]
 async fn refusals_are_precise(pool: PgPool) {
     let dir = data_dir();
-    let (app, ca) = start(pool, &dir, true).await;
+    let (app, ca) = start(pool, dir.path(), true).await;
     let gateway = app.gateway();
     let (http_addr, https) = (gateway.http.unwrap(), gateway.https.unwrap().port());
     let http = http_addr.port();
     let owner = app.user("o@example.com", Role::Owner).await;
     let pi = site(&owner, "pi", "pi-one").await;
     let other = site(&owner, "other", "pi-two").await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
+    let kit = SshKit::new(dir.path(), app.ssh_addr());
     let local = origin("pi").await;
 
     // Another device's subdomain, and a wrong credential: refused by the SSH server.
@@ -356,7 +356,7 @@ async fn refusals_are_precise(pool: PgPool) {
         );
     }
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 /// The unmodified `lt` client publishing `local` as `site`, logging in with `credential` at the control
@@ -395,7 +395,7 @@ async fn lt(
 #[sqlx::test(migrations = "../sql")]
 async fn the_unmodified_lt_client_publishes_a_device_site(pool: PgPool) {
     let dir = data_dir();
-    let (app, ca) = start(pool, &dir, false).await;
+    let (app, ca) = start(pool, dir.path(), false).await;
     let (http_addr, https) = (
         app.gateway().http.unwrap(),
         app.gateway().https.unwrap().port(),
@@ -427,7 +427,7 @@ async fn the_unmodified_lt_client_publishes_a_device_site(pool: PgPool) {
     assert_eq!(echo, "echo: over lt");
     let echo = websocket_echo(&format!("ws://{host}:{http}/ws"), http, &ca, "plain lt").await;
     assert_eq!(echo, "echo: plain lt");
-    let file = dir.join("upload.bin");
+    let file = dir.path().join("upload.bin");
     let expected = web::payload_file(&file, 50 << 20);
     let up = curl(
         &format!("https://{host}:{https}/upload"),
@@ -508,13 +508,13 @@ async fn the_unmodified_lt_client_publishes_a_device_site(pool: PgPool) {
         "{metrics}"
     );
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[sqlx::test(migrations = "../sql")]
 async fn guessing_a_device_id_at_lt_blocks_the_guesser_not_the_device(pool: PgPool) {
     let dir = data_dir();
-    let (app, _ca) = start(pool, &dir, false).await;
+    let (app, _ca) = start(pool, dir.path(), false).await;
     let http = app.gateway().http.unwrap().port();
     let owner = app.user("o@example.com", Role::Owner).await;
     let pi = site(&owner, "pi", "pi-guessed").await;
@@ -565,13 +565,13 @@ async fn guessing_a_device_id_at_lt_blocks_the_guesser_not_the_device(pool: PgPo
         (200, web::page("pi after the guesses").as_str())
     );
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[sqlx::test(migrations = "../sql")]
 async fn a_device_site_cannot_set_cookies_for_the_parent_domain(pool: PgPool) {
     let dir = data_dir();
-    let (app, _ca) = start(pool, &dir, false).await;
+    let (app, _ca) = start(pool, dir.path(), false).await;
     let http = app.gateway().http.unwrap().port();
     let owner = app.user("o@example.com", Role::Owner).await;
     let pi = site(&owner, "pi", "pi-cookies").await;
@@ -600,5 +600,5 @@ async fn a_device_site_cannot_set_cookies_for_the_parent_domain(pool: PgPool) {
         r.body
     );
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }

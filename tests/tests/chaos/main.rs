@@ -1,5 +1,5 @@
 //! Chaos (run by `cargo xtask chaos`, ignored in the normal suite, which has the two fixed cases in
-//! `sales_crash.rs`), one test at a time on a private PostgreSQL:
+//! `market/sales_crash.rs`), one test at a time on a private PostgreSQL:
 //!
 //! - the real server binary is SIGKILLed at a random point of OpenBazaar order processing, `CHAOS_KILLS`
 //!   times (50 by default), restarted each time, with a new order funded before each start. In the end
@@ -55,7 +55,7 @@ async fn sigkill_at_random_points_of_order_processing_loses_and_repeats_nothing(
             }
         });
     }
-    let data = std::env::temp_dir().join(format!("p2pvps-chaos-{}", uuid::Uuid::new_v4()));
+    let data = p2pvps_tests::temp_dir("p2pvps-chaos-");
     let args = market_args(&node);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut orders = Vec::new();
@@ -63,13 +63,13 @@ async fn sigkill_at_random_points_of_order_processing_loses_and_repeats_nothing(
     for (i, slug) in slugs.iter().enumerate() {
         orders.push(node.fund_order(slug).expect("a listed slug"));
         let point = POINTS[(uuid::Uuid::new_v4().as_u128() % POINTS.len() as u128) as usize];
-        killed_at(&node, &pool, &data, &args, point).await;
+        killed_at(&node, &pool, data.path(), &args, point).await;
         *cut_at.entry(point).or_default() += 1;
         eprintln!("kill {}/{kills} at {point}", i + 1);
     }
 
     // Left alone at last, the server finishes what every killed one left.
-    let last = Server::start(&pool, &data, &args).await;
+    let last = Server::start(&pool, data.path(), &args).await;
     let everything_read = async {
         loop {
             let notified = changed.notified();
@@ -119,7 +119,7 @@ async fn sigkill_at_random_points_of_order_processing_loses_and_repeats_nothing(
          and read, one active rental each, {payments} payments, ledger balanced",
         orders.len()
     );
-    let _ = std::fs::remove_dir_all(data);
+    drop(data);
 }
 
 /// Runs a shell command line from the environment variable `var` (set by `cargo xtask chaos`).
@@ -208,11 +208,11 @@ async fn becomes(
 #[sqlx::test(migrations = "../sql")]
 #[ignore = "long: run by `cargo xtask chaos` (it stops and starts PostgreSQL)"]
 async fn postgres_restart_under_live_tunnels_loses_no_bytes_and_no_status(pool: PgPool) {
-    let dir = std::env::temp_dir().join(format!("p2pvps-chaos-pg-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = p2pvps_tests::temp_dir("p2pvps-chaos-pg-");
+    std::fs::create_dir_all(dir.path()).unwrap();
     // Two devices of one owner, both let (their ports carry renters): "stays" keeps its tunnel through
     // the outage, "leaves" disconnects during it.
-    let app = TestApp::start_with_ssh(pool.clone(), &dir, 0).await;
+    let app = TestApp::start_with_ssh(pool.clone(), dir.path(), 0).await;
     let owner = app.user("o@example.com", Role::Owner).await;
     let stays = create_device(&owner, json!({"name": "stays"})).await;
     let leaves = create_device(&owner, json!({"name": "leaves"})).await;
@@ -231,8 +231,8 @@ async fn postgres_restart_under_live_tunnels_loses_no_bytes_and_no_status(pool: 
     app.stop().await;
     let (low, high) = (stays.port.min(leaves.port), stays.port.max(leaves.port));
     let ports = format!("{low}-{high}");
-    let mut server = Server::start(&pool, &dir, &["--tunnel-ports", &ports]).await;
-    let kit = SshKit::new(&dir, server.ssh);
+    let mut server = Server::start(&pool, dir.path(), &["--tunnel-ports", &ports]).await;
+    let kit = SshKit::new(dir.path(), server.ssh);
     let echo = echo_server().await;
     let mut status = status_listener(&pool).await;
     let _stays_ssh = kit.device(&stays.id, &stays.credential, stays.port, echo);
@@ -291,7 +291,7 @@ async fn postgres_restart_under_live_tunnels_loses_no_bytes_and_no_status(pool: 
         during as f64 / (1 << 20) as f64,
         total as f64 / (1 << 20) as f64,
     );
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 /// Resident memory of process `pid` in KiB (`VmRSS`).
@@ -358,8 +358,8 @@ async fn a_thousand_renters_over_a_hundred_devices_beside_stalled_clients_slowlo
         .and_then(|s| s.parse().ok())
         .unwrap_or(180)
         .max(40);
-    let dir = std::env::temp_dir().join(format!("p2pvps-chaos-load-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = p2pvps_tests::temp_dir("p2pvps-chaos-load-");
+    std::fs::create_dir_all(dir.path()).unwrap();
     let ports = p2pvps_tests::openssh::free_port_range(DEVICES as u16);
     let range = format!("{}-{}", ports.start(), ports.end());
     let app = TestApp::start_with(pool.clone(), move |s| s.tunnel_ports = ports).await;
@@ -383,7 +383,7 @@ async fn a_thousand_renters_over_a_hundred_devices_beside_stalled_clients_slowlo
     let gateway_addr = SocketAddr::from(([127, 0, 0, 1], gateway));
     let mut server = Server::start(
         &pool,
-        &dir,
+        dir.path(),
         &[
             "--tunnel-ports",
             &range,
@@ -583,5 +583,5 @@ async fn a_thousand_renters_over_a_hundred_devices_beside_stalled_clients_slowlo
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }

@@ -176,7 +176,8 @@ async fn failures_are_classified() {
 
 #[tokio::test]
 async fn an_unreachable_node_is_a_network_error() {
-    let port = p2pvps_tests::openssh::free_port();
+    // Bound and never listening for the whole test: connections are refused, and no other test takes it.
+    let (_held, port) = p2pvps_tests::openssh::refusing_port();
     let ob = OpenBazaar::new(
         &format!("http://127.0.0.1:{port}"),
         Credentials::Cookie("x".into()),

@@ -2,9 +2,7 @@
 //! newest connection winning, restarts, and the refusal of everything else.
 
 use p2pvps_shared::Role;
-use p2pvps_tests::openssh::{
-    SshKit, closed_without_data, echo_roundtrip, echo_server, free_port, refused,
-};
+use p2pvps_tests::openssh::{SshKit, closed_without_data, echo_roundtrip, echo_server, refused};
 use p2pvps_tests::ws::{connect, next_json, subscribe};
 use p2pvps_tests::{Client, TestApp, status_listener, wait_status};
 use serde_json::json;
@@ -64,7 +62,7 @@ async fn let_out(app: &TestApp, device: &Device) -> uuid::Uuid {
 /// The usual scene: a server with SSH, an owner, one device "pi" let to a renter, and an ssh kit pinned to
 /// the server.
 struct Rig {
-    dir: std::path::PathBuf,
+    dir: tempfile::TempDir,
     app: TestApp,
     owner: Client,
     pi: Device,
@@ -76,11 +74,11 @@ struct Rig {
 impl Rig {
     async fn start(pool: PgPool) -> Self {
         let dir = data_dir();
-        let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+        let app = TestApp::start_with_ssh(pool, dir.path(), 0).await;
         let owner = app.user("o@example.com", Role::Owner).await;
         let pi = device(&owner, "pi").await;
         let rental = let_out(&app, &pi).await;
-        let kit = SshKit::new(&dir, app.ssh_addr());
+        let kit = SshKit::new(dir.path(), app.ssh_addr());
         Self {
             dir,
             app,
@@ -92,8 +90,8 @@ impl Rig {
     }
 }
 
-fn data_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()))
+fn data_dir() -> tempfile::TempDir {
+    p2pvps_tests::temp_dir("p2pvps-data-")
 }
 
 fn at(port: u16) -> SocketAddr {
@@ -156,16 +154,16 @@ async fn a_device_tunnel_carries_data_and_its_status_is_live(pool: PgPool) {
             .unwrap();
     assert_eq!(history, 4, "new, online, offline, online");
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[sqlx::test(migrations = "../sql")]
 async fn the_device_port_carries_connections_only_while_the_device_is_let(pool: PgPool) {
     let dir = data_dir();
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let app = TestApp::start_with_ssh(pool, dir.path(), 0).await;
     let owner = app.user("o@example.com", Role::Owner).await;
     let pi = device(&owner, "pi").await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
+    let kit = SshKit::new(dir.path(), app.ssh_addr());
     let echo = echo_server().await;
     let mut status = status_listener(&app.pool).await;
     let _ssh = kit.device(&pi.id, &pi.credential, pi.port, echo);
@@ -193,7 +191,7 @@ async fn the_device_port_carries_connections_only_while_the_device_is_let(pool: 
     // Refused again (by the rental check, or cut by the rental's end if that arrives later).
     closed_without_data(at(pi.port)).await;
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[sqlx::test(migrations = "../sql")]
@@ -225,17 +223,17 @@ async fn port_zero_means_my_port_and_the_newest_connection_wins(pool: PgPool) {
     echo_roundtrip(at(pi.port), 256 << 10).await;
     second.kill().await.unwrap();
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[sqlx::test(migrations = "../sql")]
 async fn everything_but_forwarding_is_refused_promptly(pool: PgPool) {
     let dir = data_dir();
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let app = TestApp::start_with_ssh(pool, dir.path(), 0).await;
     let owner = app.user("o@example.com", Role::Owner).await;
     let pi = device(&owner, "pi").await;
     let other = device(&owner, "other").await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
+    let kit = SshKit::new(dir.path(), app.ssh_addr());
 
     let err = refused(kit.ssh(&pi.id, &pi.credential, &["--", "true"])).await;
     assert!(
@@ -304,18 +302,19 @@ async fn everything_but_forwarding_is_refused_promptly(pool: PgPool) {
         .unwrap();
     assert_eq!(online, 0);
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[sqlx::test(migrations = "../sql")]
 async fn after_a_server_restart_the_device_gets_the_same_port(pool: PgPool) {
     let dir = data_dir();
-    let ssh_port = free_port();
-    let app = TestApp::start_with_ssh(pool.clone(), &dir, ssh_port).await;
+    let app = TestApp::start_with_ssh(pool.clone(), dir.path(), 0).await;
+    // The restarted server listens where this one did.
+    let ssh_port = app.ssh_addr().port();
     let owner = app.user("o@example.com", Role::Owner).await;
     let pi = device(&owner, "pi").await;
     let_out(&app, &pi).await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
+    let kit = SshKit::new(dir.path(), app.ssh_addr());
     let echo = echo_server().await;
     let mut status = status_listener(&app.pool).await;
     let mut ssh = kit.device(&pi.id, &pi.credential, pi.port, echo);
@@ -329,13 +328,13 @@ async fn after_a_server_restart_the_device_gets_the_same_port(pool: PgPool) {
     );
 
     // Same data directory (same host key, so the pinned known_hosts still matches), same database.
-    let app = TestApp::start_with_ssh(pool, &dir, ssh_port).await;
+    let app = TestApp::start_with_ssh(pool, dir.path(), ssh_port).await;
     let mut status = status_listener(&app.pool).await;
     let _ssh = kit.device(&pi.id, &pi.credential, pi.port, echo);
     wait_status(&mut status, &pi.id, "online").await;
     echo_roundtrip(at(pi.port), 64 << 10).await;
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[sqlx::test(migrations = "../sql")]
@@ -416,7 +415,7 @@ async fn a_device_may_log_in_with_a_registered_key(pool: PgPool) {
         .assert_code("NOT_FOUND");
     refused(kit.ssh(&pi.id, "unused", &args)).await;
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[sqlx::test(migrations = "../sql")]
@@ -457,14 +456,14 @@ async fn guessing_a_device_id_blocks_the_guesser_not_the_device(pool: PgPool) {
     wait_status(&mut status, &pi.id, "online").await;
     echo_roundtrip(at(pi.port), 64 << 10).await;
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[sqlx::test(migrations = "../sql")]
 async fn a_client_that_never_authenticates_is_disconnected(pool: PgPool) {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
     let dir = data_dir();
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let app = TestApp::start_with_ssh(pool, dir.path(), 0).await;
     let stream = tokio::net::TcpStream::connect(app.ssh_addr())
         .await
         .unwrap();
@@ -482,7 +481,7 @@ async fn a_client_that_never_authenticates_is_disconnected(pool: PgPool) {
     let closed = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut sink)).await;
     assert!(closed.is_ok(), "a stalled client was not disconnected");
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 /// Connects the device's tunnel to an echo server; returns once it is online.
@@ -535,7 +534,7 @@ async fn a_port_connection_is_cut_at_the_rentals_end_without_its_event(pool: PgP
     let socket = carried(at(pi.port)).await;
     cut_within(socket, Duration::from_secs(12)).await;
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[sqlx::test(migrations = "../sql")]
@@ -569,5 +568,5 @@ async fn rental_ends_missed_while_the_listener_reconnects_still_cut(pool: PgPool
     assert_eq!(killed, [true], "the server's event listener");
     cut_within(socket, Duration::from_secs(15)).await;
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }

@@ -11,8 +11,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[sqlx::test(migrations = "../sql")]
 async fn a_renter_reaches_the_device_by_port_and_by_jump_until_the_rental_ends(pool: PgPool) {
-    let dir = std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()));
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let dir = p2pvps_tests::temp_dir("p2pvps-data-");
+    let app = TestApp::start_with_ssh(pool, dir.path(), 0).await;
     let owner = app.user("owner@example.com", Role::Owner).await;
     let renter = app.user("renter@example.com", Role::Renter).await;
     let admin = app.user("admin@example.com", Role::Admin).await;
@@ -34,7 +34,7 @@ async fn a_renter_reaches_the_device_by_port_and_by_jump_until_the_rental_ends(p
 
     // The device publishes its real sshd through its tunnel.
     let sshd = DeviceSshd::start().await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
+    let kit = SshKit::new(dir.path(), app.ssh_addr());
     let mut status = status_listener(&app.pool).await;
     let _device = kit.device(&id, &credential, port, sshd.port);
     wait_status(&mut status, &id, "online").await;
@@ -182,7 +182,7 @@ async fn a_renter_reaches_the_device_by_port_and_by_jump_until_the_rental_ends(p
         .await
         .assert_code("CONFLICT");
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[sqlx::test(migrations = "../sql")]
@@ -260,8 +260,8 @@ async fn grant_rental_reports_each_bad_field(pool: PgPool) {
 
 #[sqlx::test(migrations = "../sql")]
 async fn a_jump_session_lasts_while_renewed_and_is_cut_at_the_end_without_events(pool: PgPool) {
-    let dir = std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()));
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let dir = p2pvps_tests::temp_dir("p2pvps-data-");
+    let app = TestApp::start_with_ssh(pool, dir.path(), 0).await;
     let owner = app.user("owner@example.com", Role::Owner).await;
     app.user("renter@example.com", Role::Renter).await;
     let (id, credential) = p2pvps_tests::add_device(&owner, "jump-pi").await;
@@ -276,7 +276,7 @@ async fn a_jump_session_lasts_while_renewed_and_is_cut_at_the_end_without_events
         .await
         .unwrap();
     let sshd = DeviceSshd::start().await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
+    let kit = SshKit::new(dir.path(), app.ssh_addr());
     let mut status = status_listener(&app.pool).await;
     let _device = kit.device(&id, &credential, port as u16, sshd.port);
     wait_status(&mut status, &id, "online").await;
@@ -319,13 +319,13 @@ async fn a_jump_session_lasts_while_renewed_and_is_cut_at_the_end_without_events
         .unwrap();
     assert!(!status.success());
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[sqlx::test(migrations = "../sql")]
 async fn a_disabled_renter_loses_jump_and_port_access_at_once(pool: PgPool) {
-    let dir = std::env::temp_dir().join(format!("p2pvps-data-{}", uuid::Uuid::new_v4()));
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let dir = p2pvps_tests::temp_dir("p2pvps-data-");
+    let app = TestApp::start_with_ssh(pool, dir.path(), 0).await;
     let owner = app.user("owner@example.com", Role::Owner).await;
     let admin = app.user("admin@example.com", Role::Admin).await;
     app.user("renter@example.com", Role::Renter).await;
@@ -338,7 +338,7 @@ async fn a_disabled_renter_loses_jump_and_port_access_at_once(pool: PgPool) {
             .unwrap();
     let port = port as u16;
     let sshd = DeviceSshd::start().await;
-    let kit = SshKit::new(&dir, app.ssh_addr());
+    let kit = SshKit::new(dir.path(), app.ssh_addr());
     let mut status = status_listener(&app.pool).await;
     let _device = kit.device(&id, &credential, port, sshd.port);
     wait_status(&mut status, &id, "online").await;
@@ -385,5 +385,5 @@ async fn a_disabled_renter_loses_jump_and_port_access_at_once(pool: PgPool) {
     refused(kit.renter(&sshd, jump(), &["true"])).await;
     refused(kit.renter(&sshd, Via::Port(port), &["true"])).await;
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }

@@ -107,8 +107,8 @@ fn proc_count(file: &str, prefix: &str) -> Vec<String> {
 async fn the_agent_enrolls_keeps_the_tunnel_up_reports_facts_and_survives_a_server_restart(
     pool: PgPool,
 ) {
-    let dir = std::env::temp_dir().join(format!("p2pvps-agent-{}", uuid::Uuid::new_v4()));
-    let app = TestApp::start_with_ssh(pool.clone(), &dir.join("server"), 0).await;
+    let dir = p2pvps_tests::temp_dir("p2pvps-agent-");
+    let app = TestApp::start_with_ssh(pool.clone(), &dir.path().join("server"), 0).await;
     let ssh_port = app.ssh_addr().port();
     let owner = app.user("owner@example.com", Role::Owner).await;
     app.user("renter@example.com", Role::Renter).await;
@@ -117,7 +117,7 @@ async fn the_agent_enrolls_keeps_the_tunnel_up_reports_facts_and_survives_a_serv
             .await;
     let (id, credential, port) = (device.id, device.credential, device.port);
     let sshd = DeviceSshd::start().await;
-    let config = dir.join("agent.toml");
+    let config = dir.path().join("agent.toml");
 
     // A wrong credential is refused and writes nothing.
     let (ok, said) = enroll(
@@ -200,26 +200,26 @@ async fn the_agent_enrolls_keeps_the_tunnel_up_reports_facts_and_survives_a_serv
         "ragent1",
     )
     .await;
-    let kit = SshKit::new(&dir.join("server"), app.ssh_addr());
+    let kit = SshKit::new(&dir.path().join("server"), app.ssh_addr());
     let reply = output(kit.renter(&sshd, Via::Port(port), &["echo", "through-the-agent"])).await;
     assert_eq!(reply.trim(), "through-the-agent");
 
     // The server restarts (same data, same SSH port): the agent reconnects on the device's port.
     app.stop().await;
-    let app = TestApp::start_with_ssh(pool, &dir.join("server"), ssh_port).await;
+    let app = TestApp::start_with_ssh(pool, &dir.path().join("server"), ssh_port).await;
     let mut status = status_listener(&app.pool).await;
     wait_status(&mut status, &id, "online").await;
     let reply = output(kit.renter(&sshd, Via::Port(port), &["echo", "after-the-restart"])).await;
     assert_eq!(reply.trim(), "after-the-restart");
     run.kill().await.unwrap();
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[sqlx::test(migrations = "../sql")]
 async fn the_agent_api_refuses_bad_logins_and_bad_facts(pool: PgPool) {
-    let dir = std::env::temp_dir().join(format!("p2pvps-agent-{}", uuid::Uuid::new_v4()));
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let dir = p2pvps_tests::temp_dir("p2pvps-agent-");
+    let app = TestApp::start_with_ssh(pool, dir.path(), 0).await;
     let owner = app.user("owner@example.com", Role::Owner).await;
     let (id, credential) = p2pvps_tests::add_device(&owner, "api-pi").await;
     let http = reqwest::Client::new();
@@ -301,7 +301,7 @@ async fn the_agent_api_refuses_bad_logins_and_bad_facts(pool: PgPool) {
         .unwrap();
     assert_eq!(r.status(), 204);
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 /// Asks `query` (variables `vars`) for `rentals` as `client` until `done` holds, waking on each rental
@@ -347,8 +347,8 @@ async fn the_whole_story_owner_agent_renter_hooks_restart_and_relisting(pool: Pg
         "0",
         "this test creates Unix accounts with the example hooks: run the suite as root"
     );
-    let dir = std::env::temp_dir().join(format!("p2pvps-story-{}", uuid::Uuid::new_v4()));
-    let app = TestApp::start_with_ssh(pool.clone(), &dir.join("server"), 0).await;
+    let dir = p2pvps_tests::temp_dir("p2pvps-story-");
+    let app = TestApp::start_with_ssh(pool.clone(), &dir.path().join("server"), 0).await;
     let ssh_port = app.ssh_addr().port();
 
     // An owner signs up and creates a device over GraphQL.
@@ -365,7 +365,7 @@ async fn the_whole_story_owner_agent_renter_hooks_restart_and_relisting(pool: Pg
     // The real agent enrolls with the example hooks and connects: online, with the machine's facts.
     let hooks = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/hooks");
     let sshd = DeviceSshd::start_with_passwords().await;
-    let config = dir.join("agent.toml");
+    let config = dir.path().join("agent.toml");
     let (start, end) = (
         hooks.join("start-unix-account"),
         hooks.join("end-unix-account"),
@@ -473,7 +473,7 @@ async fn the_whole_story_owner_agent_renter_hooks_restart_and_relisting(pool: Pg
 
     // The renter logs in with real OpenSSH, through the device's port and through our jump host, and
     // runs a command on the device's sshd as their own account.
-    let kit = SshKit::new(&dir.join("server"), app.ssh_addr());
+    let kit = SshKit::new(&dir.path().join("server"), app.ssh_addr());
     let by_port = Via::Port(port);
     let by_jump = Via::Jump {
         login: &login,
@@ -491,8 +491,10 @@ async fn the_whole_story_owner_agent_renter_hooks_restart_and_relisting(pool: Pg
     drop((status, changes));
     let http: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
     app.stop().await;
-    let app =
-        TestApp::start_with_ssh_and(pool, &dir.join("server"), ssh_port, |s| s.http = http).await;
+    let app = TestApp::start_with_ssh_and(pool, &dir.path().join("server"), ssh_port, |s| {
+        s.http = http
+    })
+    .await;
     let mut status = status_listener(&app.pool).await;
     wait_status(&mut status, &id, "online").await;
     let said =
@@ -542,15 +544,15 @@ async fn the_whole_story_owner_agent_renter_hooks_restart_and_relisting(pool: Pg
     );
     run.kill().await.unwrap();
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 /// With `--local-web`, the agent publishes the device's web server at its subdomain: the gateway serves
 /// its page (the same as `ssh -R SUB:80:...` does), and the SSH port forward keeps working beside it.
 #[sqlx::test(migrations = "../sql")]
 async fn the_agent_publishes_the_devices_web_server_at_its_subdomain(pool: PgPool) {
-    let dir = std::env::temp_dir().join(format!("p2pvps-agent-web-{}", uuid::Uuid::new_v4()));
-    let app = TestApp::start_with_ssh_and(pool, &dir.join("server"), 0, |s| {
+    let dir = p2pvps_tests::temp_dir("p2pvps-agent-web-");
+    let app = TestApp::start_with_ssh_and(pool, &dir.path().join("server"), 0, |s| {
         s.gateway = Some(p2pvps_server::gateway::GatewaySettings {
             domain: "p2pvps.test".to_owned(),
             http: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -569,7 +571,7 @@ async fn the_agent_publishes_the_devices_web_server_at_its_subdomain(pool: PgPoo
         p2pvps_tests::create_device(&owner, json!({"name": "web-pi", "subdomain": "web-pi"})).await;
     let sshd = DeviceSshd::start().await;
     let site = p2pvps_tests::web::origin("web-pi").await;
-    let config = dir.join("agent.toml");
+    let config = dir.path().join("agent.toml");
     let web = format!("127.0.0.1:{site}");
     let extra = ["--local-web".as_ref(), web.as_ref()];
     let (ok, said) = enroll(
@@ -606,13 +608,13 @@ async fn the_agent_publishes_the_devices_web_server_at_its_subdomain(pool: PgPoo
         "rweb1",
     )
     .await;
-    let kit = SshKit::new(&dir.join("server"), app.ssh_addr());
+    let kit = SshKit::new(&dir.path().join("server"), app.ssh_addr());
     let reply =
         output(kit.renter(&sshd, Via::Port(device.port), &["echo", "beside-the-web"])).await;
     assert_eq!(reply.trim(), "beside-the-web");
     run.kill().await.unwrap();
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 /// The server's side of provisioning, driven over the agent API as a device would: jobs handed out (the
@@ -621,8 +623,8 @@ async fn the_agent_publishes_the_devices_web_server_at_its_subdomain(pool: PgPoo
 /// hook has run.
 #[sqlx::test(migrations = "../sql")]
 async fn provisioning_jobs_gate_the_renters_access_and_the_next_rental(pool: PgPool) {
-    let dir = std::env::temp_dir().join(format!("p2pvps-prov-{}", uuid::Uuid::new_v4()));
-    let app = TestApp::start_with_ssh(pool, &dir, 0).await;
+    let dir = p2pvps_tests::temp_dir("p2pvps-prov-");
+    let app = TestApp::start_with_ssh(pool, dir.path(), 0).await;
     let owner = app.user("owner@example.com", Role::Owner).await;
     let renter = app.user("renter@example.com", Role::Renter).await;
     let admin = app.user("admin@example.com", Role::Admin).await;
@@ -808,5 +810,5 @@ async fn provisioning_jobs_gate_the_renters_access_and_the_next_rental(pool: PgP
         &json!({"state": "ACTIVE", "provisioning": {"start": "FAILED", "message": "the device's agent no longer runs hooks"}})
     );
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }

@@ -43,11 +43,11 @@ async fn events_until(events: &mut broadcast::Receiver<String>, last: &str) -> V
 }
 
 /// A server selling on `node` (polling every second), started on `pool`.
-async fn serve(pool: &PgPool, node: &FakeNode) -> (Server, std::path::PathBuf) {
-    let data = std::env::temp_dir().join(format!("p2pvps-pay-{}", uuid::Uuid::new_v4()));
+async fn serve(pool: &PgPool, node: &FakeNode) -> (Server, tempfile::TempDir) {
+    let data = p2pvps_tests::temp_dir("p2pvps-pay-");
     let args = market_args(node);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    (Server::start(pool, &data, &args).await, data)
+    (Server::start(pool, data.path(), &args).await, data)
 }
 
 async fn pending_order_is_confirmed_then_fulfilled_once(pool: PgPool, schema: Schema) {
@@ -141,7 +141,7 @@ async fn pending_order_is_confirmed_then_fulfilled_once(pool: PgPool, schema: Sc
     assert_eq!(prices, [(300, "USD".to_owned()), (4_000, "BCH".to_owned())]);
     assert_eq!(ledger_after_sales(&pool).await, (0, 2));
     server.kill().await;
-    let _ = std::fs::remove_dir_all(data);
+    drop(data);
 }
 
 #[sqlx::test(migrations = "../sql")]
@@ -322,7 +322,7 @@ async fn orders_not_paid_in_full_are_refused_once(pool: PgPool, schema: Schema) 
         assert!(node.sale(order).unwrap().fulfillment.is_none());
     }
     server.kill().await;
-    let _ = std::fs::remove_dir_all(data);
+    drop(data);
 }
 
 #[sqlx::test(migrations = "../sql")]
