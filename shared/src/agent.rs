@@ -2,7 +2,7 @@
 //! (for enrolment), the machine's facts (reported by the agent, checked here by the server), and the
 //! hooks to run when rentals start and end (provisioning jobs and their outcomes).
 
-use crate::ValidationError;
+use crate::{Hardware, ValidationError};
 use serde::{Deserialize, Serialize};
 
 /// `GET /agent/v1/device`: where and how the device keeps its tunnel.
@@ -21,11 +21,9 @@ pub struct DeviceTunnel {
 /// `POST /agent/v1/facts`: the machine as the agent reads it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentFacts {
-    pub cpu_model: Option<String>,
-    pub cpu_cores: Option<i32>,
-    pub memory_mb: Option<i32>,
-    pub disk_gb: Option<i32>,
-    pub arch: Option<String>,
+    /// `cpu_model`, `cpu_cores`, `memory_mb`, `disk_gb`, `arch` at the top level of the JSON.
+    #[serde(flatten)]
+    pub hardware: Hardware,
     pub os: Option<String>,
     pub agent_version: String,
     /// Whether the agent runs the owner's start and end hooks for rentals (provisions renters' accounts).
@@ -81,8 +79,15 @@ impl JobOutcome {
 }
 
 impl AgentFacts {
-    /// Every fact within the bounds the database holds, text without control characters.
-    pub fn validate(&self) -> Result<(), ValidationError> {
+    /// The facts as recorded: the hardware by [`Hardware::parse`], the rest within the bounds the
+    /// database holds, text without control characters. The first invalid field is reported.
+    pub fn parse(self) -> Result<AgentFacts, ValidationError> {
+        let hardware = self.hardware.parse().map_err(|errors| {
+            errors
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| ValidationError::new("hardware", "is invalid"))
+        })?;
         let text = |field: &'static str, value: &Option<String>, max: usize| match value {
             Some(v) if v.chars().count() > max => Err(ValidationError::new(
                 field,
@@ -94,23 +99,12 @@ impl AgentFacts {
             )),
             _ => Ok(()),
         };
-        let number = |field: &'static str, value: Option<i32>, max: i32| match value {
-            Some(n) if !(1..=max).contains(&n) => Err(ValidationError::new(
-                field,
-                format!("must be between 1 and {max}"),
-            )),
-            _ => Ok(()),
-        };
-        text("cpuModel", &self.cpu_model, 200)?;
-        text("arch", &self.arch, 32)?;
         text("os", &self.os, 200)?;
         text("agentVersion", &Some(self.agent_version.clone()), 50)?;
         if self.agent_version.is_empty() {
             return Err(ValidationError::new("agentVersion", "must not be empty"));
         }
-        number("cpuCores", self.cpu_cores, 4096)?;
-        number("memoryMb", self.memory_mb, 16_777_216)?;
-        number("diskGb", self.disk_gb, 1_048_576)
+        Ok(AgentFacts { hardware, ..self })
     }
 }
 
@@ -121,36 +115,50 @@ mod tests {
     #[test]
     fn facts_out_of_bounds_are_refused_by_field() {
         let good = AgentFacts {
-            cpu_model: Some("Cortex-A72".into()),
-            cpu_cores: Some(4),
-            memory_mb: Some(4096),
-            disk_gb: Some(32),
-            arch: Some("aarch64".into()),
+            hardware: Hardware {
+                cpu_model: Some("Cortex-A72".into()),
+                cpu_cores: Some(4),
+                memory_mb: Some(4096),
+                disk_gb: Some(32),
+                arch: Some("aarch64".into()),
+                internet_mbps: None,
+            },
             os: Some("Debian GNU/Linux 12".into()),
             agent_version: "0.1.0".into(),
             hooks: true,
         };
-        assert_eq!(good.validate(), Ok(()));
-        let field = |f: AgentFacts| f.validate().unwrap_err().field;
+        assert_eq!(good.clone().parse(), Ok(good.clone()));
+        // The hardware is at the top level of the JSON, as before it had a type of its own.
+        let wire: AgentFacts = serde_json::from_value(serde_json::json!({
+            "cpu_model": "Cortex-A72", "cpu_cores": 4, "memory_mb": 4096, "disk_gb": 32,
+            "arch": "aarch64", "os": "Debian GNU/Linux 12", "agent_version": "0.1.0", "hooks": true
+        }))
+        .unwrap();
+        assert_eq!(wire, good);
+        let field = |f: AgentFacts| f.parse().unwrap_err().field;
+        let with = |hardware: Hardware| AgentFacts {
+            hardware,
+            ..good.clone()
+        };
         assert_eq!(
-            field(AgentFacts {
+            field(with(Hardware {
                 cpu_cores: Some(0),
-                ..good.clone()
-            }),
+                ..good.hardware.clone()
+            })),
             "cpuCores"
         );
         assert_eq!(
-            field(AgentFacts {
+            field(with(Hardware {
                 memory_mb: Some(-1),
-                ..good.clone()
-            }),
+                ..good.hardware.clone()
+            })),
             "memoryMb"
         );
         assert_eq!(
-            field(AgentFacts {
+            field(with(Hardware {
                 arch: Some("x".repeat(33)),
-                ..good.clone()
-            }),
+                ..good.hardware.clone()
+            })),
             "arch"
         );
         assert_eq!(

@@ -4,7 +4,7 @@
 
 use p2pvps_shared::agent::{AgentFacts, JobOutcome};
 use p2pvps_shared::{
-    Currency, DeviceName, Email, Money, Password, RentalState, SubdomainLabel, split_fee,
+    Currency, DeviceName, Email, Hardware, Money, Password, RentalState, SubdomainLabel, split_fee,
 };
 use proptest::prelude::*;
 
@@ -138,15 +138,17 @@ proptest! {
         agent_version in text(),
     ) {
         let facts = AgentFacts {
-            cpu_model, cpu_cores, memory_mb, disk_gb, arch, os, agent_version, hooks: false,
+            hardware: Hardware { cpu_model, cpu_cores, memory_mb, disk_gb, arch, internet_mbps: None },
+            os, agent_version, hooks: false,
         };
-        if facts.validate().is_ok() {
+        if let Ok(facts) = facts.parse() {
             let fits = |t: &Option<String>, max: usize| {
                 t.as_ref().is_none_or(|t| t.chars().count() <= max && !t.chars().any(char::is_control))
             };
-            prop_assert!(fits(&facts.cpu_model, 200) && fits(&facts.arch, 32) && fits(&facts.os, 200));
+            let hw = &facts.hardware;
+            prop_assert!(fits(&hw.cpu_model, 200) && fits(&hw.arch, 32) && fits(&facts.os, 200));
             prop_assert!(!facts.agent_version.is_empty() && fits(&Some(facts.agent_version.clone()), 50));
-            for n in [facts.cpu_cores, facts.memory_mb, facts.disk_gb].into_iter().flatten() {
+            for n in [hw.cpu_cores, hw.memory_mb, hw.disk_gb].into_iter().flatten() {
                 prop_assert!(n >= 1);
             }
         }

@@ -8,7 +8,7 @@ use crate::infra::audit::{self, Actor};
 use crate::infra::crypto;
 use crate::infra::db::{decode_enum, violated_constraint};
 use chrono::{DateTime, Utc};
-use p2pvps_shared::{DeviceName, DeviceStatus, Money, SubdomainLabel};
+use p2pvps_shared::{DeviceName, DeviceStatus, Hardware, Money, SubdomainLabel};
 use rand::RngCore;
 use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
 use std::ops::RangeInclusive;
@@ -36,17 +36,6 @@ pub enum DeviceError {
     NoSuchKey,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
-}
-
-/// Facts about the machine. Owners type them now; the agent will report them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Hardware {
-    pub cpu_model: Option<String>,
-    pub cpu_cores: Option<i32>,
-    pub memory_mb: Option<i32>,
-    pub disk_gb: Option<i32>,
-    pub arch: Option<String>,
-    pub internet_mbps: Option<i32>,
 }
 
 /// What the device's agent last reported about itself (nothing for devices without the agent).
@@ -473,11 +462,11 @@ pub async fn record_facts(
          WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(id)
-    .bind(&facts.cpu_model)
-    .bind(facts.cpu_cores)
-    .bind(facts.memory_mb)
-    .bind(facts.disk_gb)
-    .bind(&facts.arch)
+    .bind(&facts.hardware.cpu_model)
+    .bind(facts.hardware.cpu_cores)
+    .bind(facts.hardware.memory_mb)
+    .bind(facts.hardware.disk_gb)
+    .bind(&facts.hardware.arch)
     .bind(&facts.os)
     .bind(&facts.agent_version)
     .bind(facts.hooks)

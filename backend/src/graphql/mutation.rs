@@ -7,10 +7,11 @@ use super::query::{device_access, parse_id};
 use super::types::*;
 use crate::accounts::sessions::{self, Kind};
 use crate::all_valid;
-use crate::devices::{self, DeviceChanges, Hardware, NewDevice};
+use crate::devices::{self, DeviceChanges, NewDevice};
 use crate::{accounts::users, rentals};
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use p2pvps_shared::Hardware;
 use p2pvps_shared::{DeviceName, Email, Money, Password, Role, SubdomainLabel, ValidationError};
 
 pub const SESSION_COOKIE: &str = "p2pvps_session";
@@ -123,48 +124,36 @@ fn bounded(
     }
 }
 
-fn short_text(
-    field: &'static str,
-    value: Option<String>,
-    max: usize,
-) -> Result<Option<String>, ValidationError> {
-    let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    match value {
-        Some(v) if v.chars().count() > max => Err(ValidationError::new(
-            field,
-            format!("must be at most {max} characters"),
-        )),
-        Some(v) if v.chars().any(|c| c.is_control() && c != '\n') => Err(ValidationError::new(
-            field,
-            "must not contain control characters",
-        )),
-        v => Ok(v),
-    }
+fn parse_hardware(input: HardwareInput) -> Result<Hardware, ApiError> {
+    let typed = Hardware {
+        cpu_model: input.cpu_model,
+        cpu_cores: input.cpu_cores,
+        memory_mb: input.memory_mb,
+        disk_gb: input.disk_gb,
+        arch: input.arch,
+        internet_mbps: input.internet_mbps,
+    };
+    typed.parse().map_err(|errors| {
+        ApiError::invalid(
+            errors
+                .into_iter()
+                .map(|e| ValidationError::new(hardware_field(e.field), e.message))
+                .collect(),
+        )
+    })
 }
 
-fn parse_hardware(input: HardwareInput) -> Result<Hardware, ApiError> {
-    let cpu_model = short_text("hardware.cpuModel", input.cpu_model, 200);
-    let cpu_cores = bounded("hardware.cpuCores", input.cpu_cores, 4096);
-    let memory_mb = bounded("hardware.memoryMb", input.memory_mb, 16_777_216);
-    let disk_gb = bounded("hardware.diskGb", input.disk_gb, 1_048_576);
-    let arch = short_text("hardware.arch", input.arch, 32);
-    let internet_mbps = bounded("hardware.internetMbps", input.internet_mbps, 1_000_000);
-    let (cpu_model, cpu_cores, memory_mb, disk_gb, arch, internet_mbps) = all_valid!(
-        cpu_model,
-        cpu_cores,
-        memory_mb,
-        disk_gb,
-        arch,
-        internet_mbps
-    )?;
-    Ok(Hardware {
-        cpu_model,
-        cpu_cores,
-        memory_mb,
-        disk_gb,
-        arch,
-        internet_mbps,
-    })
+/// A hardware fact's name inside the `hardware` input, as the form shows errors.
+fn hardware_field(field: &'static str) -> &'static str {
+    match field {
+        "cpuModel" => "hardware.cpuModel",
+        "cpuCores" => "hardware.cpuCores",
+        "memoryMb" => "hardware.memoryMb",
+        "diskGb" => "hardware.diskGb",
+        "arch" => "hardware.arch",
+        "internetMbps" => "hardware.internetMbps",
+        other => other,
+    }
 }
 
 fn parse_price(input: Option<MoneyInput>) -> Result<Option<Money>, ValidationError> {

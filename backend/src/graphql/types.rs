@@ -3,11 +3,12 @@
 use super::context::ContextExt;
 use super::error::{ApiError, ApiResult};
 use crate::accounts::users::User;
-use crate::devices::{Device, Hardware};
+use crate::devices::Device;
 use crate::rentals::Rental;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use p2pvps_shared::Hardware;
 use p2pvps_shared::{Money, RentalState, ValidationError};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]

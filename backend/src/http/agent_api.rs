@@ -3,7 +3,7 @@
 //!
 //! - `GET /agent/v1/device`: where the device keeps its tunnel (for `p2pvps-agent enroll`, which pins the
 //!   host key fingerprint it gets here).
-//! - `POST /agent/v1/facts`: the machine's facts, read by the agent, checked by `AgentFacts::validate`.
+//! - `POST /agent/v1/facts`: the machine's facts, read by the agent, checked by `AgentFacts::parse`.
 //! - `GET /agent/v1/jobs?wait=SECONDS`: the hooks to run now (rentals starting or ending); with `wait`
 //!   (at most 30) the answer waits for a rental of the device to change when there is nothing to do, so a
 //!   start reaches the device at once without the agent polling fast.
@@ -127,13 +127,11 @@ async fn facts(
         Ok(d) => d,
         Err(refused) => return refused,
     };
-    let facts = match body {
-        Ok(Json(f)) => f,
+    let facts = match body.map(|Json(f)| f.parse()) {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
         Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.body_text()),
     };
-    if let Err(e) = facts.validate() {
-        return refuse(StatusCode::BAD_REQUEST, &e.to_string());
-    }
     let recorded = async {
         crate::devices::record_facts(&state.shared.pool, id, &facts).await?;
         if !facts.hooks {
