@@ -88,19 +88,14 @@ impl AgentFacts {
                 .next()
                 .unwrap_or_else(|| ValidationError::new("hardware", "is invalid"))
         })?;
-        let text = |field: &'static str, value: &Option<String>, max: usize| match value {
-            Some(v) if v.chars().count() > max => Err(ValidationError::new(
-                field,
-                format!("must be at most {max} characters"),
-            )),
-            Some(v) if v.chars().any(char::is_control) => Err(ValidationError::new(
-                field,
-                "must not contain control characters",
-            )),
-            _ => Ok(()),
+        let text = |field: &'static str, value: Option<&str>, max: usize| match value
+            .and_then(|v| crate::hardware::text_problem(v, max))
+        {
+            Some(message) => Err(ValidationError::new(field, message)),
+            None => Ok(()),
         };
-        text("os", &self.os, 200)?;
-        text("agentVersion", &Some(self.agent_version.clone()), 50)?;
+        text("os", self.os.as_deref(), 200)?;
+        text("agentVersion", Some(&self.agent_version), 50)?;
         if self.agent_version.is_empty() {
             return Err(ValidationError::new("agentVersion", "must not be empty"));
         }

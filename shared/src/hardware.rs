@@ -26,16 +26,7 @@ impl Hardware {
         let mut errors = Vec::new();
         let mut text = |field: &'static str, value: Option<String>, max: usize| {
             let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-            let problem = match &value {
-                Some(v) if v.chars().count() > max => {
-                    Some(format!("must be at most {max} characters"))
-                }
-                Some(v) if v.chars().any(char::is_control) => {
-                    Some("must not contain control characters".to_owned())
-                }
-                _ => None,
-            };
-            match problem {
+            match value.as_deref().and_then(|v| text_problem(v, max)) {
                 Some(message) => {
                     errors.push(ValidationError::new(field, message));
                     None
@@ -68,6 +59,18 @@ impl Hardware {
         } else {
             Err(errors)
         }
+    }
+}
+
+/// What is wrong with a short text the database holds: longer than `max` characters, or with control
+/// characters (the rule of every one-line fact, here and in the agent's other facts).
+pub(crate) fn text_problem(value: &str, max: usize) -> Option<String> {
+    if value.chars().count() > max {
+        Some(format!("must be at most {max} characters"))
+    } else if value.chars().any(char::is_control) {
+        Some("must not contain control characters".to_owned())
+    } else {
+        None
     }
 }
 
