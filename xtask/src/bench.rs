@@ -9,6 +9,7 @@
 //!
 //! It reports, never asserts: figures go to `target/bench/tunnel.json` and its section of `report.md`.
 
+pub(crate) use crate::postgres::{psql, with_database};
 use crate::{postgres, sh};
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -153,28 +154,6 @@ impl Drop for Killer {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-}
-
-pub(crate) fn psql(url: &str, sql: &str) -> Result<String> {
-    let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-Atqc", sql])
-        .output()?;
-    if !out.status.success() {
-        bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// `postgres://u@h/DB?q` with DB replaced.
-pub(crate) fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
     }
 }
 

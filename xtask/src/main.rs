@@ -8,6 +8,7 @@
 //!   for a newcomer to rent a device within a minute.
 //! - `cargo xtask chaos [KILLS]`: the long reliability tests (`tests/tests/chaos/`, test binary `chaos`).
 //! - `cargo xtask fuzz [SECONDS]`: the fuzz targets under `fuzz/`, each for a bounded time.
+//! - `cargo xtask sqlx-prepare`: refresh `.sqlx/`, the SQL macros' offline data (checked by `test`).
 //! - `cargo xtask deploy-check`: `compose.yaml` validated by Compose, the Dockerfile linted; no engine.
 //!
 //! Tools are installed only when missing, so repeated runs are fast.
@@ -22,6 +23,7 @@ mod deploy;
 mod fuzz;
 mod layout;
 mod postgres;
+mod sqlx_data;
 mod tools;
 
 use anyhow::{Context, Result, bail};
@@ -45,6 +47,8 @@ fn main() -> Result<()> {
         "pg-stop" => postgres::stop(&root),
         "deploy-check" => deploy::check(&root),
         "layout" => layout::check(&root),
+        "sqlx-prepare" => sqlx_data::prepare(&root),
+        "sqlx-check" => sqlx_data::check(&root),
         "bench" => bench(&root, rest.first().map(String::as_str)),
         _ => {
             eprintln!(
@@ -56,6 +60,8 @@ fn main() -> Result<()> {
                  fuzz [SECONDS] every fuzz target for SECONDS each (default 60)\n  \
                  deploy-check   validate compose.yaml and lint the Dockerfile (no Docker engine needed)\n  \
                  layout         the backend's layout rules: no import circle between files, no long file without a reason\n  \
+                 sqlx-prepare   refresh .sqlx/, the query macros' offline data, after changing a statement or a migration\n  \
+                 sqlx-check     fail when .sqlx/ is stale (part of `test`)\n  \
                  pg-stop        stop the private PostgreSQL started under target/pg"
             );
             if task.is_empty() {
@@ -327,7 +333,12 @@ fn test(root: &Path) -> Result<()> {
     step(1, total, "cargo fmt --check, the backend's layout");
     sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
     layout::check(root)?;
-    step(2, total, "clippy (native and wasm)");
+    step(
+        2,
+        total,
+        "the SQL macros' offline data (.sqlx/), clippy (native and wasm)",
+    );
+    sqlx_data::check(root)?;
     sh(cargo().args(["clippy", "-j", "2", "--all-targets", "--", "-D", "warnings"]))?;
     tools::ensure_wasm_target()?;
     sh(cargo().args([

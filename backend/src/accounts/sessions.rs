@@ -37,13 +37,13 @@ pub async fn open(
     kind: Kind,
 ) -> Result<String, sqlx::Error> {
     let token = crypto::new_token();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO sessions (token_hash, user_id, kind, expires_at) VALUES ($1, $2, $3, $4)",
+        crypto::token_hash(&token),
+        user_id,
+        kind.as_str(),
+        Utc::now() + kind.lifetime()
     )
-    .bind(crypto::token_hash(&token))
-    .bind(user_id)
-    .bind(kind.as_str())
-    .bind(Utc::now() + kind.lifetime())
     .execute(conn)
     .await?;
     Ok(token)
@@ -51,24 +51,27 @@ pub async fn open(
 
 /// The user behind a live token, if the account is still enabled.
 pub async fn user_for_token(pool: &PgPool, token: &str) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as::<_, User>(
-        "SELECT u.id, u.email, u.role, u.disabled, u.must_change_password, u.created_at \
-         FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE s.token_hash = $1 AND s.expires_at > now() AND NOT u.disabled",
+    let row = crate::accounts::users::select_users!(
+        "SELECT",
+        "FROM users WHERE id = (SELECT s.user_id FROM sessions s \
+         WHERE s.token_hash = $1 AND s.expires_at > now()) AND NOT disabled",
+        crypto::token_hash(token)
     )
-    .bind(crypto::token_hash(token))
     .fetch_optional(pool)
     .await
+    .and_then(crate::accounts::users::typed_opt)?;
+    Ok(row)
 }
 
 /// Ends one session; its websocket subscriptions close (on every instance).
 pub async fn close(pool: &PgPool, token: &str) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let user: Option<Uuid> =
-        sqlx::query_scalar("DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id")
-            .bind(crypto::token_hash(token))
-            .fetch_optional(&mut *tx)
-            .await?;
+    let user: Option<Uuid> = sqlx::query_scalar!(
+        "DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id",
+        crypto::token_hash(token)
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     if let Some(user) = user {
         crate::infra::events::user_access_changed(&mut tx, user).await?;
     }
@@ -82,13 +85,14 @@ pub async fn close_others(
     user_id: Uuid,
     keep: Option<&str>,
 ) -> Result<u64, sqlx::Error> {
-    let closed =
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash IS DISTINCT FROM $2")
-            .bind(user_id)
-            .bind(keep.map(crypto::token_hash))
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+    let closed = sqlx::query!(
+        "DELETE FROM sessions WHERE user_id = $1 AND token_hash IS DISTINCT FROM $2",
+        user_id,
+        keep.map(crypto::token_hash)
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
     crate::infra::events::user_access_changed(conn, user_id).await?;
     Ok(closed)
 }
@@ -96,7 +100,7 @@ pub async fn close_others(
 /// Drops expired rows; run periodically by the server.
 pub async fn purge_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(
-        sqlx::query("DELETE FROM sessions WHERE expires_at <= now()")
+        sqlx::query!("DELETE FROM sessions WHERE expires_at <= now()")
             .execute(pool)
             .await?
             .rows_affected(),

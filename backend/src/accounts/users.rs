@@ -5,7 +5,7 @@ use crate::infra::crypto::{self, CryptoError};
 use crate::infra::db::{decode_enum, violated_constraint};
 use chrono::{DateTime, Utc};
 use p2pvps_shared::{Email, Password, Role};
-use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,25 +32,54 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
-/// The columns every query of this table reads, in `FromRow` order.
-macro_rules! user_columns {
-    () => {
-        "id, email, role, disabled, must_change_password, created_at"
-    };
+/// A `users` row as the query macros read it (`select_users!`); [`User`] is its typed form.
+pub struct UserRow {
+    pub(crate) id: Uuid,
+    pub(crate) email: String,
+    pub(crate) role: String,
+    pub(crate) disabled: bool,
+    pub(crate) must_change_password: bool,
+    pub(crate) created_at: DateTime<Utc>,
 }
 
-impl<'r> sqlx::FromRow<'r, PgRow> for User {
-    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
-        let role: String = row.try_get("role")?;
+/// A checked query reading every column of [`UserRow`] between `$head` ("SELECT", "... RETURNING") and
+/// `$tail` (the rest of the statement). The `!` overrides state nullability, which PostgreSQL does not
+/// report for `RETURNING`.
+macro_rules! select_users {
+    ($head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            $crate::accounts::users::UserRow,
+            $head + " id AS \"id!\", email AS \"email!\", role AS \"role!\", disabled AS \"disabled!\", \
+             must_change_password AS \"must_change_password!\", created_at AS \"created_at!\" " + $tail
+            $(, $arg)*
+        )
+    };
+}
+pub(crate) use select_users;
+
+impl TryFrom<UserRow> for User {
+    type Error = sqlx::Error;
+
+    fn try_from(row: UserRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
-            id: row.try_get("id")?,
-            email: row.try_get("email")?,
-            role: decode_enum(Role::from_db(&role), "role", &role)?,
-            disabled: row.try_get("disabled")?,
-            must_change_password: row.try_get("must_change_password")?,
-            created_at: row.try_get("created_at")?,
+            id: row.id,
+            email: row.email,
+            role: decode_enum(Role::from_db(&row.role), "role", &row.role)?,
+            disabled: row.disabled,
+            must_change_password: row.must_change_password,
+            created_at: row.created_at,
         })
     }
+}
+
+/// Rows read by `select_users!`, typed.
+pub(crate) fn typed(rows: Vec<UserRow>) -> Result<Vec<User>, sqlx::Error> {
+    rows.into_iter().map(User::try_from).collect()
+}
+
+/// A row read by `select_users!`, if any, typed.
+pub(crate) fn typed_opt(row: Option<UserRow>) -> Result<Option<User>, sqlx::Error> {
+    row.map(User::try_from).transpose()
 }
 
 /// Creates a user. The password is hashed here; the caller has already checked its strength.
@@ -64,15 +93,10 @@ pub async fn create(
     must_change_password: bool,
 ) -> Result<User, UserError> {
     let hash = hash_off_thread(password.expose().to_owned()).await?;
-    let user = sqlx::query_as::<_, User>(concat!("INSERT INTO users (id, email, password_hash, role, must_change_password) VALUES ($1, $2, $3, $4, $5) \
-         RETURNING ", user_columns!()))
-    .bind(Uuid::new_v4())
-    .bind(email.as_str())
-    .bind(hash)
-    .bind(role.as_str())
-    .bind(must_change_password)
+    let user = select_users!("INSERT INTO users (id, email, password_hash, role, must_change_password) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING ", "", Uuid::new_v4(), email.as_str(), hash, role.as_str(), must_change_password)
     .fetch_one(&mut *conn)
-    .await
+    .await.and_then(User::try_from)
     .map_err(|e| match violated_constraint(&e) {
         Some("users_email_key") => UserError::EmailTaken,
         _ => UserError::Db(e),
@@ -105,18 +129,24 @@ pub async fn authenticate(
     email: &str,
     password: &str,
 ) -> Result<Option<User>, UserError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        user_columns!(),
-        ", password_hash FROM users WHERE email = $1"
-    ))
-    .bind(email.trim().to_lowercase())
+    let row = sqlx::query!(
+        "SELECT id, email, role, disabled, must_change_password, created_at, password_hash \
+         FROM users WHERE email = $1",
+        email.trim().to_lowercase()
+    )
     .fetch_optional(pool)
     .await?;
     let (user, hash) = match row {
         Some(row) => {
-            let user = <User as sqlx::FromRow<PgRow>>::from_row(&row)?;
-            (Some(user), row.try_get::<String, _>("password_hash")?)
+            let user = User::try_from(UserRow {
+                id: row.id,
+                email: row.email,
+                role: row.role,
+                disabled: row.disabled,
+                must_change_password: row.must_change_password,
+                created_at: row.created_at,
+            })?;
+            (Some(user), row.password_hash)
         }
         None => (None, crypto::dummy_password_hash().to_owned()),
     };
@@ -128,40 +158,28 @@ pub async fn authenticate(
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as::<_, User>(concat!(
-        "SELECT ",
-        user_columns!(),
-        " FROM users WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+    select_users!("SELECT ", " FROM users WHERE id = $1", id)
+        .fetch_optional(pool)
+        .await
+        .and_then(crate::accounts::users::typed_opt)
 }
 
 /// The users among `ids` (for a page of rows that each name one).
 pub async fn get_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<User>, sqlx::Error> {
-    sqlx::query_as::<_, User>(concat!(
-        "SELECT ",
-        user_columns!(),
-        " FROM users WHERE id = ANY($1)"
-    ))
-    .bind(ids)
-    .fetch_all(pool)
-    .await
+    select_users!("SELECT ", " FROM users WHERE id = ANY($1)", ids)
+        .fetch_all(pool)
+        .await
+        .and_then(crate::accounts::users::typed)
 }
 
 pub async fn find_by_email(
     conn: &mut PgConnection,
     email: &Email,
 ) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as::<_, User>(concat!(
-        "SELECT ",
-        user_columns!(),
-        " FROM users WHERE email = $1"
-    ))
-    .bind(email.as_str())
-    .fetch_optional(conn)
-    .await
+    select_users!("SELECT ", " FROM users WHERE email = $1", email.as_str())
+        .fetch_optional(conn)
+        .await
+        .and_then(crate::accounts::users::typed_opt)
 }
 
 /// Keyset page ordered by (created_at, id).
@@ -170,23 +188,25 @@ pub async fn page(
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<User>, sqlx::Error> {
-    sqlx::query_as::<_, User>(concat!(
+    select_users!(
         "SELECT ",
-        user_columns!(),
         " FROM users WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2) \
-         ORDER BY created_at, id LIMIT $3"
-    ))
-    .bind(after.map(|a| a.0))
-    .bind(after.map(|a| a.1))
-    .bind(limit)
+         ORDER BY created_at, id LIMIT $3",
+        after.map(|a| a.0),
+        after.map(|a| a.1),
+        limit
+    )
     .fetch_all(pool)
     .await
+    .and_then(crate::accounts::users::typed)
 }
 
 pub async fn any_admin(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND NOT disabled)")
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar!(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND NOT disabled) AS \"exists!\""
+    )
+    .fetch_one(pool)
+    .await
 }
 
 /// Changes a role or the disabled flag. Disabling also ends every session of the user.
@@ -200,17 +220,13 @@ pub async fn update(
     if actor.id == Some(id) {
         return Err(UserError::SelfChange);
     }
-    let user = sqlx::query_as::<_, User>(concat!("UPDATE users SET role = COALESCE($2, role), disabled = COALESCE($3, disabled) WHERE id = $1 \
-         RETURNING ", user_columns!()))
-    .bind(id)
-    .bind(role.map(Role::as_str))
-    .bind(disabled)
+    let user = select_users!("UPDATE users SET role = COALESCE($2, role), disabled = COALESCE($3, disabled) WHERE id = $1 \
+         RETURNING ", "", id, role.map(Role::as_str), disabled)
     .fetch_optional(&mut *conn)
-    .await?
+    .await.and_then(crate::accounts::users::typed_opt)?
     .ok_or(UserError::NotFound)?;
     if disabled == Some(true) {
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(id)
+        sqlx::query!("DELETE FROM sessions WHERE user_id = $1", id)
             .execute(&mut *conn)
             .await?;
     }
@@ -231,11 +247,9 @@ pub async fn set_password(
     password: &Password,
 ) -> Result<User, UserError> {
     let hash = hash_off_thread(password.expose().to_owned()).await?;
-    let user = sqlx::query_as::<_, User>(concat!("UPDATE users SET password_hash = $2, must_change_password = false WHERE id = $1 RETURNING ", user_columns!()))
-    .bind(id)
-    .bind(hash)
+    let user = select_users!("UPDATE users SET password_hash = $2, must_change_password = false WHERE id = $1 RETURNING ", "", id, hash)
     .fetch_optional(&mut *conn)
-    .await?
+    .await.and_then(crate::accounts::users::typed_opt)?
     .ok_or(UserError::NotFound)?;
     audit::record(
         conn,

@@ -45,16 +45,16 @@ async fn insert(
     memo: &str,
 ) -> Result<(), sqlx::Error> {
     for (account, amount) in entries.iter().filter(|(_, a)| *a != 0) {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO ledger_entries (txn_id, account, amount_minor, currency, rental_id, memo) \
              VALUES ($1, $2, $3, $4, $5, $6)",
+            txn,
+            account,
+            amount,
+            currency,
+            rental,
+            memo
         )
-        .bind(txn)
-        .bind(account)
-        .bind(amount)
-        .bind(currency)
-        .bind(rental)
-        .bind(memo)
         .execute(&mut *conn)
         .await?;
     }
@@ -128,11 +128,12 @@ pub async fn refund_share(
     whole: i64,
     memo: &str,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT account, currency, sum(amount_minor)::bigint FROM ledger_entries WHERE rental_id = $1 \
-         GROUP BY account, currency ORDER BY currency, account",
+    let rows: Vec<(String, String, i64)> = sqlx::query!(
+        "SELECT account, currency, sum(amount_minor)::bigint AS \"sum!\" FROM ledger_entries \
+         WHERE rental_id = $1 GROUP BY account, currency ORDER BY currency, account",
+        rental
     )
-    .bind(rental)
+    .map(|r| (r.account, r.currency, r.sum))
     .fetch_all(&mut *conn)
     .await?;
     let share = |amount: i64| -> i64 {
@@ -175,11 +176,12 @@ pub async fn refund_share(
 
 /// An account's balance per currency (e.g. an owner's earnings), in minor units.
 pub async fn balance(pool: &PgPool, account: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT currency, sum(amount_minor)::bigint FROM ledger_entries WHERE account = $1 \
+    sqlx::query!(
+        "SELECT currency, sum(amount_minor)::bigint AS \"sum!\" FROM ledger_entries WHERE account = $1 \
          GROUP BY currency ORDER BY currency",
+        account
     )
-    .bind(account)
+    .map(|r| (r.currency, r.sum))
     .fetch_all(pool)
     .await
 }

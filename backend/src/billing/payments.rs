@@ -152,7 +152,7 @@ impl Providers {
 }
 
 /// A payment as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Payment {
     pub id: Uuid,
     pub rental_id: Uuid,
@@ -167,10 +167,19 @@ pub struct Payment {
     pub purpose: String,
 }
 
-/// The columns every query of this table reads.
-macro_rules! payment_columns {
-    () => {
-        "id, rental_id, provider, external_ref, amount_minor, currency, state, instructions, checkout_url, purpose"
+/// A checked query reading every column of [`Payment`] between `$head` ("SELECT", "... RETURNING") and
+/// `$tail` (the rest of the statement). The overrides (`!`, `?`) state each column's nullability, which
+/// PostgreSQL does not report for `RETURNING`.
+macro_rules! select_payments {
+    ($head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Payment,
+            $head + " id AS \"id!\", rental_id AS \"rental_id!\", provider AS \"provider!\", \
+             external_ref AS \"external_ref!\", amount_minor AS \"amount_minor!\", currency AS \"currency!\", \
+             state AS \"state!\", instructions AS \"instructions!\", checkout_url AS \"checkout_url?\", \
+             purpose AS \"purpose!\" " + $tail
+            $(, $arg)*
+        )
     };
 }
 
@@ -185,21 +194,9 @@ pub async fn insert(
     amount: &Money,
     opened: &Opened,
 ) -> Result<Option<Payment>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "INSERT INTO payments (id, rental_id, provider, external_ref, amount_minor, currency, state, \
+    select_payments!("INSERT INTO payments (id, rental_id, provider, external_ref, amount_minor, currency, state, \
          instructions, checkout_url, purpose) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9) \
-         ON CONFLICT (rental_id) WHERE state = 'pending' DO NOTHING RETURNING ",
-        payment_columns!()
-    ))
-    .bind(id)
-    .bind(rental)
-    .bind(provider)
-    .bind(&opened.external_ref)
-    .bind(amount.minor)
-    .bind(amount.currency.as_str())
-    .bind(&opened.instructions)
-    .bind(&opened.checkout_url)
-    .bind(purpose)
+         ON CONFLICT (rental_id) WHERE state = 'pending' DO NOTHING RETURNING ", "", id, rental, provider, &opened.external_ref, amount.minor, amount.currency.as_str(), &opened.instructions, opened.checkout_url.as_deref(), purpose)
     .fetch_optional(conn)
     .await
 }
@@ -209,24 +206,18 @@ pub async fn pending_locked(
     conn: &mut PgConnection,
     rental: Uuid,
 ) -> Result<Option<Payment>, sqlx::Error> {
-    sqlx::query_as(concat!(
+    select_payments!(
         "SELECT ",
-        payment_columns!(),
-        " FROM payments WHERE rental_id = $1 AND state = 'pending' FOR UPDATE"
-    ))
-    .bind(rental)
+        " FROM payments WHERE rental_id = $1 AND state = 'pending' FOR UPDATE",
+        rental
+    )
     .fetch_optional(conn)
     .await
 }
 
 /// A rental's latest payment (the one waiting, if any).
 pub async fn for_rental(pool: &sqlx::PgPool, rental: Uuid) -> Result<Option<Payment>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        payment_columns!(),
-        " FROM payments WHERE rental_id = $1 ORDER BY state = 'pending' DESC, created_at DESC, id LIMIT 1"
-    ))
-    .bind(rental)
+    select_payments!("SELECT ", " FROM payments WHERE rental_id = $1 ORDER BY state = 'pending' DESC, created_at DESC, id LIMIT 1", rental)
     .fetch_optional(pool)
     .await
 }
@@ -237,11 +228,12 @@ pub async fn rental_of(
     provider: &str,
     external_ref: &str,
 ) -> Result<Option<(Uuid, Uuid, String)>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query!(
         "SELECT id, rental_id, state FROM payments WHERE provider = $1 AND external_ref = $2",
+        provider,
+        external_ref
     )
-    .bind(provider)
-    .bind(external_ref)
+    .map(|r| (r.id, r.rental_id, r.state))
     .fetch_optional(conn)
     .await
 }
@@ -253,12 +245,7 @@ pub async fn settle(
     state: &str,
     by: Option<Uuid>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE payments SET state = $2, confirmed_by = $3, updated_at = now() WHERE id = $1 AND state = 'pending'",
-    )
-    .bind(id)
-    .bind(state)
-    .bind(by)
+    sqlx::query!("UPDATE payments SET state = $2, confirmed_by = $3, updated_at = now() WHERE id = $1 AND state = 'pending'", id, state, by)
     .execute(conn)
     .await?;
     Ok(())
@@ -266,10 +253,7 @@ pub async fn settle(
 
 /// Gives up whatever still waits for payment on a rental (it ended: a renewal can no longer apply).
 pub async fn fail_pending(conn: &mut PgConnection, rental: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE payments SET state = 'failed', updated_at = now() WHERE rental_id = $1 AND state = 'pending'",
-    )
-    .bind(rental)
+    sqlx::query!("UPDATE payments SET state = 'failed', updated_at = now() WHERE rental_id = $1 AND state = 'pending'", rental)
     .execute(conn)
     .await?;
     Ok(())

@@ -171,13 +171,14 @@ pub async fn bootstrap_admin(
     let password = crypto::new_password();
     let mut tx = pool.begin().await?;
     // Two instances starting at once: the advisory lock makes the second see the first's admin.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('p2pvps.bootstrap_admin'))")
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('p2pvps.bootstrap_admin'))")
         .execute(&mut *tx)
         .await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')")
-            .fetch_one(&mut *tx)
-            .await?;
+    let exists: bool = sqlx::query_scalar!(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin') AS \"exists!\""
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     if exists {
         return Ok(None);
     }

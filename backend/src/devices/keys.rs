@@ -38,14 +38,9 @@ pub async fn add_key(
         .take(2)
         .collect::<Vec<_>>()
         .join(" ");
-    let key = sqlx::query_as::<_, SshKey>(
-        "INSERT INTO device_ssh_keys (device_id, fingerprint, public_key) \
+    let key = sqlx::query_as!(SshKey, "INSERT INTO device_ssh_keys (device_id, fingerprint, public_key) \
          SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM devices WHERE id = $1 AND deleted_at IS NULL) \
-         RETURNING fingerprint, public_key, created_at",
-    )
-    .bind(device)
-    .bind(&fingerprint)
-    .bind(&public_key)
+         RETURNING fingerprint, public_key, created_at", device, &fingerprint, &public_key)
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| match violated_constraint(&e) {
@@ -71,11 +66,13 @@ pub async fn remove_key(
     device: Uuid,
     fingerprint: &str,
 ) -> Result<(), DeviceError> {
-    let done = sqlx::query("DELETE FROM device_ssh_keys WHERE device_id = $1 AND fingerprint = $2")
-        .bind(device)
-        .bind(fingerprint)
-        .execute(&mut *conn)
-        .await?;
+    let done = sqlx::query!(
+        "DELETE FROM device_ssh_keys WHERE device_id = $1 AND fingerprint = $2",
+        device,
+        fingerprint
+    )
+    .execute(&mut *conn)
+    .await?;
     if done.rows_affected() == 0 {
         return Err(DeviceError::NoSuchKey);
     }
@@ -92,10 +89,7 @@ pub async fn remove_key(
 }
 
 pub async fn keys(pool: &PgPool, device: Uuid) -> Result<Vec<SshKey>, sqlx::Error> {
-    sqlx::query_as::<_, SshKey>(
-        "SELECT fingerprint, public_key, created_at FROM device_ssh_keys WHERE device_id = $1 ORDER BY created_at",
-    )
-    .bind(device)
+    sqlx::query_as!(SshKey, "SELECT fingerprint, public_key, created_at FROM device_ssh_keys WHERE device_id = $1 ORDER BY created_at", device)
     .fetch_all(pool)
     .await
 }

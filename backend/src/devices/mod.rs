@@ -10,7 +10,7 @@ use crate::infra::db::{decode_enum, violated_constraint};
 use chrono::{DateTime, Utc};
 use p2pvps_shared::{DeviceName, DeviceStatus, Hardware, Money, SubdomainLabel};
 use rand::RngCore;
-use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
+use sqlx::{PgConnection, PgPool};
 use std::ops::RangeInclusive;
 use uuid::Uuid;
 
@@ -71,68 +71,118 @@ pub struct Device {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The columns every query of this table reads, in `FromRow` order.
-macro_rules! device_columns {
-    () => {
-        "id, offer_id, owner_id, name, description, cpu_model, cpu_cores, memory_mb, disk_gb, arch, \
-    internet_mbps, price_minor, currency, rental_hours, for_rent, status, last_seen, tunnel_port, subdomain, \
-    web_publishing, os, agent_version, facts_reported_at, provisioner, created_at, updated_at"
+/// A `devices` row as the query macros read it (`select_devices!`); [`Device`] is its typed form.
+pub struct DeviceRow {
+    id: Uuid,
+    offer_id: Uuid,
+    owner_id: Uuid,
+    name: String,
+    description: String,
+    cpu_model: Option<String>,
+    cpu_cores: Option<i32>,
+    memory_mb: Option<i32>,
+    disk_gb: Option<i32>,
+    arch: Option<String>,
+    internet_mbps: Option<i32>,
+    price_minor: Option<i64>,
+    currency: Option<String>,
+    rental_hours: i32,
+    for_rent: bool,
+    status: String,
+    last_seen: Option<DateTime<Utc>>,
+    tunnel_port: i32,
+    subdomain: String,
+    web_publishing: bool,
+    os: Option<String>,
+    agent_version: Option<String>,
+    facts_reported_at: Option<DateTime<Utc>>,
+    provisioner: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A checked query reading every column of [`DeviceRow`] between `$head` ("SELECT", "... RETURNING") and
+/// `$tail` (the rest of the statement). The overrides (`!`, `?`) state each column's nullability, which
+/// PostgreSQL does not report for `RETURNING`.
+macro_rules! select_devices {
+    ($head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            $crate::devices::DeviceRow,
+            $head + " id AS \"id!\", offer_id AS \"offer_id!\", owner_id AS \"owner_id!\", name AS \"name!\", \
+             description AS \"description!\", cpu_model AS \"cpu_model?\", cpu_cores AS \"cpu_cores?\", \
+             memory_mb AS \"memory_mb?\", disk_gb AS \"disk_gb?\", arch AS \"arch?\", internet_mbps AS \
+             \"internet_mbps?\", price_minor AS \"price_minor?\", currency AS \"currency?\", rental_hours AS \
+             \"rental_hours!\", for_rent AS \"for_rent!\", status AS \"status!\", last_seen AS \
+             \"last_seen?\", tunnel_port AS \"tunnel_port!\", subdomain AS \"subdomain!\", web_publishing AS \
+             \"web_publishing!\", os AS \"os?\", agent_version AS \"agent_version?\", facts_reported_at AS \
+             \"facts_reported_at?\", provisioner AS \"provisioner!\", created_at AS \"created_at!\", \
+             updated_at AS \"updated_at!\" " + $tail
+            $(, $arg)*
+        )
     };
 }
 
-// Declared after the columns macro, so they can use it.
+// Declared after the macro, so they can use it.
 pub mod keys;
 pub mod renting;
 pub mod status;
 pub mod tunnel_auth;
 pub mod uptime;
 
-impl<'r> sqlx::FromRow<'r, PgRow> for Device {
-    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
-        let status: String = row.try_get("status")?;
-        let price = match (
-            row.try_get::<Option<i64>, _>("price_minor")?,
-            row.try_get::<Option<String>, _>("currency")?,
-        ) {
+impl TryFrom<DeviceRow> for Device {
+    type Error = sqlx::Error;
+
+    fn try_from(row: DeviceRow) -> Result<Self, sqlx::Error> {
+        let price = match (row.price_minor, row.currency) {
             (Some(minor), Some(currency)) => Some(
                 Money::price(minor, &currency)
                     .map_err(|e| sqlx::Error::Decode(e.to_string().into()))?,
             ),
             _ => None,
         };
-        let port: i32 = row.try_get("tunnel_port")?;
         Ok(Self {
-            id: row.try_get("id")?,
-            offer_id: row.try_get("offer_id")?,
-            owner_id: row.try_get("owner_id")?,
-            name: row.try_get("name")?,
-            description: row.try_get("description")?,
+            id: row.id,
+            offer_id: row.offer_id,
+            owner_id: row.owner_id,
+            name: row.name,
+            description: row.description,
             hardware: Hardware {
-                cpu_model: row.try_get("cpu_model")?,
-                cpu_cores: row.try_get("cpu_cores")?,
-                memory_mb: row.try_get("memory_mb")?,
-                disk_gb: row.try_get("disk_gb")?,
-                arch: row.try_get("arch")?,
-                internet_mbps: row.try_get("internet_mbps")?,
+                cpu_model: row.cpu_model,
+                cpu_cores: row.cpu_cores,
+                memory_mb: row.memory_mb,
+                disk_gb: row.disk_gb,
+                arch: row.arch,
+                internet_mbps: row.internet_mbps,
             },
             price,
-            rental_hours: row.try_get("rental_hours")?,
-            for_rent: row.try_get("for_rent")?,
-            status: decode_enum(DeviceStatus::from_db(&status), "status", &status)?,
-            last_seen: row.try_get("last_seen")?,
-            tunnel_port: u16::try_from(port).map_err(|e| sqlx::Error::Decode(e.into()))?,
-            subdomain: row.try_get("subdomain")?,
-            web_publishing: row.try_get("web_publishing")?,
+            rental_hours: row.rental_hours,
+            for_rent: row.for_rent,
+            status: decode_enum(DeviceStatus::from_db(&row.status), "status", &row.status)?,
+            last_seen: row.last_seen,
+            tunnel_port: u16::try_from(row.tunnel_port)
+                .map_err(|e| sqlx::Error::Decode(e.into()))?,
+            subdomain: row.subdomain,
+            web_publishing: row.web_publishing,
             agent: AgentReport {
-                os: row.try_get("os")?,
-                version: row.try_get("agent_version")?,
-                reported_at: row.try_get("facts_reported_at")?,
-                runs_hooks: row.try_get("provisioner")?,
+                os: row.os,
+                version: row.agent_version,
+                reported_at: row.facts_reported_at,
+                runs_hooks: row.provisioner,
             },
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
         })
     }
+}
+
+/// Rows read by `select_devices!`, typed.
+pub(crate) fn typed(rows: Vec<DeviceRow>) -> Result<Vec<Device>, sqlx::Error> {
+    rows.into_iter().map(Device::try_from).collect()
+}
+
+/// A row read by `select_devices!`, if any, typed.
+pub(crate) fn typed_opt(row: Option<DeviceRow>) -> Result<Option<Device>, sqlx::Error> {
+    row.map(Device::try_from).transpose()
 }
 
 /// Everything an owner sets when registering a device (already validated).
@@ -205,16 +255,12 @@ pub async fn create(
         return Err(DeviceError::ForRentWithoutPrice);
     }
     // Serialises port allocation: "lowest free port" read and insert must not interleave between instances.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('p2pvps.devices.tunnel_port'))")
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('p2pvps.devices.tunnel_port'))")
         .execute(&mut *conn)
         .await?;
-    let port: Option<i32> = sqlx::query_scalar(
-        "SELECT p FROM generate_series($1::int, $2::int) p \
+    let port: Option<i32> = sqlx::query_scalar!("SELECT p AS \"p!\" FROM generate_series($1::int, $2::int) p \
          WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.tunnel_port = p AND d.deleted_at IS NULL) \
-         ORDER BY p LIMIT 1",
-    )
-    .bind(i32::from(*ports.start()))
-    .bind(i32::from(*ports.end()))
+         ORDER BY p LIMIT 1", i32::from(*ports.start()), i32::from(*ports.end()))
     .fetch_optional(&mut *conn)
     .await?;
     let port = port.ok_or(DeviceError::NoFreePort(*ports.start(), *ports.end()))?;
@@ -224,33 +270,18 @@ pub async fn create(
     };
     let credential = crypto::new_token();
     let hw = &new.hardware;
-    let device = sqlx::query_as::<_, Device>(concat!("INSERT INTO devices (id, owner_id, name, description, cpu_model, cpu_cores, memory_mb, disk_gb, arch, \
+    let device = select_devices!("INSERT INTO devices (id, owner_id, name, description, cpu_model, cpu_cores, memory_mb, disk_gb, arch, \
          internet_mbps, price_minor, currency, rental_hours, for_rent, tunnel_port, subdomain, credential_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING ", device_columns!()))
-    .bind(Uuid::new_v4())
-    .bind(owner_id)
-    .bind(new.name.as_str())
-    .bind(&new.description)
-    .bind(&hw.cpu_model)
-    .bind(hw.cpu_cores)
-    .bind(hw.memory_mb)
-    .bind(hw.disk_gb)
-    .bind(&hw.arch)
-    .bind(hw.internet_mbps)
-    .bind(new.price.as_ref().map(|p| p.minor))
-    .bind(new.price.as_ref().map(|p| p.currency.as_str()))
-    .bind(new.rental_hours)
-    .bind(new.for_rent)
-    .bind(port)
-    .bind(&subdomain)
-    .bind(crypto::token_hash(&credential))
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING ", "", Uuid::new_v4(), owner_id, new.name.as_str(), &new.description, hw.cpu_model.as_deref(), hw.cpu_cores, hw.memory_mb, hw.disk_gb, hw.arch.as_deref(), hw.internet_mbps, new.price.as_ref().map(|p| p.minor), new.price.as_ref().map(|p| p.currency.as_str()), new.rental_hours, new.for_rent, port, &subdomain, crypto::token_hash(&credential))
     .fetch_one(&mut *conn)
-    .await
+    .await.and_then(Device::try_from)
     .map_err(|e| map_unique(e, new.name.as_str(), &subdomain))?;
-    sqlx::query("INSERT INTO device_status_history (device_id, status) VALUES ($1, 'new')")
-        .bind(device.id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO device_status_history (device_id, status) VALUES ($1, 'new')",
+        device.id
+    )
+    .execute(&mut *conn)
+    .await?;
     audit::record(
         conn,
         actor,
@@ -264,14 +295,14 @@ pub async fn create(
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Device>, sqlx::Error> {
-    sqlx::query_as::<_, Device>(concat!(
+    select_devices!(
         "SELECT ",
-        device_columns!(),
-        " FROM devices WHERE id = $1 AND deleted_at IS NULL"
-    ))
-    .bind(id)
+        " FROM devices WHERE id = $1 AND deleted_at IS NULL",
+        id
+    )
     .fetch_optional(pool)
     .await
+    .and_then(crate::devices::typed_opt)
 }
 
 /// Whose devices a page lists.
@@ -295,21 +326,15 @@ pub async fn page(
         Scope::OwnedBy(id) => (Some(id), None),
         Scope::RentedBy(id) => (None, Some(id)),
     };
-    sqlx::query_as::<_, Device>(concat!("SELECT ", device_columns!(), " FROM devices d WHERE deleted_at IS NULL \
+    select_devices!("SELECT ", " FROM devices d WHERE deleted_at IS NULL \
          AND ($1::uuid IS NULL OR owner_id = $1) \
          AND ($2::uuid IS NULL OR EXISTS (SELECT 1 FROM rentals r WHERE r.device_id = d.id AND r.renter_id = $2 \
               AND r.state IN ('paid', 'provisioning', 'active', 'ending'))) \
          AND ($3::text IS NULL OR status = $3) \
          AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5)) \
-         ORDER BY created_at, id LIMIT $6"))
-    .bind(owner)
-    .bind(renter)
-    .bind(status.map(DeviceStatus::as_str))
-    .bind(after.map(|a| a.0))
-    .bind(after.map(|a| a.1))
-    .bind(limit)
+         ORDER BY created_at, id LIMIT $6", owner, renter, status.map(DeviceStatus::as_str), after.map(|a| a.0), after.map(|a| a.1), limit)
     .fetch_all(pool)
-    .await
+    .await.and_then(crate::devices::typed)
 }
 
 /// The end of the device's live rental, if it has one. Locks the device row when called in a transaction.
@@ -317,18 +342,16 @@ async fn live_rental_end(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<Option<DateTime<Utc>>>, sqlx::Error> {
-    sqlx::query("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    let row = sqlx::query(
-        "SELECT ends_at FROM rentals WHERE device_id = $1 AND state IN ('paid', 'provisioning', 'active', 'ending')",
+    sqlx::query!(
+        "SELECT 1 AS locked FROM devices WHERE id = $1 FOR UPDATE",
+        id
     )
-    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let row = sqlx::query!("SELECT ends_at FROM rentals WHERE device_id = $1 AND state IN ('paid', 'provisioning', 'active', 'ending')", id)
     .fetch_optional(conn)
     .await?;
-    row.map(|r| r.try_get::<Option<DateTime<Utc>>, _>("ends_at"))
-        .transpose()
+    Ok(row.map(|r| r.ends_at))
 }
 
 pub async fn update(
@@ -339,31 +362,16 @@ pub async fn update(
 ) -> Result<Device, DeviceError> {
     let hw = changes.hardware.as_ref();
     let name = changes.name.as_ref().map(DeviceName::as_str);
-    let device = sqlx::query_as::<_, Device>(concat!("UPDATE devices SET name = COALESCE($2, name), description = COALESCE($3, description), \
+    let device = select_devices!("UPDATE devices SET name = COALESCE($2, name), description = COALESCE($3, description), \
          cpu_model = CASE WHEN $4 THEN $5 ELSE cpu_model END, cpu_cores = CASE WHEN $4 THEN $6 ELSE cpu_cores END, \
          memory_mb = CASE WHEN $4 THEN $7 ELSE memory_mb END, disk_gb = CASE WHEN $4 THEN $8 ELSE disk_gb END, \
          arch = CASE WHEN $4 THEN $9 ELSE arch END, internet_mbps = CASE WHEN $4 THEN $10 ELSE internet_mbps END, \
          price_minor = COALESCE($11, price_minor), currency = COALESCE($12, currency), \
          rental_hours = COALESCE($13, rental_hours), for_rent = COALESCE($14, for_rent), \
          web_publishing = COALESCE($15, web_publishing), updated_at = now() \
-         WHERE id = $1 AND deleted_at IS NULL RETURNING ", device_columns!()))
-    .bind(id)
-    .bind(name)
-    .bind(&changes.description)
-    .bind(hw.is_some())
-    .bind(hw.and_then(|h| h.cpu_model.clone()))
-    .bind(hw.and_then(|h| h.cpu_cores))
-    .bind(hw.and_then(|h| h.memory_mb))
-    .bind(hw.and_then(|h| h.disk_gb))
-    .bind(hw.and_then(|h| h.arch.clone()))
-    .bind(hw.and_then(|h| h.internet_mbps))
-    .bind(changes.price.as_ref().map(|p| p.minor))
-    .bind(changes.price.as_ref().map(|p| p.currency.as_str()))
-    .bind(changes.rental_hours)
-    .bind(changes.for_rent)
-    .bind(changes.web_publishing)
+         WHERE id = $1 AND deleted_at IS NULL RETURNING ", "", id, name, changes.description.as_deref(), hw.is_some(), hw.and_then(|h| h.cpu_model.clone()), hw.and_then(|h| h.cpu_cores), hw.and_then(|h| h.memory_mb), hw.and_then(|h| h.disk_gb), hw.and_then(|h| h.arch.clone()), hw.and_then(|h| h.internet_mbps), changes.price.as_ref().map(|p| p.minor), changes.price.as_ref().map(|p| p.currency.as_str()), changes.rental_hours, changes.for_rent, changes.web_publishing)
     .fetch_optional(&mut *conn)
-    .await
+    .await.and_then(crate::devices::typed_opt)
     .map_err(|e| match violated_constraint(&e) {
         Some("devices_for_rent_needs_price") => DeviceError::ForRentWithoutPrice,
         _ => map_unique(e, name.unwrap_or_default(), ""),
@@ -402,12 +410,10 @@ pub async fn rotate_credential(
     id: Uuid,
 ) -> Result<(Device, String), DeviceError> {
     let credential = crypto::new_token();
-    let device = sqlx::query_as::<_, Device>(concat!("UPDATE devices SET credential_hash = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL \
-         RETURNING ", device_columns!()))
-    .bind(id)
-    .bind(crypto::token_hash(&credential))
+    let device = select_devices!("UPDATE devices SET credential_hash = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL \
+         RETURNING ", "", id, crypto::token_hash(&credential))
     .fetch_optional(&mut *conn)
-    .await?
+    .await.and_then(crate::devices::typed_opt)?
     .ok_or(DeviceError::NotFound)?;
     audit::record(
         conn,
@@ -427,15 +433,13 @@ pub async fn delete(conn: &mut PgConnection, actor: &Actor, id: Uuid) -> Result<
         let until = ends.map_or_else(|| "it ends".to_owned(), |t| t.to_rfc3339());
         return Err(DeviceError::Rented(until));
     }
-    let done = sqlx::query("UPDATE devices SET deleted_at = now(), for_rent = false WHERE id = $1 AND deleted_at IS NULL")
-        .bind(id)
+    let done = sqlx::query!("UPDATE devices SET deleted_at = now(), for_rent = false WHERE id = $1 AND deleted_at IS NULL", id)
         .execute(&mut *conn)
         .await?;
     if done.rows_affected() == 0 {
         return Err(DeviceError::NotFound);
     }
-    sqlx::query("DELETE FROM device_ssh_keys WHERE device_id = $1")
-        .bind(id)
+    sqlx::query!("DELETE FROM device_ssh_keys WHERE device_id = $1", id)
         .execute(&mut *conn)
         .await?;
     audit::record(
@@ -456,20 +460,9 @@ pub async fn record_facts(
     id: Uuid,
     facts: &p2pvps_shared::agent::AgentFacts,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE devices SET cpu_model = $2, cpu_cores = $3, memory_mb = $4, disk_gb = $5, arch = $6, os = $7, \
+    sqlx::query!("UPDATE devices SET cpu_model = $2, cpu_cores = $3, memory_mb = $4, disk_gb = $5, arch = $6, os = $7, \
          agent_version = $8, provisioner = $9, facts_reported_at = now(), updated_at = now() \
-         WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .bind(&facts.hardware.cpu_model)
-    .bind(facts.hardware.cpu_cores)
-    .bind(facts.hardware.memory_mb)
-    .bind(facts.hardware.disk_gb)
-    .bind(&facts.hardware.arch)
-    .bind(&facts.os)
-    .bind(&facts.agent_version)
-    .bind(facts.hooks)
+         WHERE id = $1 AND deleted_at IS NULL", id, facts.hardware.cpu_model.as_deref(), facts.hardware.cpu_cores, facts.hardware.memory_mb, facts.hardware.disk_gb, facts.hardware.arch.as_deref(), facts.os.as_deref(), &facts.agent_version, facts.hooks)
     .execute(pool)
     .await?;
     Ok(())

@@ -17,14 +17,14 @@ pub struct Terms {
 
 /// A device's rental terms (`None` once it is deleted), read in the caller's transaction.
 pub async fn terms(conn: &mut PgConnection, id: Uuid) -> Result<Option<Terms>, sqlx::Error> {
-    let device = sqlx::query_as::<_, Device>(concat!(
+    let device = select_devices!(
         "SELECT ",
-        device_columns!(),
-        " FROM devices WHERE id = $1 AND deleted_at IS NULL"
-    ))
-    .bind(id)
+        " FROM devices WHERE id = $1 AND deleted_at IS NULL",
+        id
+    )
     .fetch_optional(conn)
-    .await?;
+    .await
+    .and_then(crate::devices::typed_opt)?;
     Ok(device.map(|d| Terms {
         name: d.name,
         owner: d.owner_id,
@@ -37,38 +37,40 @@ pub async fn terms(conn: &mut PgConnection, id: Uuid) -> Result<Option<Terms>, s
 /// The devices anyone may rent now, for the storefront: offered and priced by their owner, online, not
 /// let and not reserved by an open order. Cheapest first.
 pub async fn offered(pool: &PgPool, limit: i64) -> Result<Vec<Device>, sqlx::Error> {
-    sqlx::query_as::<_, Device>(concat!(
+    select_devices!(
         "SELECT ",
-        device_columns!(),
         " FROM devices d WHERE deleted_at IS NULL \
          AND for_rent AND price_minor IS NOT NULL AND status = 'online' \
          AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = d.owner_id AND u.disabled) \
          AND NOT EXISTS (SELECT 1 FROM rentals r WHERE r.device_id = d.id \
               AND (r.state IN ('ordered', 'paid', 'provisioning', 'active', 'ending') \
                    OR r.end_hook IN ('pending', 'failed'))) \
-         ORDER BY currency, price_minor, created_at, id LIMIT $1"
-    ))
-    .bind(limit)
+         ORDER BY currency, price_minor, created_at, id LIMIT $1",
+        limit
+    )
     .fetch_all(pool)
     .await
+    .and_then(crate::devices::typed)
 }
 
 /// The device behind a storefront offer id.
 pub async fn by_offer(conn: &mut PgConnection, offer: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM devices WHERE offer_id = $1 AND deleted_at IS NULL")
-        .bind(offer)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_scalar!(
+        "SELECT id FROM devices WHERE offer_id = $1 AND deleted_at IS NULL",
+        offer
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// Whether `user` holds a live rental of the device (and so may see it).
 pub async fn is_rented_by(pool: &PgPool, device_id: Uuid, user: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND renter_id = $2 \
-         AND state IN ('paid', 'provisioning', 'active', 'ending'))",
+         AND state IN ('paid', 'provisioning', 'active', 'ending')) AS \"exists!\"",
+        device_id,
+        user
     )
-    .bind(device_id)
-    .bind(user)
     .fetch_one(pool)
     .await
 }
@@ -76,11 +78,11 @@ pub async fn is_rented_by(pool: &PgPool, device_id: Uuid, user: Uuid) -> Result<
 /// Which of `devices` have a live rental (their commercial state, separate from online/offline): one
 /// query for a whole page of devices.
 pub async fn rented_among(pool: &PgPool, devices: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT DISTINCT device_id FROM rentals WHERE device_id = ANY($1) \
          AND state IN ('paid', 'provisioning', 'active', 'ending')",
+        devices
     )
-    .bind(devices)
     .fetch_all(pool)
     .await
 }

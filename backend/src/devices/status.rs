@@ -15,29 +15,30 @@ pub async fn record_status(
     status: DeviceStatus,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let previous: Option<(String, Uuid)> = sqlx::query_as(
+    let previous: Option<(String, Uuid)> = sqlx::query!(
         "SELECT status, owner_id FROM devices WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+        id
     )
-    .bind(id)
+    .map(|r| (r.status, r.owner_id))
     .fetch_optional(&mut *tx)
     .await?;
     let Some((previous, owner_id)) = previous else {
         return Ok(false);
     };
-    let at: DateTime<Utc> = sqlx::query_scalar(
-        "UPDATE devices SET status = $2, last_seen = now() WHERE id = $1 RETURNING last_seen",
+    let at: DateTime<Utc> = sqlx::query_scalar!(
+        "UPDATE devices SET status = $2, last_seen = now() WHERE id = $1 RETURNING last_seen AS \"last_seen!\"",
+        id,
+        status.as_str()
     )
-    .bind(id)
-    .bind(status.as_str())
     .fetch_one(&mut *tx)
     .await?;
     if previous != status.as_str() {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO device_status_history (device_id, status, at) VALUES ($1, $2, $3)",
+            id,
+            status.as_str(),
+            at
         )
-        .bind(id)
-        .bind(status.as_str())
-        .bind(at)
         .execute(&mut *tx)
         .await?;
         let payload = crate::infra::events::DeviceStatusEvent {
@@ -46,11 +47,13 @@ pub async fn record_status(
             status,
             at,
         };
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::infra::events::DEVICE_STATUS_CHANNEL)
-            .bind(serde_json::to_string(&payload).map_err(|e| sqlx::Error::Encode(e.into()))?)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "SELECT pg_notify($1, $2)",
+            crate::infra::events::DEVICE_STATUS_CHANNEL,
+            serde_json::to_string(&payload).map_err(|e| sqlx::Error::Encode(e.into()))?
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(true)

@@ -27,11 +27,12 @@ pub async fn tunnel_login_by_credential(
     id: Uuid,
     credential: &str,
 ) -> Result<Option<TunnelLogin>, sqlx::Error> {
-    let row = sqlx::query_as(
+    let row = sqlx::query!(
         "SELECT tunnel_port, subdomain FROM devices WHERE id = $1 AND credential_hash = $2 AND deleted_at IS NULL",
+        id,
+        crypto::token_hash(credential)
     )
-    .bind(id)
-    .bind(crypto::token_hash(credential))
+    .map(|r| (r.tunnel_port, r.subdomain))
     .fetch_optional(pool)
     .await?;
     Ok(tunnel_login(row))
@@ -43,12 +44,13 @@ pub async fn tunnel_login_by_key(
     id: Uuid,
     fingerprint: &str,
 ) -> Result<Option<TunnelLogin>, sqlx::Error> {
-    let row = sqlx::query_as(
+    let row = sqlx::query!(
         "SELECT d.tunnel_port, d.subdomain FROM devices d JOIN device_ssh_keys k ON k.device_id = d.id \
          WHERE d.id = $1 AND k.fingerprint = $2 AND d.deleted_at IS NULL",
+        id,
+        fingerprint
     )
-    .bind(id)
-    .bind(fingerprint)
+    .map(|r| (r.tunnel_port, r.subdomain))
     .fetch_optional(pool)
     .await?;
     Ok(tunnel_login(row))
@@ -66,10 +68,11 @@ pub async fn site_by_subdomain(
     pool: &PgPool,
     subdomain: &str,
 ) -> Result<Option<Site>, sqlx::Error> {
-    let row: Option<(Uuid, bool)> = sqlx::query_as(
+    let row: Option<(Uuid, bool)> = sqlx::query!(
         "SELECT id, web_publishing FROM devices WHERE subdomain = $1 AND deleted_at IS NULL",
+        subdomain
     )
-    .bind(subdomain)
+    .map(|r| (r.id, r.web_publishing))
     .fetch_optional(pool)
     .await?;
     Ok(row.map(|(device, web_publishing)| Site {

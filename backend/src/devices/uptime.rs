@@ -15,8 +15,7 @@ pub async fn offline_during(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<chrono::Duration, sqlx::Error> {
-    let ms: i64 = sqlx::query_scalar(
-        "WITH changes AS ( \
+    let ms: i64 = sqlx::query_scalar!("WITH changes AS ( \
            (SELECT status, at FROM device_status_history WHERE device_id = $1 AND at <= $2 \
             ORDER BY at DESC, id DESC LIMIT 1) \
            UNION ALL \
@@ -25,12 +24,8 @@ pub async fn offline_during(
            SELECT status, GREATEST(at, $2) AS f, LEAST(COALESCE(lead(at) OVER (ORDER BY at), $3), $3) AS t \
            FROM changes \
          ) \
-         SELECT COALESCE(sum(EXTRACT(EPOCH FROM (t - f)) * 1000) FILTER (WHERE status <> 'online' AND t > f), 0)::bigint \
-         FROM spans",
-    )
-    .bind(device)
-    .bind(from)
-    .bind(to)
+         SELECT COALESCE(sum(EXTRACT(EPOCH FROM (t - f)) * 1000) FILTER (WHERE status <> 'online' AND t > f), 0)::bigint AS \"ms!\" \
+         FROM spans", device, from, to)
     .fetch_one(conn)
     .await?;
     Ok(chrono::Duration::milliseconds(ms))
@@ -51,17 +46,18 @@ pub async fn status_spans(
     device: Uuid,
     since: DateTime<Utc>,
 ) -> Result<Vec<StatusSpan>, sqlx::Error> {
-    let rows: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+    let rows: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query!(
         "WITH changes AS ( \
            (SELECT status, at FROM device_status_history WHERE device_id = $1 AND at <= $2 \
             ORDER BY at DESC, id DESC LIMIT 1) \
            UNION ALL \
            (SELECT status, at FROM device_status_history WHERE device_id = $1 AND at > $2) \
          ) \
-         SELECT status, at, now() FROM changes ORDER BY at",
+         SELECT status AS \"status!\", at AS \"at!\", now() AS \"now!\" FROM changes ORDER BY at",
+        device,
+        since
     )
-    .bind(device)
-    .bind(since)
+    .map(|r| (r.status, r.at, r.now))
     .fetch_all(pool)
     .await?;
     let now = rows.first().map_or_else(Utc::now, |r| r.2);

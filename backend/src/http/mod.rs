@@ -370,7 +370,7 @@ const HEALTH_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2)
 async fn healthz(State(state): State<AppState>) -> Response {
     let checked = tokio::time::timeout(
         HEALTH_DB_TIMEOUT,
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.shared.pool),
+        sqlx::query_scalar!("SELECT 1 AS \"one!\"").fetch_one(&state.shared.pool),
     )
     .await
     .unwrap_or(Err(sqlx::Error::PoolTimedOut));

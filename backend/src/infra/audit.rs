@@ -57,16 +57,16 @@ pub async fn record(
     target_id: impl ToString,
     detail: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO audit_log (actor_id, actor_label, action, target_type, target_id, detail) \
          VALUES ($1, $2, $3, $4, $5, $6)",
+        actor.id,
+        &actor.label,
+        action,
+        target_type,
+        target_id.to_string(),
+        detail
     )
-    .bind(actor.id)
-    .bind(&actor.label)
-    .bind(action)
-    .bind(target_type)
-    .bind(target_id.to_string())
-    .bind(detail)
     .execute(conn)
     .await?;
     Ok(())
@@ -78,12 +78,8 @@ pub async fn list(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Entry>, sqlx::Error> {
-    sqlx::query_as::<_, Entry>(
-        "SELECT id, at, actor_id, actor_label, action, target_type, target_id, detail FROM audit_log \
-         WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2",
-    )
-    .bind(before)
-    .bind(limit)
+    sqlx::query_as!(Entry, "SELECT id, at, actor_id, actor_label, action, target_type, target_id, detail FROM audit_log \
+         WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2", before, limit)
     .fetch_all(pool)
     .await
 }

@@ -36,12 +36,14 @@ pub async fn user_access_changed(
     conn: &mut sqlx::PgConnection,
     user: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, json_build_object('user', $2::uuid)::text)")
-        .bind(USER_ACCESS_CHANNEL)
-        .bind(user)
-        .execute(conn)
-        .await
-        .map(drop)
+    sqlx::query!(
+        "SELECT pg_notify($1, json_build_object('user', $2::uuid)::text)",
+        USER_ACCESS_CHANNEL,
+        user
+    )
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,12 +86,13 @@ async fn resync_ended(
 ) {
     for round in 0..2 {
         loop {
-            let rows: Result<Vec<(Uuid, Uuid)>, sqlx::Error> = sqlx::query_as(
+            let rows: Result<Vec<(Uuid, Uuid)>, sqlx::Error> = sqlx::query!(
                 "SELECT r.id, r.device_id FROM rentals r WHERE r.state = 'ended' AND r.updated_at >= $1 \
                  AND NOT EXISTS (SELECT 1 FROM rentals n WHERE n.device_id = r.device_id \
                      AND n.state = 'active' AND n.ends_at > now())",
+                since
             )
-            .bind(since)
+            .map(|r| (r.id, r.device_id))
             .fetch_all(&pool)
             .await;
             match rows {

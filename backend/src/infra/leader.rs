@@ -33,10 +33,10 @@ impl Leadership {
         let Ok(mut conn) = pool.acquire().await else {
             return false;
         };
-        let taken: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(self.key)
-            .fetch_one(&mut *conn)
-            .await;
+        let taken: Result<bool, _> =
+            sqlx::query_scalar!("SELECT pg_try_advisory_lock($1) AS \"taken!\"", self.key)
+                .fetch_one(&mut *conn)
+                .await;
         if taken.unwrap_or(false) {
             tracing::info!(key = self.key, "this instance now leads");
             self.conn = Some(conn.detach());

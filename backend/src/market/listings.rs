@@ -21,18 +21,10 @@ pub async fn mark_listed(
     external_ref: &str,
     price: &Money,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO listings (id, device_id, marketplace, external_ref, state, price_minor, currency) \
+    sqlx::query!("INSERT INTO listings (id, device_id, marketplace, external_ref, state, price_minor, currency) \
          VALUES ($1, $2, $3, $4, 'listed', $5, $6) \
          ON CONFLICT (marketplace, device_id) DO UPDATE SET external_ref = EXCLUDED.external_ref, \
-         state = 'listed', price_minor = EXCLUDED.price_minor, currency = EXCLUDED.currency, updated_at = now()",
-    )
-    .bind(Uuid::new_v4())
-    .bind(device)
-    .bind(marketplace)
-    .bind(external_ref)
-    .bind(price.minor)
-    .bind(price.currency.as_str())
+         state = 'listed', price_minor = EXCLUDED.price_minor, currency = EXCLUDED.currency, updated_at = now()", Uuid::new_v4(), device, marketplace, external_ref, price.minor, price.currency.as_str())
     .execute(conn)
     .await?;
     Ok(())
@@ -44,12 +36,13 @@ pub async fn device_for(
     marketplace: &str,
     external_ref: &str,
 ) -> Result<Option<Listed>, sqlx::Error> {
-    let row: Option<(Uuid, Uuid, i64, String)> = sqlx::query_as(
+    let row: Option<(Uuid, Uuid, i64, String)> = sqlx::query!(
         "SELECT l.device_id, d.owner_id, l.price_minor, l.currency FROM listings l \
          JOIN devices d ON d.id = l.device_id WHERE l.marketplace = $1 AND l.external_ref = $2",
+        marketplace,
+        external_ref
     )
-    .bind(marketplace)
-    .bind(external_ref)
+    .map(|r| (r.device_id, r.owner_id, r.price_minor, r.currency))
     .fetch_optional(conn)
     .await?;
     row.map(|(device, owner, minor, currency)| {
@@ -70,11 +63,7 @@ pub async fn mark_withdrawn(
     marketplace: &str,
     external_ref: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE listings SET state = 'withdrawn', updated_at = now() WHERE marketplace = $1 AND external_ref = $2",
-    )
-    .bind(marketplace)
-    .bind(external_ref)
+    sqlx::query!("UPDATE listings SET state = 'withdrawn', updated_at = now() WHERE marketplace = $1 AND external_ref = $2", marketplace, external_ref)
     .execute(conn)
     .await?;
     Ok(())
@@ -95,13 +84,14 @@ pub struct Listing {
 
 /// Every listing, or those of one owner's devices; most recently changed first (at most 200).
 pub async fn list(pool: &sqlx::PgPool, owner: Option<Uuid>) -> Result<Vec<Listing>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Listing,
         "SELECT l.device_id, d.name AS device_name, l.marketplace, l.external_ref, l.state, l.price_minor, \
          l.currency, l.updated_at FROM listings l JOIN devices d ON d.id = l.device_id \
          WHERE d.deleted_at IS NULL AND ($1::uuid IS NULL OR d.owner_id = $1) \
          ORDER BY l.updated_at DESC, l.id LIMIT 200",
+        owner
     )
-    .bind(owner)
     .fetch_all(pool)
     .await
 }
@@ -112,12 +102,13 @@ pub async fn fresh(
     marketplace: &str,
     days: i64,
 ) -> Result<Vec<(Uuid, Money)>, sqlx::Error> {
-    let rows: Vec<(Uuid, i64, String)> = sqlx::query_as(
+    let rows: Vec<(Uuid, i64, String)> = sqlx::query!(
         "SELECT device_id, price_minor, currency FROM listings WHERE marketplace = $1 AND state = 'listed' \
          AND updated_at > now() - make_interval(days => $2)",
+        marketplace,
+        i32::try_from(days).unwrap_or(i32::MAX)
     )
-    .bind(marketplace)
-    .bind(i32::try_from(days).unwrap_or(i32::MAX))
+    .map(|r| (r.device_id, r.price_minor, r.currency))
     .fetch_all(pool)
     .await?;
     Ok(rows
@@ -132,12 +123,12 @@ pub async fn listed_except(
     marketplace: &str,
     keep: &[Uuid],
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT external_ref FROM listings WHERE marketplace = $1 AND state = 'listed' \
          AND NOT (device_id = ANY($2))",
+        marketplace,
+        keep
     )
-    .bind(marketplace)
-    .bind(keep)
     .fetch_all(pool)
     .await
 }

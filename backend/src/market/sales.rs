@@ -132,11 +132,13 @@ async fn process(
     let mut tx = pool.begin().await?;
     if paid.is_some() {
         // Refused earlier as unfunded, paid in full since.
-        sqlx::query("DELETE FROM refused_orders WHERE marketplace = $1 AND order_ref = $2")
-            .bind(name)
-            .bind(&order.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "DELETE FROM refused_orders WHERE marketplace = $1 AND order_ref = $2",
+            name,
+            &order.id
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     let taken = rentals::orders::take_order(
         &mut tx,
@@ -322,11 +324,11 @@ async fn admit(
         else {
             return Ok(Admission::Unchecked);
         };
-        let before: Option<String> = sqlx::query_scalar(
+        let before: Option<String> = sqlx::query_scalar!(
             "SELECT reason FROM refused_orders WHERE marketplace = $1 AND order_ref = $2",
+            name,
+            &order.id
         )
-        .bind(name)
-        .bind(&order.id)
         .fetch_optional(&mut *conn)
         .await?;
         (listed, before)
@@ -343,19 +345,7 @@ async fn admit(
     };
     let detail = refusal.detail();
     let mut tx = pool.begin().await?;
-    let recorded = sqlx::query(
-        "INSERT INTO refused_orders (marketplace, order_ref, listing, device_id, reason, detail, paid_minor,          paid_currency, price_minor, currency)          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10          WHERE NOT EXISTS (SELECT 1 FROM rentals WHERE marketplace = $1 AND order_ref = $2)          ON CONFLICT (marketplace, order_ref) DO UPDATE SET reason = EXCLUDED.reason, detail = EXCLUDED.detail,          paid_minor = EXCLUDED.paid_minor, paid_currency = EXCLUDED.paid_currency, refused_at = now()",
-    )
-    .bind(name)
-    .bind(&order.id)
-    .bind(&order.slug)
-    .bind(listed.device)
-    .bind(refusal.reason.as_str())
-    .bind(&detail)
-    .bind(refusal.paid.as_ref().map(|p| p.minor))
-    .bind(refusal.paid.as_ref().map(|p| p.currency.as_str()))
-    .bind(refusal.price.minor)
-    .bind(refusal.price.currency.as_str())
+    let recorded = sqlx::query!("INSERT INTO refused_orders (marketplace, order_ref, listing, device_id, reason, detail, paid_minor,          paid_currency, price_minor, currency)          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10          WHERE NOT EXISTS (SELECT 1 FROM rentals WHERE marketplace = $1 AND order_ref = $2)          ON CONFLICT (marketplace, order_ref) DO UPDATE SET reason = EXCLUDED.reason, detail = EXCLUDED.detail,          paid_minor = EXCLUDED.paid_minor, paid_currency = EXCLUDED.paid_currency, refused_at = now()", name, &order.id, &order.slug, listed.device, refusal.reason.as_str(), &detail, refusal.paid.as_ref().map(|p| p.minor), refusal.paid.as_ref().map(|p| p.currency.as_str()), refusal.price.minor, refusal.price.currency.as_str())
     .execute(&mut *tx)
     .await?
     .rows_affected();

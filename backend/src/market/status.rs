@@ -23,8 +23,7 @@ pub async fn record(
     outcome: Result<(), &str>,
 ) -> Result<(), sqlx::Error> {
     let error: Option<String> = outcome.err().map(|e| e.chars().take(1000).collect());
-    sqlx::query(
-        "INSERT INTO marketplace_status AS s (marketplace, last_pass_at, last_success_at, last_error, \
+    sqlx::query!("INSERT INTO marketplace_status AS s (marketplace, last_pass_at, last_success_at, last_error, \
          last_error_at, consecutive_failures) \
          VALUES ($1, now(), CASE WHEN $2::text IS NULL THEN now() END, $2, CASE WHEN $2::text IS NOT NULL THEN now() END, \
                  CASE WHEN $2::text IS NULL THEN 0 ELSE 1 END) \
@@ -32,19 +31,17 @@ pub async fn record(
            last_success_at = CASE WHEN $2::text IS NULL THEN now() ELSE s.last_success_at END, \
            last_error = COALESCE($2, s.last_error), \
            last_error_at = CASE WHEN $2::text IS NOT NULL THEN now() ELSE s.last_error_at END, \
-           consecutive_failures = CASE WHEN $2::text IS NULL THEN 0 ELSE s.consecutive_failures + 1 END",
-    )
-    .bind(marketplace)
-    .bind(error)
+           consecutive_failures = CASE WHEN $2::text IS NULL THEN 0 ELSE s.consecutive_failures + 1 END", marketplace, error)
     .execute(pool)
     .await?;
     Ok(())
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<MarketStatus>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        MarketStatus,
         "SELECT marketplace, last_pass_at, last_success_at, last_error, last_error_at, consecutive_failures \
-         FROM marketplace_status ORDER BY marketplace",
+         FROM marketplace_status ORDER BY marketplace"
     )
     .fetch_all(pool)
     .await

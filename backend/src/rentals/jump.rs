@@ -24,21 +24,28 @@ pub async fn jump_login(
     login: &str,
     secret: &str,
 ) -> Result<Option<JumpGrant>, sqlx::Error> {
-    // rental id, device id, subdomain, end, sealed secret, renter
-    type JumpRow = (Uuid, Uuid, String, DateTime<Utc>, Vec<u8>, Option<Uuid>);
-    let row: Option<JumpRow> = sqlx::query_as(
-        "SELECT r.id, r.device_id, d.subdomain, r.ends_at, r.login_secret_enc, r.renter_id FROM rentals r \
+    let row = sqlx::query!(
+        "SELECT r.id, r.device_id, d.subdomain, r.ends_at AS \"ends_at!\", \
+         r.login_secret_enc AS \"sealed!\", r.renter_id FROM rentals r \
          JOIN devices d ON d.id = r.device_id \
          WHERE r.login_name = $1 AND r.state = 'active' AND r.ends_at > now() AND d.deleted_at IS NULL \
          AND (r.start_hook IS NULL OR r.start_hook = 'done') \
          AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = r.renter_id AND u.disabled)",
+        login
     )
-    .bind(login)
     .fetch_optional(pool)
     .await?;
-    let Some((rental_id, device_id, subdomain, ends_at, sealed, renter_id)) = row else {
+    let Some(row) = row else {
         return Ok(None);
     };
+    let (rental_id, device_id, subdomain, ends_at, sealed, renter_id) = (
+        row.id,
+        row.device_id,
+        row.subdomain,
+        row.ends_at,
+        row.sealed,
+        row.renter_id,
+    );
     let Ok(stored) = secrets.open(&sealed) else {
         tracing::error!(rental = %rental_id, "a rental secret cannot be decrypted with this server key");
         return Ok(None);
@@ -57,8 +64,7 @@ pub async fn jump_login(
 
 /// Whether the rental still grants access (for connections that outlive a check).
 pub async fn is_active(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rentals WHERE id = $1 AND state = 'active' AND ends_at > now())")
-        .bind(id)
+    sqlx::query_scalar!("SELECT EXISTS (SELECT 1 FROM rentals WHERE id = $1 AND state = 'active' AND ends_at > now()) AS \"exists!\"", id)
         .fetch_one(pool)
         .await
 }
@@ -68,11 +74,11 @@ pub async fn active_until(
     pool: &PgPool,
     rental: Uuid,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT ends_at FROM rentals r WHERE id = $1 AND state = 'active' AND ends_at > now() \
          AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = r.renter_id AND u.disabled)",
+        rental
     )
-    .bind(rental)
     .fetch_optional(pool)
     .await
     .map(Option::flatten)
@@ -80,10 +86,10 @@ pub async fn active_until(
 
 /// Devices `renter` holds an active rental of (whose connections a change of the renter's access concerns).
 pub async fn devices_rented_by(pool: &PgPool, renter: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT DISTINCT device_id FROM rentals WHERE renter_id = $1 AND state = 'active'",
+        renter
     )
-    .bind(renter)
     .fetch_all(pool)
     .await
 }
@@ -94,11 +100,8 @@ pub async fn device_let_until(
     pool: &PgPool,
     device: Uuid,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT max(ends_at) FROM rentals r WHERE device_id = $1 AND state = 'active' AND ends_at > now() \
-         AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = r.renter_id AND u.disabled)",
-    )
-    .bind(device)
+    sqlx::query_scalar!("SELECT max(ends_at) FROM rentals r WHERE device_id = $1 AND state = 'active' AND ends_at > now() \
+         AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = r.renter_id AND u.disabled)", device)
     .fetch_one(pool)
     .await
 }

@@ -22,47 +22,49 @@ pub async fn grant(
     if !(1..=8760).contains(&hours) {
         return Err(RentalError::BadHours);
     }
-    let price: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
+    let price = sqlx::query!(
         "SELECT price_minor, currency FROM devices WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+        device
     )
-    .bind(device)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(RentalError::NoDevice)?;
+    let (price_minor, currency) = (price.price_minor, price.currency);
+    let renter_id = sqlx::query_scalar!(
+        "SELECT id FROM users WHERE email = $1 AND NOT disabled",
+        renter.as_str()
+    )
     .fetch_optional(&mut *conn)
     .await?;
-    let (price_minor, currency) = price.ok_or(RentalError::NoDevice)?;
-    let renter_id: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM users WHERE email = $1 AND NOT disabled")
-            .bind(renter.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
     let renter_id = renter_id.ok_or(RentalError::NoRenter)?;
     if is_held(&mut *conn, device).await? {
         return Err(held_reason(&mut *conn, device).await?);
     }
     let secret = crate::infra::crypto::new_token();
     let id = Uuid::new_v4();
-    let rental = sqlx::query_as::<_, Rental>(concat!(
-        "WITH r AS (INSERT INTO rentals (id, device_id, renter_id, marketplace, order_ref, state, price_minor, \
+    let rental = select_rentals!(
+        with "WITH r AS (INSERT INTO rentals (id, device_id, renter_id, marketplace, order_ref, state, price_minor, \
          currency, starts_at, ends_at, login_name, login_secret_enc, device_password_enc) \
-         VALUES ($1, $2, $3, 'admin', $1::text, 'active', $4, $5, now(), now() + make_interval(hours => $6), $7, $8, $9) \
-         RETURNING *) SELECT ",
-        rental_columns!(),
-        " FROM r"
-    ))
-    .bind(id)
-    .bind(device)
-    .bind(renter_id)
-    .bind(price_minor.unwrap_or(0))
-    .bind(currency.unwrap_or_else(|| "USD".to_owned()))
-    .bind(hours)
-    .bind(new_login_name())
-    .bind(secrets.seal(secret.as_bytes()))
-    .bind(secrets.seal(crate::infra::crypto::new_token().as_bytes()))
+         VALUES ($1, $2, $3, 'admin', ($1::uuid)::text, 'active', $4, $5, now(), now() + make_interval(hours => $6), $7, $8, $9) \
+         RETURNING *)",
+        "FROM r",
+        id,
+        device,
+        renter_id,
+        price_minor.unwrap_or(0),
+        currency.unwrap_or_else(|| "USD".to_owned()),
+        hours,
+        new_login_name(),
+        secrets.seal(secret.as_bytes()),
+        secrets.seal(crate::infra::crypto::new_token().as_bytes())
+    )
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| match crate::infra::db::violated_constraint(&e) {
         Some("rentals_one_live_per_device") => RentalError::AlreadyRented,
         _ => RentalError::Db(e),
     })?;
+    let rental = Rental::try_from(rental)?;
     announce(&mut *conn, id).await?;
     crate::infra::audit::record(
         conn,
@@ -82,11 +84,9 @@ pub async fn end(
     actor: &crate::infra::audit::Actor,
     id: Uuid,
 ) -> Result<Rental, RentalError> {
-    let state: Option<String> =
-        sqlx::query_scalar("SELECT state FROM rentals WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let state = sqlx::query_scalar!("SELECT state FROM rentals WHERE id = $1 FOR UPDATE", id)
+        .fetch_optional(&mut *conn)
+        .await?;
     let state = state.ok_or(RentalError::NotFound)?;
     let state = RentalState::from_db(&state).ok_or(RentalError::NotActive)?;
     // Active → ending → ended. (A paid rental not started yet is started or refunded by its sale.)
@@ -100,22 +100,24 @@ pub async fn end(
         check_move(from, to)?;
         from = to;
     }
-    let rental = sqlx::query_as::<_, Rental>(concat!(
-        "WITH r AS (UPDATE rentals SET state = 'ended', ends_at = LEAST(COALESCE(ends_at, now()), now()), \
-         updated_at = now() WHERE id = $1 RETURNING *) SELECT ",
-        rental_columns!(),
-        " FROM r"
-    ))
-    .bind(id)
+    let rental = select_rentals!(
+        with "WITH r AS (UPDATE rentals SET state = 'ended', ends_at = LEAST(COALESCE(ends_at, now()), now()), \
+         updated_at = now() WHERE id = $1 RETURNING *)",
+        "FROM r",
+        id
+    )
     .fetch_one(&mut *conn)
     .await?;
+    let rental = Rental::try_from(rental)?;
     crate::billing::payments::fail_pending(&mut *conn, id).await?;
     refund_offline_time(&mut *conn, &rental).await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(RENTAL_ENDED_CHANNEL)
-        .bind(serde_json::json!({"rental": id, "device": rental.device_id}).to_string())
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "SELECT pg_notify($1, $2)",
+        RENTAL_ENDED_CHANNEL,
+        serde_json::json!({"rental": id, "device": rental.device_id}).to_string()
+    )
+    .execute(&mut *conn)
+    .await?;
     announce(&mut *conn, id).await?;
     crate::infra::audit::record(
         conn,
@@ -166,25 +168,24 @@ async fn refund_offline_time(
 
 /// Extends a running rental by its device's rental period (a paid renewal).
 pub async fn extend(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Rental, RentalError> {
-    let extended = sqlx::query_as::<_, Rental>(concat!(
-        "WITH r AS (UPDATE rentals SET ends_at = ends_at + make_interval(hours => \
+    let extended = select_rentals!(
+        with "WITH r AS (UPDATE rentals SET ends_at = ends_at + make_interval(hours => \
          (SELECT rental_hours FROM devices WHERE id = rentals.device_id)), updated_at = now() \
-         WHERE id = $1 AND state = 'active' RETURNING *) SELECT ",
-        rental_columns!(),
-        " FROM r"
-    ))
-    .bind(id)
+         WHERE id = $1 AND state = 'active' RETURNING *)",
+        "FROM r",
+        id
+    )
     .fetch_optional(&mut *conn)
     .await?
     .ok_or(RentalError::NotActive)?;
     announce(conn, id).await?;
-    Ok(extended)
+    Ok(Rental::try_from(extended)?)
 }
 
 /// Ends every active rental whose time is up. Returns how many.
 pub async fn end_expired(pool: &PgPool) -> Result<usize, sqlx::Error> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM rentals WHERE state = 'active' AND ends_at <= now() ORDER BY ends_at LIMIT 100",
+    let ids = sqlx::query_scalar!(
+        "SELECT id FROM rentals WHERE state = 'active' AND ends_at <= now() ORDER BY ends_at LIMIT 100"
     )
     .fetch_all(pool)
     .await?;
@@ -213,31 +214,24 @@ pub const FAILED_START_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(30)
 /// cleans up and frees the device. Each rental is one transaction, checked again under its row lock (an
 /// owner's retry meanwhile wins). Returns how many.
 pub async fn refund_failed_starts(pool: &PgPool) -> Result<usize, sqlx::Error> {
-    // A rental whose start hook failed longer ago than the grace ($1 seconds).
-    macro_rules! stuck {
-        () => {
-            "state = 'active' AND start_hook = 'failed' AND updated_at <= now() - make_interval(secs => $1)"
-        };
-    }
+    // Both queries pick a rental whose start hook failed longer ago than the grace ($1 seconds).
     let grace = FAILED_START_GRACE.num_seconds() as f64;
-    let ids: Vec<Uuid> = sqlx::query_scalar(concat!(
-        "SELECT id FROM rentals WHERE ",
-        stuck!(),
-        " ORDER BY updated_at LIMIT 100"
-    ))
-    .bind(grace)
+    let ids = sqlx::query_scalar!(
+        "SELECT id FROM rentals WHERE state = 'active' AND start_hook = 'failed' \
+         AND updated_at <= now() - make_interval(secs => $1) ORDER BY updated_at LIMIT 100",
+        grace
+    )
     .fetch_all(pool)
     .await?;
     let mut refunded = 0;
     for id in ids {
         let mut tx = pool.begin().await?;
-        let still: Option<Uuid> = sqlx::query_scalar(concat!(
-            "SELECT id FROM rentals WHERE id = $2 AND ",
-            stuck!(),
-            " FOR UPDATE"
-        ))
-        .bind(grace)
-        .bind(id)
+        let still = sqlx::query_scalar!(
+            "SELECT id FROM rentals WHERE id = $2 AND state = 'active' AND start_hook = 'failed' \
+             AND updated_at <= now() - make_interval(secs => $1) FOR UPDATE",
+            grace,
+            id
+        )
         .fetch_optional(&mut *tx)
         .await?;
         if still.is_none() {
@@ -292,15 +286,7 @@ pub async fn activate(
     secrets: &SecretBox,
     rental: Uuid,
 ) -> Result<Activated, RentalError> {
-    let current = sqlx::query_as::<_, Rental>(concat!(
-        "SELECT ",
-        rental_columns!(),
-        " FROM rentals r WHERE r.id = $1 FOR UPDATE"
-    ))
-    .bind(rental)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(RentalError::NotFound)?;
+    let current = super::lock(&mut *conn, rental).await?;
     let rental = if matches!(current.state, RentalState::Paid | RentalState::Provisioning) {
         if current.state == RentalState::Paid {
             check_move(RentalState::Paid, RentalState::Provisioning)?;
@@ -308,36 +294,36 @@ pub async fn activate(
         check_move(RentalState::Provisioning, RentalState::Active)?;
         let token = crate::infra::crypto::new_token();
         let secret = crate::infra::crypto::new_token();
-        let started = sqlx::query_as::<_, Rental>(concat!(
-            "WITH r AS (UPDATE rentals SET state = 'active', starts_at = now(), \
+        let started = select_rentals!(
+            with "WITH r AS (UPDATE rentals SET state = 'active', starts_at = now(), \
              ends_at = now() + make_interval(hours => (SELECT rental_hours FROM devices WHERE id = rentals.device_id)), \
              login_name = $2, login_secret_enc = $3, device_password_enc = $6, \
-             claim_hash = CASE WHEN renter_id IS NULL THEN $4 END, \
-             claim_secret_enc = CASE WHEN renter_id IS NULL THEN $5 END, updated_at = now() \
-             WHERE id = $1 RETURNING *) SELECT ",
-            rental_columns!(),
-            " FROM r"
-        ))
-        .bind(rental)
-        .bind(new_login_name())
-        .bind(secrets.seal(secret.as_bytes()))
-        .bind(crate::infra::crypto::token_hash(&token))
-        .bind(secrets.seal(token.as_bytes()))
-        .bind(secrets.seal(crate::infra::crypto::new_token().as_bytes()))
+             claim_hash = CASE WHEN renter_id IS NULL THEN $4::bytea END, \
+             claim_secret_enc = CASE WHEN renter_id IS NULL THEN $5::bytea END, updated_at = now() \
+             WHERE id = $1 RETURNING *)",
+            "FROM r",
+            rental,
+            new_login_name(),
+            secrets.seal(secret.as_bytes()),
+            crate::infra::crypto::token_hash(&token),
+            secrets.seal(token.as_bytes()),
+            secrets.seal(crate::infra::crypto::new_token().as_bytes())
+        )
         .fetch_one(&mut *conn)
         .await?;
         announce(&mut *conn, rental).await?;
-        started
+        Rental::try_from(started)?
     } else if current.state == RentalState::Active {
         current
     } else {
         return Err(RentalError::NotActive);
     };
-    let sealed: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT claim_secret_enc FROM rentals WHERE id = $1")
-            .bind(rental.id)
-            .fetch_one(&mut *conn)
-            .await?;
+    let sealed = sqlx::query_scalar!(
+        "SELECT claim_secret_enc FROM rentals WHERE id = $1",
+        rental.id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     let claim_token = sealed
         .map(|s| {
             secrets
@@ -358,17 +344,17 @@ pub async fn claim(
     token: &str,
     renter: Uuid,
 ) -> Result<Rental, RentalError> {
-    let claimed = sqlx::query_as::<_, Rental>(concat!(
-        "WITH r AS (UPDATE rentals SET renter_id = $2, claim_hash = NULL, claim_secret_enc = NULL, updated_at = now() \
-         WHERE claim_hash = $1 AND renter_id IS NULL AND state = 'active' RETURNING *) SELECT ",
-        rental_columns!(),
-        " FROM r"
-    ))
-    .bind(crate::infra::crypto::token_hash(token))
-    .bind(renter)
+    let claimed = select_rentals!(
+        with "WITH r AS (UPDATE rentals SET renter_id = $2, claim_hash = NULL, claim_secret_enc = NULL, updated_at = now() \
+         WHERE claim_hash = $1 AND renter_id IS NULL AND state = 'active' RETURNING *)",
+        "FROM r",
+        crate::infra::crypto::token_hash(token),
+        renter
+    )
     .fetch_optional(&mut *conn)
     .await?
     .ok_or(RentalError::NotFound)?;
+    let claimed = Rental::try_from(claimed)?;
     announce(conn, claimed.id).await?;
     Ok(claimed)
 }

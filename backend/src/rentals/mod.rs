@@ -6,7 +6,7 @@ use crate::infra::crypto::{CryptoError, SecretBox};
 use crate::infra::db::decode_enum;
 use chrono::{DateTime, Utc};
 use p2pvps_shared::{HookStatus, Money, RentalState};
-use sqlx::{PgPool, Row, postgres::PgRow};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -31,49 +31,92 @@ pub struct Rental {
     pub hook_message: Option<String>,
 }
 
-/// The columns every query of this table reads, in `FromRow` order.
-macro_rules! rental_columns {
-    () => {
-        "r.id, r.device_id, r.renter_id, r.marketplace, r.order_ref, r.state, r.price_minor, \
-    r.currency, r.starts_at, r.ends_at, r.login_name, r.login_secret_enc, r.device_password_enc, \
-    r.created_at, r.start_hook, r.end_hook, r.hook_message"
+/// A `rentals` row as the query macros read it (`select_rentals!`); [`Rental`] is its typed form.
+pub struct RentalRow {
+    id: Uuid,
+    device_id: Uuid,
+    renter_id: Option<Uuid>,
+    marketplace: String,
+    order_ref: String,
+    state: String,
+    price_minor: i64,
+    currency: String,
+    starts_at: Option<DateTime<Utc>>,
+    ends_at: Option<DateTime<Utc>>,
+    login_name: Option<String>,
+    login_secret_enc: Option<Vec<u8>>,
+    device_password_enc: Option<Vec<u8>>,
+    created_at: DateTime<Utc>,
+    start_hook: Option<String>,
+    end_hook: Option<String>,
+    hook_message: Option<String>,
+}
+
+/// A checked query of rentals (as `r`) reading every column of [`RentalRow`]: `select_rentals!("FROM
+/// rentals r WHERE ...", args...)`, or with a leading `WITH r AS (...)` for writes that return the row.
+/// The overrides (`!`, `?`) state each column's nullability, which PostgreSQL does not report through a CTE.
+macro_rules! select_rentals {
+    (with $cte:literal, $from:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            $crate::rentals::RentalRow,
+            $cte + " SELECT r.id AS \"id!\", r.device_id AS \"device_id!\", r.renter_id AS \"renter_id?\", \
+             r.marketplace AS \"marketplace!\", r.order_ref AS \"order_ref!\", r.state AS \"state!\", \
+             r.price_minor AS \"price_minor!\", r.currency AS \"currency!\", r.starts_at AS \"starts_at?\", \
+             r.ends_at AS \"ends_at?\", r.login_name AS \"login_name?\", r.login_secret_enc AS \"login_secret_enc?\", \
+             r.device_password_enc AS \"device_password_enc?\", r.created_at AS \"created_at!\", \
+             r.start_hook AS \"start_hook?\", r.end_hook AS \"end_hook?\", r.hook_message AS \"hook_message?\" " + $from
+            $(, $arg)*
+        )
+    };
+    ($from:literal $(, $arg:expr)* $(,)?) => {
+        select_rentals!(with "", $from $(, $arg)*)
     };
 }
 
-// Declared after the columns macro, so they can use it.
+// Declared after the macro, so they can use it.
 pub mod jump;
 pub mod lifecycle;
 pub mod orders;
 pub mod provisioning;
 
-impl<'r> sqlx::FromRow<'r, PgRow> for Rental {
-    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
-        let state: String = row.try_get("state")?;
-        let currency: String = row.try_get("currency")?;
-        let currency = p2pvps_shared::Currency::parse(&currency)
+impl TryFrom<RentalRow> for Rental {
+    type Error = sqlx::Error;
+
+    fn try_from(row: RentalRow) -> Result<Self, sqlx::Error> {
+        let currency = p2pvps_shared::Currency::parse(&row.currency)
             .map_err(|e| sqlx::Error::Decode(e.to_string().into()))?;
         Ok(Self {
-            id: row.try_get("id")?,
-            device_id: row.try_get("device_id")?,
-            renter_id: row.try_get("renter_id")?,
-            marketplace: row.try_get("marketplace")?,
-            order_ref: row.try_get("order_ref")?,
-            state: decode_enum(RentalState::from_db(&state), "state", &state)?,
+            id: row.id,
+            device_id: row.device_id,
+            renter_id: row.renter_id,
+            marketplace: row.marketplace,
+            order_ref: row.order_ref,
+            state: decode_enum(RentalState::from_db(&row.state), "state", &row.state)?,
             price: Money {
-                minor: row.try_get("price_minor")?,
+                minor: row.price_minor,
                 currency,
             },
-            starts_at: row.try_get("starts_at")?,
-            ends_at: row.try_get("ends_at")?,
-            login_name: row.try_get("login_name")?,
-            login_secret_enc: row.try_get("login_secret_enc")?,
-            device_password_enc: row.try_get("device_password_enc")?,
-            created_at: row.try_get("created_at")?,
-            start_hook: hook(row, "start_hook")?,
-            end_hook: hook(row, "end_hook")?,
-            hook_message: row.try_get("hook_message")?,
+            starts_at: row.starts_at,
+            ends_at: row.ends_at,
+            login_name: row.login_name,
+            login_secret_enc: row.login_secret_enc,
+            device_password_enc: row.device_password_enc,
+            created_at: row.created_at,
+            start_hook: hook(row.start_hook, "start_hook")?,
+            end_hook: hook(row.end_hook, "end_hook")?,
+            hook_message: row.hook_message,
         })
     }
+}
+
+/// Rows read by `select_rentals!`, typed.
+pub(crate) fn typed(rows: Vec<RentalRow>) -> Result<Vec<Rental>, sqlx::Error> {
+    rows.into_iter().map(Rental::try_from).collect()
+}
+
+/// A row read by `select_rentals!`, if any, typed.
+pub(crate) fn typed_opt(row: Option<RentalRow>) -> Result<Option<Rental>, sqlx::Error> {
+    row.map(Rental::try_from).transpose()
 }
 
 fn open_text(key: &SecretBox, sealed: Option<&[u8]>) -> Result<Option<String>, CryptoError> {
@@ -85,8 +128,7 @@ fn open_text(key: &SecretBox, sealed: Option<&[u8]>) -> Result<Option<String>, C
         .transpose()
 }
 
-fn hook(row: &PgRow, column: &'static str) -> Result<Option<HookStatus>, sqlx::Error> {
-    let text: Option<String> = row.try_get(column)?;
+fn hook(text: Option<String>, column: &'static str) -> Result<Option<HookStatus>, sqlx::Error> {
     text.map(|t| decode_enum(HookStatus::from_db(&t), column, &t))
         .transpose()
 }
@@ -145,37 +187,35 @@ impl Scope {
 /// Newest first, at most `limit`.
 pub async fn list(pool: &PgPool, scope: Scope, limit: i64) -> Result<Vec<Rental>, sqlx::Error> {
     let (renter, owner) = scope.ids();
-    sqlx::query_as::<_, Rental>(concat!(
-        "SELECT ",
-        rental_columns!(),
-        " FROM rentals r JOIN devices d ON d.id = r.device_id \
+    let rows = select_rentals!(
+        "FROM rentals r JOIN devices d ON d.id = r.device_id \
          WHERE ($1::uuid IS NULL OR r.renter_id = $1) AND ($2::uuid IS NULL OR d.owner_id = $2) \
-         ORDER BY r.created_at DESC, r.id LIMIT $3"
-    ))
-    .bind(renter)
-    .bind(owner)
-    .bind(limit)
+         ORDER BY r.created_at DESC, r.id LIMIT $3",
+        renter,
+        owner,
+        limit
+    )
     .fetch_all(pool)
-    .await
+    .await?;
+    typed(rows)
 }
 
 /// Rentals waiting for a payment (storefront orders, and running rentals with a renewal to pay), oldest
 /// first (at most 100).
 pub async fn open_orders(pool: &PgPool, scope: Scope) -> Result<Vec<Rental>, sqlx::Error> {
     let (renter, owner) = scope.ids();
-    sqlx::query_as::<_, Rental>(concat!(
-        "SELECT ",
-        rental_columns!(),
-        " FROM rentals r JOIN devices d ON d.id = r.device_id \
+    let rows = select_rentals!(
+        "FROM rentals r JOIN devices d ON d.id = r.device_id \
          WHERE (r.state = 'ordered' OR (r.state = 'active' AND EXISTS (SELECT 1 FROM payments p \
                 WHERE p.rental_id = r.id AND p.state = 'pending'))) \
          AND ($1::uuid IS NULL OR r.renter_id = $1) \
-         AND ($2::uuid IS NULL OR d.owner_id = $2) ORDER BY r.created_at, r.id LIMIT 100"
-    ))
-    .bind(renter)
-    .bind(owner)
+         AND ($2::uuid IS NULL OR d.owner_id = $2) ORDER BY r.created_at, r.id LIMIT 100",
+        renter,
+        owner
+    )
     .fetch_all(pool)
-    .await
+    .await?;
+    typed(rows)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,13 +256,13 @@ pub enum RentalError {
 
 /// Announces a rental's change to every instance once the caller's transaction commits (subscriptions).
 pub async fn announce(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "SELECT pg_notify($1, json_build_object('rental', r.id, 'device', r.device_id, 'renter', r.renter_id, \
          'owner', d.owner_id, 'state', r.state)::text) FROM rentals r JOIN devices d ON d.id = r.device_id \
          WHERE r.id = $2",
+        crate::infra::events::RENTAL_CHANGED_CHANNEL,
+        id
     )
-    .bind(crate::infra::events::RENTAL_CHANGED_CHANNEL)
-    .bind(id)
     .execute(conn)
     .await?;
     Ok(())
@@ -230,11 +270,11 @@ pub async fn announce(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<(), sql
 
 /// Whether a rental holds the device now (paid, provisioning, active or ending).
 async fn is_held(conn: &mut sqlx::PgConnection, device: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 \
-         AND (state IN ('paid', 'provisioning', 'active', 'ending') OR end_hook IN ('pending', 'failed')))",
+         AND (state IN ('paid', 'provisioning', 'active', 'ending') OR end_hook IN ('pending', 'failed'))) AS \"held!\"",
+        device
     )
-    .bind(device)
     .fetch_one(conn)
     .await
 }
@@ -244,10 +284,10 @@ async fn held_reason(
     conn: &mut sqlx::PgConnection,
     device: Uuid,
 ) -> Result<RentalError, sqlx::Error> {
-    let rented: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND state IN ('paid', 'provisioning', 'active', 'ending'))",
+    let rented = sqlx::query_scalar!(
+        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND state IN ('paid', 'provisioning', 'active', 'ending')) AS \"rented!\"",
+        device
     )
-    .bind(device)
     .fetch_one(conn)
     .await?;
     Ok(if rented {
@@ -279,27 +319,18 @@ pub fn check_move(from: RentalState, to: RentalState) -> Result<(), RentalError>
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Rental>, sqlx::Error> {
-    sqlx::query_as::<_, Rental>(concat!(
-        "SELECT ",
-        rental_columns!(),
-        " FROM rentals r WHERE r.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+    let row = select_rentals!("FROM rentals r WHERE r.id = $1", id)
+        .fetch_optional(pool)
+        .await?;
+    typed_opt(row)
 }
 
 /// A rental locked for the caller's transaction.
 pub async fn lock(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Rental, RentalError> {
-    sqlx::query_as::<_, Rental>(concat!(
-        "SELECT ",
-        rental_columns!(),
-        " FROM rentals r WHERE r.id = $1 FOR UPDATE"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or(RentalError::NotFound)
+    let row = select_rentals!("FROM rentals r WHERE r.id = $1 FOR UPDATE", id)
+        .fetch_optional(conn)
+        .await?;
+    typed_opt(row)?.ok_or(RentalError::NotFound)
 }
 
 /// Moves a locked rental to its next state, if the lifecycle allows it.
@@ -309,14 +340,13 @@ pub async fn advance(
     to: RentalState,
 ) -> Result<Rental, RentalError> {
     check_move(rental.state, to)?;
-    let moved = sqlx::query_as::<_, Rental>(concat!(
-        "WITH r AS (UPDATE rentals SET state = $2, updated_at = now() WHERE id = $1 AND state = $3 RETURNING *) SELECT ",
-        rental_columns!(),
-        " FROM r"
-    ))
-    .bind(rental.id)
-    .bind(to.as_str())
-    .bind(rental.state.as_str())
+    let moved = select_rentals!(
+        with "WITH r AS (UPDATE rentals SET state = $2, updated_at = now() WHERE id = $1 AND state = $3 RETURNING *)",
+        "FROM r",
+        rental.id,
+        to.as_str(),
+        rental.state.as_str()
+    )
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| match crate::infra::db::violated_constraint(&e) {
@@ -325,5 +355,5 @@ pub async fn advance(
     })?
     .ok_or(RentalError::NotFound)?;
     announce(conn, rental.id).await?;
-    Ok(moved)
+    Ok(Rental::try_from(moved)?)
 }

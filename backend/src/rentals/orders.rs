@@ -41,28 +41,30 @@ pub async fn take_order(
         return Ok(Taken::UnknownListing);
     };
     // Serialises with other sales and grants of the device.
-    sqlx::query("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE")
-        .bind(listed.device)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "SELECT 1 AS locked FROM devices WHERE id = $1 FOR UPDATE",
+        listed.device
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
     let let_now = is_held(&mut *conn, listed.device).await?;
     let price = paid.cloned().unwrap_or_else(|| listed.price.clone());
     let state = if let_now { "refunded" } else { "paid" };
-    let inserted = sqlx::query_as::<_, Rental>(concat!(
-        "WITH r AS (INSERT INTO rentals (id, device_id, buyer_ref, marketplace, order_ref, state, price_minor, currency) \
-         VALUES ($1, $2, $3, $4, $3, $5, $6, $7) ON CONFLICT (marketplace, order_ref) DO NOTHING RETURNING *) SELECT ",
-        rental_columns!(),
-        " FROM r"
-    ))
-    .bind(Uuid::new_v4())
-    .bind(listed.device)
-    .bind(order_ref)
-    .bind(marketplace)
-    .bind(state)
-    .bind(price.minor)
-    .bind(price.currency.as_str())
+    let inserted = select_rentals!(
+        with "WITH r AS (INSERT INTO rentals (id, device_id, buyer_ref, marketplace, order_ref, state, price_minor, currency) \
+         VALUES ($1, $2, $3, $4, $3, $5, $6, $7) ON CONFLICT (marketplace, order_ref) DO NOTHING RETURNING *)",
+        "FROM r",
+        Uuid::new_v4(),
+        listed.device,
+        order_ref,
+        marketplace,
+        state,
+        price.minor,
+        price.currency.as_str()
+    )
     .fetch_optional(&mut *conn)
     .await?;
+    let inserted = super::typed_opt(inserted)?;
     let Some(rental) = inserted else {
         // Taken meanwhile by another instance.
         return by_order(&mut *conn, marketplace, order_ref)
@@ -108,11 +110,11 @@ pub async fn order_taken(
     marketplace: &str,
     order_ref: &str,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM rentals WHERE marketplace = $1 AND order_ref = $2)",
+    sqlx::query_scalar!(
+        "SELECT EXISTS (SELECT 1 FROM rentals WHERE marketplace = $1 AND order_ref = $2) AS \"exists!\"",
+        marketplace,
+        order_ref
     )
-    .bind(marketplace)
-    .bind(order_ref)
     .fetch_one(conn)
     .await
 }
@@ -122,15 +124,14 @@ async fn by_order(
     marketplace: &str,
     order_ref: &str,
 ) -> Result<Option<Rental>, sqlx::Error> {
-    sqlx::query_as::<_, Rental>(concat!(
-        "SELECT ",
-        rental_columns!(),
-        " FROM rentals r WHERE r.marketplace = $1 AND r.order_ref = $2"
-    ))
-    .bind(marketplace)
-    .bind(order_ref)
+    let row = select_rentals!(
+        "FROM rentals r WHERE r.marketplace = $1 AND r.order_ref = $2",
+        marketplace,
+        order_ref
+    )
     .fetch_optional(conn)
-    .await
+    .await?;
+    super::typed_opt(row)
 }
 
 /// Opens a storefront order: the renter's rental of the device, waiting for payment, at the device's
@@ -141,15 +142,21 @@ pub async fn open_order(
     device: Uuid,
     renter: Uuid,
 ) -> Result<Rental, RentalError> {
-    type DeviceRow = (Uuid, bool, Option<i64>, Option<String>, String);
-    let row: Option<DeviceRow> = sqlx::query_as(
+    let row = sqlx::query!(
         "SELECT owner_id, for_rent, price_minor, currency, status FROM devices \
          WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+        device
     )
-    .bind(device)
     .fetch_optional(&mut *conn)
-    .await?;
-    let (owner, for_rent, price_minor, currency, status) = row.ok_or(RentalError::NoDevice)?;
+    .await?
+    .ok_or(RentalError::NoDevice)?;
+    let (owner, for_rent, price_minor, currency, status) = (
+        row.owner_id,
+        row.for_rent,
+        row.price_minor,
+        row.currency,
+        row.status,
+    );
     let (Some(price_minor), Some(currency), true) = (price_minor, currency, for_rent) else {
         return Err(RentalError::NotForRent);
     };
@@ -163,17 +170,16 @@ pub async fn open_order(
         return Err(held_reason(&mut *conn, device).await?);
     }
     let id = Uuid::new_v4();
-    let order = sqlx::query_as::<_, Rental>(concat!(
-        "WITH r AS (INSERT INTO rentals (id, device_id, renter_id, marketplace, order_ref, state, price_minor, currency) \
-         VALUES ($1, $2, $3, 'direct', $1::text, 'ordered', $4, $5) RETURNING *) SELECT ",
-        rental_columns!(),
-        " FROM r"
-    ))
-    .bind(id)
-    .bind(device)
-    .bind(renter)
-    .bind(price_minor)
-    .bind(currency)
+    let order = select_rentals!(
+        with "WITH r AS (INSERT INTO rentals (id, device_id, renter_id, marketplace, order_ref, state, price_minor, currency) \
+         VALUES ($1, $2, $3, 'direct', ($1::uuid)::text, 'ordered', $4, $5) RETURNING *)",
+        "FROM r",
+        id,
+        device,
+        renter,
+        price_minor,
+        currency
+    )
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| match crate::infra::db::violated_constraint(&e) {
@@ -181,7 +187,7 @@ pub async fn open_order(
         _ => RentalError::Db(e),
     })?;
     announce(conn, id).await?;
-    Ok(order)
+    Ok(Rental::try_from(order)?)
 }
 
 /// Locks `renter`'s user row for the caller's transaction and counts their storefront orders waiting for
@@ -191,15 +197,14 @@ pub async fn lock_unpaid_orders(
     conn: &mut sqlx::PgConnection,
     renter: Uuid,
 ) -> Result<i64, RentalError> {
-    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(renter)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(RentalError::NoRenter)?;
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM rentals WHERE renter_id = $1 AND state = 'ordered' AND marketplace = 'direct'",
+    sqlx::query!(
+        "SELECT 1 AS locked FROM users WHERE id = $1 FOR NO KEY UPDATE",
+        renter
     )
-    .bind(renter)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(RentalError::NoRenter)?;
+    Ok(sqlx::query_scalar!("SELECT count(*) AS \"count!\" FROM rentals WHERE renter_id = $1 AND state = 'ordered' AND marketplace = 'direct'", renter)
     .fetch_one(conn)
     .await?)
 }
@@ -209,11 +214,8 @@ pub async fn stale_orders(
     pool: &PgPool,
     hold: std::time::Duration,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT id FROM rentals WHERE state = 'ordered' AND created_at < now() - make_interval(secs => $1) \
-         ORDER BY created_at LIMIT 100",
-    )
-    .bind(hold.as_secs_f64())
+    sqlx::query_scalar!("SELECT id FROM rentals WHERE state = 'ordered' AND created_at < now() - make_interval(secs => $1) \
+         ORDER BY created_at LIMIT 100", hold.as_secs_f64())
     .fetch_all(pool)
     .await
 }

@@ -25,26 +25,22 @@ pub async fn jobs(
     secrets: &SecretBox,
     device: Uuid,
 ) -> Result<Vec<ProvisionJob>, ProvisioningError> {
-    type JobRow = (
-        Uuid,
-        String,
-        String,
-        Option<Vec<u8>>,
-        Option<chrono::DateTime<chrono::Utc>>,
-    );
-    let rows: Vec<JobRow> = sqlx::query_as(
-        "SELECT id, 'start', login_name, COALESCE(device_password_enc, login_secret_enc), ends_at FROM rentals \
+    let rows = sqlx::query!(
+        "SELECT id AS \"rental!\", 'start' AS \"action!\", login_name AS \"login!\", \
+         COALESCE(device_password_enc, login_secret_enc) AS sealed, ends_at FROM rentals \
          WHERE device_id = $1 AND start_hook = 'pending' AND state = 'active' AND login_name IS NOT NULL \
          UNION ALL \
          SELECT id, 'end', login_name, NULL, NULL FROM rentals \
          WHERE device_id = $1 AND end_hook = 'pending' AND login_name IS NOT NULL \
          ORDER BY 1",
+        device
     )
-    .bind(device)
     .fetch_all(pool)
     .await?;
     rows.into_iter()
-        .map(|(rental, action, login, sealed, ends_at)| {
+        .map(|row| {
+            let (rental, action, login, sealed, ends_at) =
+                (row.rental, row.action, row.login, row.sealed, row.ends_at);
             let action = if action == "start" {
                 HookAction::Start
             } else {
@@ -81,25 +77,34 @@ pub async fn report(
     };
     let message = Some(outcome.message.trim()).filter(|m| !m.is_empty());
     let mut tx = pool.begin().await?;
-    // The column is chosen from two literals: SQL stays literal for sqlx.
-    let query = match action {
+    // The column is chosen by which of two checked statements runs.
+    let updated = match action {
         HookAction::Start => {
-            "UPDATE rentals SET start_hook = $3, hook_message = $4, updated_at = now() \
-             WHERE id = $1 AND device_id = $2 AND (start_hook = 'pending' OR start_hook = $3)"
+            sqlx::query!(
+                "UPDATE rentals SET start_hook = $3, hook_message = $4, updated_at = now() \
+                 WHERE id = $1 AND device_id = $2 AND (start_hook = 'pending' OR start_hook = $3)",
+                rental,
+                device,
+                status.as_str(),
+                message
+            )
+            .execute(&mut *tx)
+            .await?
         }
         HookAction::End => {
-            "UPDATE rentals SET end_hook = $3, hook_message = $4, updated_at = now() \
-             WHERE id = $1 AND device_id = $2 AND (end_hook = 'pending' OR end_hook = $3)"
+            sqlx::query!(
+                "UPDATE rentals SET end_hook = $3, hook_message = $4, updated_at = now() \
+                 WHERE id = $1 AND device_id = $2 AND (end_hook = 'pending' OR end_hook = $3)",
+                rental,
+                device,
+                status.as_str(),
+                message
+            )
+            .execute(&mut *tx)
+            .await?
         }
-    };
-    let updated = sqlx::query(query)
-        .bind(rental)
-        .bind(device)
-        .bind(status.as_str())
-        .bind(message)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    }
+    .rows_affected();
     if updated == 0 {
         return Err(ProvisioningError::NotPending { action });
     }
@@ -118,14 +123,14 @@ pub async fn report(
 /// run, so they fail, for the owner to see, instead of leaving a renter waiting.
 pub async fn agent_runs_no_hooks(pool: &PgPool, device: Uuid) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let stuck: Vec<Uuid> = sqlx::query_scalar(
+    let stuck: Vec<Uuid> = sqlx::query_scalar!(
         "UPDATE rentals SET \
            start_hook = CASE WHEN start_hook = 'pending' THEN 'failed' ELSE start_hook END, \
            end_hook = CASE WHEN end_hook = 'pending' THEN 'failed' ELSE end_hook END, \
            hook_message = 'the device''s agent no longer runs hooks', updated_at = now() \
          WHERE device_id = $1 AND (start_hook = 'pending' OR end_hook = 'pending') RETURNING id",
+        device
     )
-    .bind(device)
     .fetch_all(&mut *tx)
     .await?;
     for rental in &stuck {
@@ -139,15 +144,12 @@ pub async fn retry(
     conn: &mut sqlx::PgConnection,
     rental: Uuid,
 ) -> Result<Option<HookAction>, sqlx::Error> {
-    let action: Option<String> = sqlx::query_scalar(
-        "UPDATE rentals SET \
+    let action: Option<String> = sqlx::query_scalar!("UPDATE rentals SET \
            start_hook = CASE WHEN start_hook = 'failed' AND state = 'active' THEN 'pending' ELSE start_hook END, \
            end_hook = CASE WHEN end_hook = 'failed' THEN 'pending' ELSE end_hook END, \
            hook_message = NULL, updated_at = now() \
          WHERE id = $1 AND ((start_hook = 'failed' AND state = 'active') OR end_hook = 'failed') \
-         RETURNING CASE WHEN end_hook = 'pending' THEN 'end' ELSE 'start' END",
-    )
-    .bind(rental)
+         RETURNING CASE WHEN end_hook = 'pending' THEN 'end' ELSE 'start' END AS \"action!\"", rental)
     .fetch_optional(&mut *conn)
     .await?;
     if action.is_some() {
