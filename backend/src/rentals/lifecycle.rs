@@ -372,3 +372,7 @@ pub async fn claim(
     announce(conn, claimed.id).await?;
     Ok(claimed)
 }
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;
