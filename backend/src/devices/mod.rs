@@ -474,3 +474,6 @@ pub async fn record_facts(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
