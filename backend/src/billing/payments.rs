@@ -258,3 +258,174 @@ pub async fn fail_pending(conn: &mut PgConnection, rental: Uuid) -> Result<(), s
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{
+        ManualConfirmation, Opened, PaymentError, PaymentProvider, PaymentRequest, Providers,
+        fail_pending, for_rental, insert, pending_locked, rental_of, settle,
+    };
+    use crate::infra::testing::{self, money};
+    use sqlx::PgPool;
+    use std::sync::Arc;
+    use uuid::Uuid;
+
+    fn opened(external_ref: &str) -> Opened {
+        Opened {
+            external_ref: external_ref.to_owned(),
+            instructions: String::new(),
+            checkout_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_manual_payment_names_the_amount_in_its_currencys_notation_and_the_order() {
+        let (payment, rental) = (Uuid::new_v4(), Uuid::new_v4());
+        for (amount, shown) in [
+            (money(1_234, "USD"), "12.34 USD"),
+            (money(5, "EUR"), "0.05 EUR"),
+            (money(1_500, "BTC"), "0.00001500 BTC"),
+        ] {
+            let opened = ManualConfirmation
+                .open(&PaymentRequest {
+                    payment,
+                    rental,
+                    amount: &amount,
+                    description: "24 h on pi",
+                })
+                .await
+                .unwrap();
+            assert_eq!(opened.external_ref, payment.to_string());
+            assert!(
+                opened
+                    .instructions
+                    .contains(&format!("Pay {shown} for 24 h on pi")),
+                "{}",
+                opened.instructions
+            );
+            assert!(opened.instructions.contains(&rental.to_string()));
+            assert_eq!(opened.checkout_url, None);
+        }
+    }
+
+    #[test]
+    fn a_manual_payment_is_confirmed_by_hand_and_takes_no_callbacks() {
+        assert!(ManualConfirmation.confirmed_by_hand());
+        let callback = ManualConfirmation.webhook(&axum::http::HeaderMap::new(), b"{}");
+        assert!(
+            matches!(callback, Err(PaymentError::NoCallbacks("manual"))),
+            "{callback:?}"
+        );
+    }
+
+    /// A second provider, by name only.
+    struct Other;
+
+    #[async_trait::async_trait]
+    impl PaymentProvider for Other {
+        fn name(&self) -> &'static str {
+            "other"
+        }
+
+        async fn open(&self, _: &PaymentRequest<'_>) -> Result<Opened, PaymentError> {
+            Ok(opened("x"))
+        }
+    }
+
+    #[test]
+    fn new_orders_use_the_first_provider_and_others_are_found_by_name() {
+        let providers = Providers::default().with(Arc::new(Other));
+        assert_eq!(providers.default_provider().name(), "manual");
+        assert_eq!(providers.get("other").unwrap().name(), "other");
+        assert!(!providers.get("other").unwrap().confirmed_by_hand());
+        assert_eq!(providers.get("manual").unwrap().name(), "manual");
+        let unknown = providers.get("paypal");
+        assert!(
+            matches!(&unknown, Err(PaymentError::UnknownProvider(n)) if n == "paypal"),
+            "{:?}",
+            unknown.err()
+        );
+    }
+
+    #[sqlx::test(migrations = "../sql")]
+    async fn a_rental_has_at_most_one_payment_waiting(pool: PgPool) {
+        let (rental, _, _) = testing::granted(&pool).await;
+        let price = money(300, "USD");
+        let mut tx = pool.begin().await.unwrap();
+        let first = insert(
+            &mut tx,
+            Uuid::new_v4(),
+            rental.id,
+            "renewal",
+            "manual",
+            &price,
+            &opened("a"),
+        )
+        .await
+        .unwrap()
+        .expect("the first payment waits");
+        assert_eq!(
+            (
+                first.state.as_str(),
+                first.amount_minor,
+                first.currency.as_str()
+            ),
+            ("pending", 300, "USD")
+        );
+        let second = insert(
+            &mut tx,
+            Uuid::new_v4(),
+            rental.id,
+            "renewal",
+            "manual",
+            &price,
+            &opened("b"),
+        )
+        .await
+        .unwrap();
+        assert!(second.is_none(), "another payment is already waiting");
+        assert_eq!(
+            pending_locked(&mut tx, rental.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            first.id
+        );
+
+        settle(&mut tx, first.id, "confirmed", None).await.unwrap();
+        assert!(pending_locked(&mut tx, rental.id).await.unwrap().is_none());
+        // A settled payment stays settled.
+        settle(&mut tx, first.id, "failed", None).await.unwrap();
+        let third = insert(
+            &mut tx,
+            Uuid::new_v4(),
+            rental.id,
+            "renewal",
+            "manual",
+            &price,
+            &opened("c"),
+        )
+        .await
+        .unwrap()
+        .expect("a new payment may wait once the last is settled");
+        tx.commit().await.unwrap();
+
+        let latest = for_rental(&pool, rental.id).await.unwrap().unwrap();
+        assert_eq!(latest.id, third.id, "the waiting one first");
+        let mut conn = pool.acquire().await.unwrap();
+        let (id, of, state) = rental_of(&mut conn, "manual", "a").await.unwrap().unwrap();
+        assert_eq!((id, of, state.as_str()), (first.id, rental.id, "confirmed"));
+        assert!(rental_of(&mut conn, "other", "a").await.unwrap().is_none());
+
+        fail_pending(&mut conn, rental.id).await.unwrap();
+        let states: Vec<String> = sqlx::query_scalar(
+            "SELECT state FROM payments WHERE rental_id = $1 ORDER BY created_at, external_ref",
+        )
+        .bind(rental.id)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(states, ["confirmed", "failed"]);
+    }
+}

@@ -383,3 +383,7 @@ pub async fn settle_callback(
     tx.commit().await?;
     Ok(Some(rental))
 }
+
+#[cfg(test)]
+#[path = "storefront_tests.rs"]
+mod tests;

@@ -467,3 +467,6 @@ pub async fn record_facts(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

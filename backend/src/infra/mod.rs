@@ -8,3 +8,5 @@ pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod shutdown;
+#[cfg(test)]
+pub mod testing;

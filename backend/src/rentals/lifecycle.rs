@@ -358,3 +358,7 @@ pub async fn claim(
     announce(conn, claimed.id).await?;
     Ok(claimed)
 }
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;
