@@ -395,3 +395,41 @@ async fn orders_left_unpaid_past_the_hold_expire(pool: PgPool) {
 
 #[path = "renewal_tests.rs"]
 mod renewals;
+
+#[sqlx::test(migrations = "../sql")]
+async fn an_unpaid_order_keeps_the_device_from_being_deleted_or_granted_to_another(pool: PgPool) {
+    let owner = testing::user(&pool, "owner", Role::Owner).await;
+    let buyer = testing::user(&pool, "buyer", Role::Renter).await;
+    let other = testing::user(&pool, "other", Role::Renter).await;
+    let device = testing::device_for_rent(&pool, owner.id, "pi", &money(100, "USD")).await;
+    let shop = Shop::new(&pool);
+    let placed = shop.place(device.id, buyer.id).await.unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    let deleted = crate::devices::delete(&mut tx, &Actor::system(), device.id).await;
+    assert!(
+        matches!(deleted, Err(crate::devices::DeviceError::Ordered)),
+        "{deleted:?}"
+    );
+    drop(tx);
+    let mut tx = pool.begin().await.unwrap();
+    let granted = rentals::lifecycle::grant(
+        &mut tx,
+        &Actor::system(),
+        &shop.secrets,
+        device.id,
+        &testing::email(&other.email),
+        2,
+    )
+    .await;
+    assert!(matches!(granted, Err(RentalError::Reserved)), "{granted:?}");
+    drop(tx);
+
+    // Once the order is cancelled the device may go.
+    shop.cancel(placed.rental.id).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    crate::devices::delete(&mut tx, &Actor::system(), device.id)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}

@@ -26,6 +26,10 @@ pub enum DeviceError {
     NotFound,
     #[error("the device is rented until {0}; it can be deleted when the rental ends")]
     Rented(String),
+    #[error(
+        "the device has an order waiting for payment; cancel it (or let its hold run out) before deleting the device"
+    )]
+    Ordered,
     #[error("a device listed for rent needs a price")]
     ForRentWithoutPrice,
     #[error("not an OpenSSH public key (expected a line like `ssh-ed25519 AAAA... comment`): {0}")]
@@ -432,6 +436,16 @@ pub async fn delete(conn: &mut PgConnection, actor: &Actor, id: Uuid) -> Result<
     if let Some(ends) = live_rental_end(conn, id).await? {
         let until = ends.map_or_else(|| "it ends".to_owned(), |t| t.to_rfc3339());
         return Err(DeviceError::Rented(until));
+    }
+    // A renter's unpaid order would be left unpayable, its device gone.
+    let ordered = sqlx::query_scalar!(
+        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND state = 'ordered') AS \"exists!\"",
+        id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if ordered {
+        return Err(DeviceError::Ordered);
     }
     let done = sqlx::query!("UPDATE devices SET deleted_at = now(), for_rent = false WHERE id = $1 AND deleted_at IS NULL", id)
         .execute(&mut *conn)

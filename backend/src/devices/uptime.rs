@@ -64,7 +64,8 @@ pub async fn status_spans(
     let mut spans: Vec<StatusSpan> = Vec::with_capacity(rows.len());
     for (text, at, _) in &rows {
         let status = decode_enum(DeviceStatus::from_db(text), "status", text)?;
-        let from = (*at).clamp(since, now);
+        // Not `clamp`: it panics when the database's clock is behind `since`.
+        let from = (*at).max(since).min(now);
         if let Some(last) = spans.last_mut() {
             last.to = from;
         }

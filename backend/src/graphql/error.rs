@@ -186,7 +186,7 @@ impl From<DeviceError> for ApiError {
         match e {
             DeviceError::NameTaken(_) => Self::conflict(Some("name"), e.to_string()),
             DeviceError::SubdomainTaken(_) => Self::conflict(Some("subdomain"), e.to_string()),
-            DeviceError::Rented(_) => Self::conflict(None, e.to_string()),
+            DeviceError::Rented(_) | DeviceError::Ordered => Self::conflict(None, e.to_string()),
             DeviceError::NoFreePort(..) => Self::conflict(None, e.to_string()),
             DeviceError::ForRentWithoutPrice => {
                 Self::invalid(vec![ValidationError::new("price", e.to_string())])

@@ -40,6 +40,16 @@ pub async fn grant(
     if is_held(&mut *conn, device).await? {
         return Err(held_reason(&mut *conn, device).await?);
     }
+    // Another renter's unpaid order reserves the device: granting it would make that order unpayable.
+    let reserved = sqlx::query_scalar!(
+        "SELECT EXISTS (SELECT 1 FROM rentals WHERE device_id = $1 AND state = 'ordered') AS \"exists!\"",
+        device
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if reserved {
+        return Err(RentalError::Reserved);
+    }
     let secret = crate::infra::crypto::new_token();
     let id = Uuid::new_v4();
     let rental = select_rentals!(
