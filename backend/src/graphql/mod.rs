@@ -5,14 +5,16 @@
 
 pub mod context;
 pub mod error;
+mod inputs;
 pub mod limits;
 mod loaders;
 mod mutation;
 mod query;
+mod session;
 mod subscription;
 pub mod types;
 
-pub use mutation::{SESSION_COOKIE, session_cookie_name};
+pub use session::{SESSION_COOKIE, session_cookie_name};
 
 use crate::infra::metrics::{GraphqlLabels, Metrics};
 use async_graphql::dataloader::DataLoader;

@@ -3,215 +3,20 @@
 
 use super::context::{ContextExt, Credential};
 use super::error::{ApiError, ApiResult, Code};
-use super::query::{device_access, parse_id};
+use super::inputs::{
+    CreateDeviceInput, LogInInput, SignUpInput, UpdateDeviceInput, parse_grant_hours, parse_id,
+};
+use super::query::device_access;
+use super::session::{AuthPayload, open_session, session_cookie};
 use super::types::*;
-use crate::accounts::sessions::{self, Kind};
+use crate::accounts::sessions;
 use crate::all_valid;
-use crate::devices::{self, DeviceChanges, NewDevice};
+use crate::devices;
 use crate::{accounts::users, rentals};
-use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
-use chrono::{DateTime, Utc};
-use p2pvps_shared::Hardware;
-use p2pvps_shared::{DeviceName, Email, Money, Password, Role, SubdomainLabel, ValidationError};
-
-pub const SESSION_COOKIE: &str = "p2pvps_session";
-
-/// The session cookie's name: over HTTPS with the `__Host-` prefix, which browsers accept only from the
-/// dashboard's own host (Secure, `Path=/`, no `Domain`), so a device site under the same parent domain
-/// cannot plant one ("cookie tossing"). Over plain HTTP (local use) browsers refuse the prefix.
-pub fn session_cookie_name(secure: bool) -> &'static str {
-    if secure {
-        "__Host-p2pvps_session"
-    } else {
-        SESSION_COOKIE
-    }
-}
+use async_graphql::{Context, ID, Object};
+use p2pvps_shared::{Email, Password, Role, ValidationError};
 
 pub struct MutationRoot;
-
-/// Roles open to self sign-up (admins are made by admins).
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Default)]
-pub enum SignUpRole {
-    #[default]
-    Owner,
-    Renter,
-}
-
-#[derive(InputObject)]
-pub struct SignUpInput {
-    pub email: String,
-    pub password: String,
-    #[graphql(default)]
-    pub role: SignUpRole,
-    /// Return a bearer token in the payload instead of setting the session cookie (for API clients).
-    #[graphql(default)]
-    pub bearer: bool,
-}
-
-#[derive(InputObject)]
-pub struct LogInInput {
-    pub email: String,
-    pub password: String,
-    /// Return a bearer token in the payload instead of setting the session cookie (for API clients).
-    #[graphql(default)]
-    pub bearer: bool,
-}
-
-#[derive(SimpleObject)]
-pub struct AuthPayload {
-    pub user: UserObject,
-    /// The bearer token, when one was asked for. Shown only here.
-    pub token: Option<String>,
-    pub expires_at: DateTime<Utc>,
-}
-
-#[derive(InputObject)]
-pub struct HardwareInput {
-    pub cpu_model: Option<String>,
-    pub cpu_cores: Option<i32>,
-    pub memory_mb: Option<i32>,
-    pub disk_gb: Option<i32>,
-    pub arch: Option<String>,
-    pub internet_mbps: Option<i32>,
-}
-
-#[derive(InputObject)]
-pub struct MoneyInput {
-    /// Amount in the currency's smallest unit (cents, satoshis).
-    pub minor: i64,
-    pub currency: String,
-}
-
-#[derive(InputObject)]
-pub struct CreateDeviceInput {
-    pub name: String,
-    /// Subdomain label; generated when omitted.
-    pub subdomain: Option<String>,
-    pub description: Option<String>,
-    pub hardware: Option<HardwareInput>,
-    /// Price of one rental period.
-    pub price: Option<MoneyInput>,
-    /// Length of one rental period in hours (default 24).
-    pub rental_hours: Option<i32>,
-    #[graphql(default)]
-    pub for_rent: bool,
-}
-
-/// Fields left out are not changed.
-#[derive(InputObject)]
-pub struct UpdateDeviceInput {
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub hardware: Option<HardwareInput>,
-    pub price: Option<MoneyInput>,
-    pub rental_hours: Option<i32>,
-    pub for_rent: Option<bool>,
-    /// Publish the device's web server at its subdomain through the gateway (on by default).
-    pub web_publishing: Option<bool>,
-}
-
-fn bounded(
-    field: &'static str,
-    value: Option<i32>,
-    max: i32,
-) -> Result<Option<i32>, ValidationError> {
-    match value {
-        Some(v) if !(1..=max).contains(&v) => Err(ValidationError::new(
-            field,
-            format!("must be between 1 and {max}"),
-        )),
-        v => Ok(v),
-    }
-}
-
-fn parse_hardware(input: HardwareInput) -> Result<Hardware, ApiError> {
-    let typed = Hardware {
-        cpu_model: input.cpu_model,
-        cpu_cores: input.cpu_cores,
-        memory_mb: input.memory_mb,
-        disk_gb: input.disk_gb,
-        arch: input.arch,
-        internet_mbps: input.internet_mbps,
-    };
-    typed.parse().map_err(|errors| {
-        ApiError::invalid(
-            errors
-                .into_iter()
-                .map(|e| ValidationError::new(hardware_field(e.field), e.message))
-                .collect(),
-        )
-    })
-}
-
-/// A hardware fact's name inside the `hardware` input, as the form shows errors.
-fn hardware_field(field: &'static str) -> &'static str {
-    match field {
-        "cpuModel" => "hardware.cpuModel",
-        "cpuCores" => "hardware.cpuCores",
-        "memoryMb" => "hardware.memoryMb",
-        "diskGb" => "hardware.diskGb",
-        "arch" => "hardware.arch",
-        "internetMbps" => "hardware.internetMbps",
-        other => other,
-    }
-}
-
-fn parse_price(input: Option<MoneyInput>) -> Result<Option<Money>, ValidationError> {
-    input
-        .map(|m| Money::price(m.minor, &m.currency))
-        .transpose()
-}
-
-fn parse_rental_hours(value: Option<i32>) -> Result<Option<i32>, ValidationError> {
-    bounded("rentalHours", value, 8760)
-}
-
-fn parse_description(value: Option<String>) -> Result<Option<String>, ValidationError> {
-    match value {
-        Some(v) if v.chars().count() > 2000 => Err(ValidationError::new(
-            "description",
-            "must be at most 2000 characters",
-        )),
-        v => Ok(v.map(|v| v.trim().to_owned())),
-    }
-}
-
-fn session_cookie(token: &str, secure: bool, max_age: chrono::Duration) -> String {
-    cookie::Cookie::build((session_cookie_name(secure), token.to_owned()))
-        .path("/")
-        .http_only(true)
-        .secure(secure)
-        .same_site(cookie::SameSite::Strict)
-        .max_age(cookie::time::Duration::seconds(max_age.num_seconds()))
-        .build()
-        .to_string()
-}
-
-/// Opens a session for `user` and hands it over as a cookie or a bearer token.
-async fn open_session(
-    ctx: &Context<'_>,
-    conn: &mut sqlx::PgConnection,
-    user: users::User,
-    bearer: bool,
-) -> ApiResult<AuthPayload> {
-    let kind = if bearer { Kind::Bearer } else { Kind::Cookie };
-    let token = sessions::open(conn, user.id, kind).await?;
-    let expires_at = Utc::now() + kind.lifetime();
-    let token = if bearer {
-        Some(token)
-    } else {
-        ctx.append_http_header(
-            axum::http::header::SET_COOKIE,
-            session_cookie(&token, ctx.shared().cookie_secure, kind.lifetime()),
-        );
-        None
-    };
-    Ok(AuthPayload {
-        user: UserObject(user),
-        token,
-        expires_at,
-    })
-}
 
 /// Counts a call that hashes a password (Argon2, 19 MiB) against the caller's address.
 fn password_attempt(ctx: &Context<'_>) -> ApiResult<()> {
@@ -228,10 +33,7 @@ impl MutationRoot {
         let email = Email::parse(&input.email);
         let password = Password::parse(&input.password);
         let (email, password) = all_valid!(email, password)?;
-        let role = match input.role {
-            SignUpRole::Owner => Role::Owner,
-            SignUpRole::Renter => Role::Renter,
-        };
+        let role = input.role.into();
         password_attempt(ctx)?;
         let mut tx = ctx.shared().pool.begin().await?;
         // A taken e-mail gets the same words as any refusal that is not about the input's form, so sign-up
@@ -341,31 +143,7 @@ impl MutationRoot {
                 "register devices as a renter (sign up as an owner)",
             ));
         }
-        let name = DeviceName::parse(&input.name);
-        let subdomain = input
-            .subdomain
-            .as_deref()
-            .map(SubdomainLabel::parse)
-            .transpose();
-        let description = parse_description(input.description);
-        let price = parse_price(input.price);
-        let rental_hours = parse_rental_hours(input.rental_hours);
-        let (name, subdomain, description, price, rental_hours) =
-            all_valid!(name, subdomain, description, price, rental_hours)?;
-        let hardware = input
-            .hardware
-            .map(parse_hardware)
-            .transpose()?
-            .unwrap_or_default();
-        let new = NewDevice {
-            subdomain,
-            description: description.unwrap_or_default(),
-            hardware,
-            price,
-            rental_hours: rental_hours.unwrap_or(24),
-            for_rent: input.for_rent,
-            ..NewDevice::named(name)
-        };
+        let new = input.parse()?;
         let shared = ctx.shared();
         let mut tx = shared.pool.begin().await?;
         let (device, credential) = devices::create(
@@ -395,22 +173,7 @@ impl MutationRoot {
     ) -> ApiResult<DeviceObject> {
         let id = parse_id(&id, "id")?;
         let access = manageable_device(ctx, id).await?;
-        let name = input.name.as_deref().map(DeviceName::parse).transpose();
-        let description = parse_description(input.description);
-        let price = parse_price(input.price);
-        let rental_hours = parse_rental_hours(input.rental_hours);
-        let (name, description, price, rental_hours) =
-            all_valid!(name, description, price, rental_hours)?;
-        let hardware = input.hardware.map(parse_hardware).transpose()?;
-        let changes = DeviceChanges {
-            name,
-            description,
-            hardware,
-            price,
-            rental_hours,
-            for_rent: input.for_rent,
-            web_publishing: input.web_publishing,
-        };
+        let changes = input.parse()?;
         let mut tx = ctx.shared().pool.begin().await?;
         let device = devices::update(&mut tx, &ctx.viewer().actor()?, id, &changes).await?;
         tx.commit().await?;
@@ -492,11 +255,7 @@ impl MutationRoot {
         let device = uuid::Uuid::parse_str(device.as_str())
             .map_err(|_| ValidationError::new("device", "is not a valid id"));
         let email = Email::parse(&renter_email).map_err(|e| e.for_field("renterEmail"));
-        let hours = if (1..=8760).contains(&hours) {
-            Ok(hours)
-        } else {
-            Err(ValidationError::new("hours", "must be between 1 and 8760"))
-        };
+        let hours = parse_grant_hours(hours);
         let (device, email, hours) = all_valid!(device, email, hours)?;
         let shared = ctx.shared();
         let mut tx = shared.pool.begin().await?;

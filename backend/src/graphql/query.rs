@@ -2,6 +2,7 @@
 
 use super::context::{ContextExt, Viewer};
 use super::error::{ApiError, ApiResult};
+use super::inputs::{RentalView, parse_id};
 use super::types::*;
 use crate::devices::{self, Device, Scope};
 use crate::{accounts::users, infra::audit, rentals};
@@ -18,11 +19,6 @@ pub struct QueryRoot;
 
 const DEFAULT_PAGE: i32 = 20;
 const MAX_PAGE: i32 = 100;
-
-pub fn parse_id(id: &ID, field: &'static str) -> ApiResult<Uuid> {
-    Uuid::parse_str(id.as_str())
-        .map_err(|_| ValidationError::new(field, "is not a valid id").into())
-}
 
 fn page_size(first: Option<i32>) -> ApiResult<i64> {
     match first.unwrap_or(DEFAULT_PAGE) {
@@ -94,15 +90,6 @@ pub async fn device_access(
     } else {
         Err(ApiError::not_found("device"))
     }
-}
-
-/// Whose side of rentals to read.
-#[derive(async_graphql::Enum, Copy, Clone, Eq, PartialEq)]
-pub enum RentalView {
-    /// The viewer's own rentals, as renter.
-    Renter,
-    /// Rentals of the viewer's devices (every rental, for an admin).
-    Owner,
 }
 
 fn rental_scope(user: &users::User, view: Option<RentalView>) -> (rentals::Scope, RentalAccess) {

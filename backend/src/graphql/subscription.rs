@@ -2,7 +2,8 @@
 
 use super::context::ContextExt;
 use super::error::ApiError;
-use super::query::{device_access, parse_id};
+use super::inputs::parse_id;
+use super::query::device_access;
 use super::types::{DeviceStatusEventObject, RentalChangeObject};
 use crate::devices;
 use async_graphql::{Context, ID, Subscription};
