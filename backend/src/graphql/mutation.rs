@@ -1,20 +1,19 @@
 //! Mutations. Every change runs in one transaction together with its audit entry: it happens whole or not
-//! at all.
+//! at all. Resolvers translate arguments (`inputs`) and errors; who may do what is decided in `access`.
 
+use super::access::{self, DeviceAccess, RentalAccess};
 use super::context::{ContextExt, Credential};
 use super::error::{ApiError, ApiResult, Code};
 use super::inputs::{
     CreateDeviceInput, LogInInput, SignUpInput, UpdateDeviceInput, parse_grant_hours, parse_id,
 };
-use super::query::device_access;
 use super::session::{AuthPayload, open_session, session_cookie};
 use super::types::*;
-use crate::accounts::sessions;
 use crate::all_valid;
 use crate::devices;
-use crate::{accounts::users, rentals};
+use crate::{accounts::sessions, accounts::users, rentals};
 use async_graphql::{Context, ID, Object};
-use p2pvps_shared::{Email, Password, Role, ValidationError};
+use p2pvps_shared::{Email, Password, ValidationError};
 
 pub struct MutationRoot;
 
@@ -138,11 +137,7 @@ impl MutationRoot {
     ) -> ApiResult<DeviceWithCredential> {
         let viewer = ctx.viewer();
         let user = viewer.user()?;
-        if user.role == Role::Renter {
-            return Err(ApiError::forbidden(
-                "register devices as a renter (sign up as an owner)",
-            ));
-        }
+        access::may_register_devices(user)?;
         let new = input.parse()?;
         let shared = ctx.shared();
         let mut tx = shared.pool.begin().await?;
@@ -172,7 +167,7 @@ impl MutationRoot {
         input: UpdateDeviceInput,
     ) -> ApiResult<DeviceObject> {
         let id = parse_id(&id, "id")?;
-        let access = manageable_device(ctx, id).await?;
+        let access = access::manageable_device(&ctx.shared().pool, ctx.viewer(), id).await?;
         let changes = input.parse()?;
         let mut tx = ctx.shared().pool.begin().await?;
         let device = devices::update(&mut tx, &ctx.viewer().actor()?, id, &changes).await?;
@@ -190,7 +185,7 @@ impl MutationRoot {
         id: ID,
     ) -> ApiResult<DeviceWithCredential> {
         let id = parse_id(&id, "id")?;
-        let access = manageable_device(ctx, id).await?;
+        let access = access::manageable_device(&ctx.shared().pool, ctx.viewer(), id).await?;
         let mut tx = ctx.shared().pool.begin().await?;
         let (device, credential) =
             devices::rotate_credential(&mut tx, &ctx.viewer().actor()?, id).await?;
@@ -210,7 +205,7 @@ impl MutationRoot {
         public_key: String,
     ) -> ApiResult<DeviceSshKeyObject> {
         let id = parse_id(&id, "id")?;
-        manageable_device(ctx, id).await?;
+        access::manageable_device(&ctx.shared().pool, ctx.viewer(), id).await?;
         let mut tx = ctx.shared().pool.begin().await?;
         let key = devices::keys::add_key(&mut tx, &ctx.viewer().actor()?, id, &public_key).await?;
         tx.commit().await?;
@@ -225,7 +220,7 @@ impl MutationRoot {
         fingerprint: String,
     ) -> ApiResult<bool> {
         let id = parse_id(&id, "id")?;
-        manageable_device(ctx, id).await?;
+        access::manageable_device(&ctx.shared().pool, ctx.viewer(), id).await?;
         let mut tx = ctx.shared().pool.begin().await?;
         devices::keys::remove_key(&mut tx, &ctx.viewer().actor()?, id, &fingerprint).await?;
         tx.commit().await?;
@@ -235,7 +230,7 @@ impl MutationRoot {
     /// Deletes a device. Refused while it is rented. Returns the deleted device's id.
     async fn delete_device(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
         let uuid = parse_id(&id, "id")?;
-        manageable_device(ctx, uuid).await?;
+        access::manageable_device(&ctx.shared().pool, ctx.viewer(), uuid).await?;
         let mut tx = ctx.shared().pool.begin().await?;
         devices::delete(&mut tx, &ctx.viewer().actor()?, uuid).await?;
         tx.commit().await?;
@@ -292,14 +287,10 @@ impl MutationRoot {
     /// mended. The device's owner or an admin.
     async fn retry_provisioning(&self, ctx: &Context<'_>, rental: ID) -> ApiResult<RentalObject> {
         let id = parse_id(&rental, "rental")?;
-        let access = order_access(ctx, id)
+        let access = access::order_access(&ctx.shared().pool, ctx.viewer(), id)
             .await
-            .map_err(|_| ApiError::not_found("rental"))?;
-        if access == RentalAccess::Renter {
-            return Err(ApiError::forbidden(
-                "retry a rental's provisioning (the device's owner or an admin does)",
-            ));
-        }
+            .map_err(|_| ApiError::not_found("rental"))?
+            .may_retry_provisioning()?;
         let mut tx = ctx.shared().pool.begin().await?;
         let Some(action) = crate::rentals::provisioning::retry(&mut tx, id).await? else {
             return Err(ValidationError::new("rental", "has no failed hook to run again").into());
@@ -411,12 +402,9 @@ impl MutationRoot {
     async fn confirm_payment(&self, ctx: &Context<'_>, rental: ID) -> ApiResult<RentalObject> {
         let user = ctx.viewer().user()?.clone();
         let id = parse_id(&rental, "rental")?;
-        let access = order_access(ctx, id).await?;
-        if access == RentalAccess::Renter {
-            return Err(ApiError::forbidden(
-                "confirm your own payment (the device's owner or an admin does)",
-            ));
-        }
+        let access = access::order_access(&ctx.shared().pool, ctx.viewer(), id)
+            .await?
+            .may_confirm_payment()?;
         let shared = ctx.shared();
         let mut tx = shared.pool.begin().await?;
         let activated = crate::billing::storefront::confirm(
@@ -441,14 +429,10 @@ impl MutationRoot {
     /// renter, the device's owner or an admin.
     async fn cancel_order(&self, ctx: &Context<'_>, rental: ID) -> ApiResult<RentalObject> {
         let id = parse_id(&rental, "rental")?;
-        let access = order_access(ctx, id).await?;
+        let access = access::order_access(&ctx.shared().pool, ctx.viewer(), id).await?;
         let shared = ctx.shared();
         let mut tx = shared.pool.begin().await?;
-        let reason = match access {
-            RentalAccess::Renter => "cancelled by the renter",
-            RentalAccess::Owner => "cancelled by the owner",
-            RentalAccess::Admin => "cancelled by an admin",
-        };
+        let reason = access.cancel_reason();
         let rental =
             crate::billing::storefront::cancel(&mut tx, &ctx.viewer().actor()?, id, reason).await?;
         tx.commit().await?;
@@ -484,38 +468,5 @@ impl MutationRoot {
         let user = users::update(&mut tx, &ctx.viewer().actor()?, id, None, Some(disabled)).await?;
         tx.commit().await?;
         Ok(UserObject(user))
-    }
-}
-
-/// How the viewer relates to a rental: its renter, the device's owner, or an admin; NOT_FOUND otherwise.
-async fn order_access(ctx: &Context<'_>, rental: uuid::Uuid) -> ApiResult<RentalAccess> {
-    let user = ctx.viewer().user()?;
-    let pool = &ctx.shared().pool;
-    let rental = rentals::get(pool, rental)
-        .await?
-        .ok_or_else(|| ApiError::not_found("order"))?;
-    if rental.renter_id == Some(user.id) {
-        return Ok(RentalAccess::Renter);
-    }
-    if user.role == p2pvps_shared::Role::Admin {
-        return Ok(RentalAccess::Admin);
-    }
-    match devices::get(pool, rental.device_id).await? {
-        Some(d) if d.owner_id == user.id => Ok(RentalAccess::Owner),
-        _ => Err(ApiError::not_found("order")),
-    }
-}
-
-/// The viewer may change the device (owner or admin): its access, or NOT_FOUND / FORBIDDEN.
-async fn manageable_device(ctx: &Context<'_>, id: uuid::Uuid) -> ApiResult<DeviceAccess> {
-    let pool = &ctx.shared().pool;
-    let device = devices::get(pool, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("device"))?;
-    match device_access(pool, ctx.viewer(), &device).await? {
-        DeviceAccess::Renter => Err(ApiError::forbidden(
-            "change a device you rent (only its owner may)",
-        )),
-        access => Ok(access),
     }
 }

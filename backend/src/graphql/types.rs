@@ -1,5 +1,7 @@
-//! GraphQL object types: thin wrappers over domain rows that decide, field by field, what the viewer may see.
+//! GraphQL object types: thin wrappers over domain rows. An object shown differently to different viewers
+//! carries the viewer's access (`super::access`) and asks it, field by field, what may be shown.
 
+use super::access::{self, DeviceAccess, RentalAccess};
 use super::context::ContextExt;
 use super::error::{ApiError, ApiResult};
 use crate::accounts::users::User;
@@ -88,10 +90,7 @@ impl UserObject {
     /// What this user has earned as an owner, per currency: rental payments less the platform's fee,
     /// less refunds (from the ledger). The user and admins only.
     async fn earnings(&self, ctx: &Context<'_>) -> ApiResult<Vec<MoneyObject>> {
-        let viewer = ctx.viewer().user()?;
-        if viewer.id != self.0.id && viewer.role != p2pvps_shared::Role::Admin {
-            return Err(ApiError::forbidden("read another user's earnings"));
-        }
+        access::may_read_earnings(ctx.viewer().user()?, &self.0)?;
         let rows = crate::billing::ledger::owner_earnings(&ctx.shared().pool, self.0.id).await?;
         Ok(rows
             .into_iter()
@@ -152,29 +151,9 @@ impl From<&Hardware> for HardwareObject {
     }
 }
 
-/// How the viewer relates to a device; decides the fields they may read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceAccess {
-    Owner,
-    Admin,
-    /// Holds a live rental of it: sees what is needed to use it, not the owner's business.
-    Renter,
-}
-
 pub struct DeviceObject {
     pub device: Device,
     pub access: DeviceAccess,
-}
-
-impl DeviceObject {
-    fn owner_only(&self, field: &str) -> ApiResult<()> {
-        match self.access {
-            DeviceAccess::Owner | DeviceAccess::Admin => Ok(()),
-            DeviceAccess::Renter => Err(ApiError::forbidden(&format!(
-                "read `{field}` of a device you rent"
-            ))),
-        }
-    }
 }
 
 #[Object(name = "Device")]
@@ -194,7 +173,7 @@ impl DeviceObject {
     /// What the device's agent last reported about itself (`null` if no agent ever reported). Its owner
     /// and admins.
     async fn agent(&self) -> ApiResult<Option<AgentObject>> {
-        self.owner_only("agent")?;
+        self.access.may_read_business("agent")?;
         let a = &self.device.agent;
         Ok(a.reported_at.map(|reported_at| AgentObject {
             os: a.os.clone(),
@@ -240,13 +219,13 @@ impl DeviceObject {
     }
     /// Public keys the device may log in with instead of its credential. Owner and admin only.
     async fn ssh_keys(&self, ctx: &Context<'_>) -> ApiResult<Vec<DeviceSshKeyObject>> {
-        self.owner_only("sshKeys")?;
+        self.access.may_read_business("sshKeys")?;
         let keys = crate::devices::keys::keys(&ctx.shared().pool, self.device.id).await?;
         Ok(keys.into_iter().map(Into::into).collect())
     }
     /// Whether the gateway publishes the device's web server at its subdomain. Owner and admin only.
     async fn web_publishing(&self) -> ApiResult<bool> {
-        self.owner_only("webPublishing")?;
+        self.access.may_read_business("webPublishing")?;
         Ok(self.device.web_publishing)
     }
     /// The device's public web address (`https://SUBDOMAIN.DOMAIN`), when the server runs a web gateway.
@@ -258,12 +237,12 @@ impl DeviceObject {
     }
     /// Whether the owner offers it for rent. Owner and admin only.
     async fn for_rent(&self) -> ApiResult<bool> {
-        self.owner_only("forRent")?;
+        self.access.may_read_business("forRent")?;
         Ok(self.device.for_rent)
     }
     /// Owner and admin only.
     async fn owner(&self, ctx: &Context<'_>) -> ApiResult<UserObject> {
-        self.owner_only("owner")?;
+        self.access.may_read_business("owner")?;
         let user = ctx
             .data_unchecked::<DataLoader<super::loaders::Users>>()
             .load_one(self.device.owner_id)
@@ -274,12 +253,12 @@ impl DeviceObject {
     }
     /// Owner and admin only.
     async fn created_at(&self) -> ApiResult<DateTime<Utc>> {
-        self.owner_only("createdAt")?;
+        self.access.may_read_business("createdAt")?;
         Ok(self.device.created_at)
     }
     /// Owner and admin only.
     async fn updated_at(&self) -> ApiResult<DateTime<Utc>> {
-        self.owner_only("updatedAt")?;
+        self.access.may_read_business("updatedAt")?;
         Ok(self.device.updated_at)
     }
     /// The connection status over the last `hours` (1 to 720), from the status history (from the device's
@@ -520,15 +499,6 @@ pub struct DeviceWithCredential {
     pub credential: String,
 }
 
-/// How the viewer relates to a rental.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RentalAccess {
-    Renter,
-    /// Owner of the rented device.
-    Owner,
-    Admin,
-}
-
 pub struct RentalObject {
     pub rental: Rental,
     pub access: RentalAccess,
@@ -598,12 +568,8 @@ impl RentalObject {
         )
     }
     async fn device(&self, ctx: &Context<'_>) -> ApiResult<Option<DeviceObject>> {
-        let access = match self.access {
-            RentalAccess::Admin => DeviceAccess::Admin,
-            RentalAccess::Owner => DeviceAccess::Owner,
-            RentalAccess::Renter if self.rental.state.holds_device() => DeviceAccess::Renter,
-            // A past renter no longer sees the device.
-            RentalAccess::Renter => return Ok(None),
+        let Some(access) = self.access.device_access(&self.rental) else {
+            return Ok(None);
         };
         let device = crate::devices::get(&ctx.shared().pool, self.rental.device_id).await?;
         Ok(device.map(|device| DeviceObject { device, access }))
@@ -616,24 +582,21 @@ impl RentalObject {
         r.start_hook.map(|start| ProvisioningObject {
             start: Some(start.into()),
             end: r.end_hook.map(Into::into),
-            message: (self.access != RentalAccess::Renter)
+            message: self
+                .access
+                .may_read_hook_message()
                 .then(|| r.hook_message.clone())
                 .flatten(),
         })
     }
     async fn connection(&self, ctx: &Context<'_>) -> ApiResult<Option<RentalConnectionObject>> {
-        if self.access == RentalAccess::Owner {
-            return Err(ApiError::forbidden(
-                "read a rental's connection (only its renter may)",
-            ));
+        if !self.access.may_read_connection(&self.rental)? {
+            return Ok(None);
         }
         let shared = ctx.shared();
         let (Some(login), Some(ssh_port)) = (&self.rental.login_name, shared.ssh_port) else {
             return Ok(None);
         };
-        if !self.rental.state.holds_device() || !self.rental.access_ready() {
-            return Ok(None);
-        }
         let Some(device) = crate::devices::get(&shared.pool, self.rental.device_id).await? else {
             return Ok(None);
         };
@@ -655,12 +618,7 @@ impl RentalObject {
     /// The renter's login. Only the renter sees it, and only while the rental holds the device and its
     /// access is ready on the device (see `provisioning`).
     async fn login(&self, ctx: &Context<'_>) -> ApiResult<Option<RentalLogin>> {
-        if self.access != RentalAccess::Renter {
-            return Err(ApiError::forbidden(
-                "read a rental's login (only its renter may)",
-            ));
-        }
-        if !self.rental.state.holds_device() || !self.rental.access_ready() {
+        if !self.access.may_read_login(&self.rental)? {
             return Ok(None);
         }
         let secrets = &ctx.shared().secrets;
