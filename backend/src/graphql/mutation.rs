@@ -8,7 +8,9 @@ use super::inputs::{
     CreateDeviceInput, LogInInput, SignUpInput, UpdateDeviceInput, parse_grant_hours, parse_id,
 };
 use super::session::{AuthPayload, open_session, session_cookie};
-use super::types::*;
+use super::types::devices::{DeviceObject, DeviceSshKeyObject, DeviceWithCredential};
+use super::types::rentals::RentalObject;
+use super::types::users::{RoleGql, UserObject};
 use crate::all_valid;
 use crate::devices;
 use crate::{accounts::sessions, accounts::users, rentals};

@@ -3,7 +3,7 @@
 
 use super::context::ContextExt;
 use super::error::ApiResult;
-use super::types::UserObject;
+use super::types::users::UserObject;
 use crate::accounts::sessions::{self, Kind};
 use crate::accounts::users::User;
 use async_graphql::{Context, SimpleObject};
