@@ -1,4 +1,5 @@
-//! What every resolver knows: the shared server state and who is asking.
+//! What every resolver knows: the shared server state and who is asking. What the viewer may do is decided
+//! in `access`.
 
 use crate::app::state::Shared;
 
@@ -6,7 +7,6 @@ use super::error::{ApiError, ApiResult};
 use crate::accounts::users::User;
 use crate::infra::audit::Actor;
 use async_graphql::Context;
-use p2pvps_shared::Role;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -29,19 +29,6 @@ pub struct Viewer {
 impl Viewer {
     pub fn user(&self) -> ApiResult<&User> {
         self.user.as_ref().ok_or_else(ApiError::unauthenticated)
-    }
-
-    pub fn admin(&self) -> ApiResult<&User> {
-        let user = self.user()?;
-        if user.role == Role::Admin {
-            Ok(user)
-        } else {
-            Err(ApiError::forbidden("do this (admins only)"))
-        }
-    }
-
-    pub fn is_admin(&self) -> bool {
-        self.user.as_ref().is_some_and(|u| u.role == Role::Admin)
     }
 
     pub fn actor(&self) -> ApiResult<Actor> {

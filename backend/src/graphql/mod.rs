@@ -1,18 +1,22 @@
 //! The GraphQL API: schema assembly, limits, and the per-operation metrics extension.
 //!
-//! The resolvers stay thin: they parse input with the shared validators, check who may do what, and call the
-//! domain modules (`users`, `devices`, ...) that own the SQL.
+//! The resolvers stay thin: they parse input (`inputs`, with the shared validators), ask `access` who may
+//! do what, call the domain modules (`users`, `devices`, ...) that own the SQL, and translate their errors
+//! (`error`).
 
+pub mod access;
 pub mod context;
 pub mod error;
+mod inputs;
 pub mod limits;
 mod loaders;
 mod mutation;
 mod query;
+mod session;
 mod subscription;
 pub mod types;
 
-pub use mutation::{SESSION_COOKIE, session_cookie_name};
+pub use session::{SESSION_COOKIE, session_cookie_name};
 
 use crate::infra::metrics::{GraphqlLabels, Metrics};
 use async_graphql::dataloader::DataLoader;

@@ -1,217 +1,23 @@
 //! Mutations. Every change runs in one transaction together with its audit entry: it happens whole or not
-//! at all.
+//! at all. Resolvers translate arguments (`inputs`) and errors; who may do what is decided in `access`.
 
+use super::access::{self, DeviceAccess, RentalAccess};
 use super::context::{ContextExt, Credential};
 use super::error::{ApiError, ApiResult, Code};
-use super::query::{device_access, parse_id};
-use super::types::*;
-use crate::accounts::sessions::{self, Kind};
+use super::inputs::{
+    CreateDeviceInput, LogInInput, SignUpInput, UpdateDeviceInput, parse_grant_hours, parse_id,
+};
+use super::session::{AuthPayload, open_session, session_cookie};
+use super::types::devices::{DeviceObject, DeviceSshKeyObject, DeviceWithCredential};
+use super::types::rentals::RentalObject;
+use super::types::users::{RoleGql, UserObject};
 use crate::all_valid;
-use crate::devices::{self, DeviceChanges, NewDevice};
-use crate::{accounts::users, rentals};
-use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
-use chrono::{DateTime, Utc};
-use p2pvps_shared::Hardware;
-use p2pvps_shared::{DeviceName, Email, Money, Password, Role, SubdomainLabel, ValidationError};
-
-pub const SESSION_COOKIE: &str = "p2pvps_session";
-
-/// The session cookie's name: over HTTPS with the `__Host-` prefix, which browsers accept only from the
-/// dashboard's own host (Secure, `Path=/`, no `Domain`), so a device site under the same parent domain
-/// cannot plant one ("cookie tossing"). Over plain HTTP (local use) browsers refuse the prefix.
-pub fn session_cookie_name(secure: bool) -> &'static str {
-    if secure {
-        "__Host-p2pvps_session"
-    } else {
-        SESSION_COOKIE
-    }
-}
+use crate::devices;
+use crate::{accounts::sessions, accounts::users, rentals};
+use async_graphql::{Context, ID, Object};
+use p2pvps_shared::{Email, Password, ValidationError};
 
 pub struct MutationRoot;
-
-/// Roles open to self sign-up (admins are made by admins).
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Default)]
-pub enum SignUpRole {
-    #[default]
-    Owner,
-    Renter,
-}
-
-#[derive(InputObject)]
-pub struct SignUpInput {
-    pub email: String,
-    pub password: String,
-    #[graphql(default)]
-    pub role: SignUpRole,
-    /// Return a bearer token in the payload instead of setting the session cookie (for API clients).
-    #[graphql(default)]
-    pub bearer: bool,
-}
-
-#[derive(InputObject)]
-pub struct LogInInput {
-    pub email: String,
-    pub password: String,
-    /// Return a bearer token in the payload instead of setting the session cookie (for API clients).
-    #[graphql(default)]
-    pub bearer: bool,
-}
-
-#[derive(SimpleObject)]
-pub struct AuthPayload {
-    pub user: UserObject,
-    /// The bearer token, when one was asked for. Shown only here.
-    pub token: Option<String>,
-    pub expires_at: DateTime<Utc>,
-}
-
-#[derive(InputObject)]
-pub struct HardwareInput {
-    pub cpu_model: Option<String>,
-    pub cpu_cores: Option<i32>,
-    pub memory_mb: Option<i32>,
-    pub disk_gb: Option<i32>,
-    pub arch: Option<String>,
-    pub internet_mbps: Option<i32>,
-}
-
-#[derive(InputObject)]
-pub struct MoneyInput {
-    /// Amount in the currency's smallest unit (cents, satoshis).
-    pub minor: i64,
-    pub currency: String,
-}
-
-#[derive(InputObject)]
-pub struct CreateDeviceInput {
-    pub name: String,
-    /// Subdomain label; generated when omitted.
-    pub subdomain: Option<String>,
-    pub description: Option<String>,
-    pub hardware: Option<HardwareInput>,
-    /// Price of one rental period.
-    pub price: Option<MoneyInput>,
-    /// Length of one rental period in hours (default 24).
-    pub rental_hours: Option<i32>,
-    #[graphql(default)]
-    pub for_rent: bool,
-}
-
-/// Fields left out are not changed.
-#[derive(InputObject)]
-pub struct UpdateDeviceInput {
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub hardware: Option<HardwareInput>,
-    pub price: Option<MoneyInput>,
-    pub rental_hours: Option<i32>,
-    pub for_rent: Option<bool>,
-    /// Publish the device's web server at its subdomain through the gateway (on by default).
-    pub web_publishing: Option<bool>,
-}
-
-fn bounded(
-    field: &'static str,
-    value: Option<i32>,
-    max: i32,
-) -> Result<Option<i32>, ValidationError> {
-    match value {
-        Some(v) if !(1..=max).contains(&v) => Err(ValidationError::new(
-            field,
-            format!("must be between 1 and {max}"),
-        )),
-        v => Ok(v),
-    }
-}
-
-fn parse_hardware(input: HardwareInput) -> Result<Hardware, ApiError> {
-    let typed = Hardware {
-        cpu_model: input.cpu_model,
-        cpu_cores: input.cpu_cores,
-        memory_mb: input.memory_mb,
-        disk_gb: input.disk_gb,
-        arch: input.arch,
-        internet_mbps: input.internet_mbps,
-    };
-    typed.parse().map_err(|errors| {
-        ApiError::invalid(
-            errors
-                .into_iter()
-                .map(|e| ValidationError::new(hardware_field(e.field), e.message))
-                .collect(),
-        )
-    })
-}
-
-/// A hardware fact's name inside the `hardware` input, as the form shows errors.
-fn hardware_field(field: &'static str) -> &'static str {
-    match field {
-        "cpuModel" => "hardware.cpuModel",
-        "cpuCores" => "hardware.cpuCores",
-        "memoryMb" => "hardware.memoryMb",
-        "diskGb" => "hardware.diskGb",
-        "arch" => "hardware.arch",
-        "internetMbps" => "hardware.internetMbps",
-        other => other,
-    }
-}
-
-fn parse_price(input: Option<MoneyInput>) -> Result<Option<Money>, ValidationError> {
-    input
-        .map(|m| Money::price(m.minor, &m.currency))
-        .transpose()
-}
-
-fn parse_rental_hours(value: Option<i32>) -> Result<Option<i32>, ValidationError> {
-    bounded("rentalHours", value, 8760)
-}
-
-fn parse_description(value: Option<String>) -> Result<Option<String>, ValidationError> {
-    match value {
-        Some(v) if v.chars().count() > 2000 => Err(ValidationError::new(
-            "description",
-            "must be at most 2000 characters",
-        )),
-        v => Ok(v.map(|v| v.trim().to_owned())),
-    }
-}
-
-fn session_cookie(token: &str, secure: bool, max_age: chrono::Duration) -> String {
-    cookie::Cookie::build((session_cookie_name(secure), token.to_owned()))
-        .path("/")
-        .http_only(true)
-        .secure(secure)
-        .same_site(cookie::SameSite::Strict)
-        .max_age(cookie::time::Duration::seconds(max_age.num_seconds()))
-        .build()
-        .to_string()
-}
-
-/// Opens a session for `user` and hands it over as a cookie or a bearer token.
-async fn open_session(
-    ctx: &Context<'_>,
-    conn: &mut sqlx::PgConnection,
-    user: users::User,
-    bearer: bool,
-) -> ApiResult<AuthPayload> {
-    let kind = if bearer { Kind::Bearer } else { Kind::Cookie };
-    let token = sessions::open(conn, user.id, kind).await?;
-    let expires_at = Utc::now() + kind.lifetime();
-    let token = if bearer {
-        Some(token)
-    } else {
-        ctx.append_http_header(
-            axum::http::header::SET_COOKIE,
-            session_cookie(&token, ctx.shared().cookie_secure, kind.lifetime()),
-        );
-        None
-    };
-    Ok(AuthPayload {
-        user: UserObject(user),
-        token,
-        expires_at,
-    })
-}
 
 /// Counts a call that hashes a password (Argon2, 19 MiB) against the caller's address.
 fn password_attempt(ctx: &Context<'_>) -> ApiResult<()> {
@@ -228,10 +34,7 @@ impl MutationRoot {
         let email = Email::parse(&input.email);
         let password = Password::parse(&input.password);
         let (email, password) = all_valid!(email, password)?;
-        let role = match input.role {
-            SignUpRole::Owner => Role::Owner,
-            SignUpRole::Renter => Role::Renter,
-        };
+        let role = input.role.into();
         password_attempt(ctx)?;
         let mut tx = ctx.shared().pool.begin().await?;
         // A taken e-mail gets the same words as any refusal that is not about the input's form, so sign-up
@@ -336,36 +139,8 @@ impl MutationRoot {
     ) -> ApiResult<DeviceWithCredential> {
         let viewer = ctx.viewer();
         let user = viewer.user()?;
-        if user.role == Role::Renter {
-            return Err(ApiError::forbidden(
-                "register devices as a renter (sign up as an owner)",
-            ));
-        }
-        let name = DeviceName::parse(&input.name);
-        let subdomain = input
-            .subdomain
-            .as_deref()
-            .map(SubdomainLabel::parse)
-            .transpose();
-        let description = parse_description(input.description);
-        let price = parse_price(input.price);
-        let rental_hours = parse_rental_hours(input.rental_hours);
-        let (name, subdomain, description, price, rental_hours) =
-            all_valid!(name, subdomain, description, price, rental_hours)?;
-        let hardware = input
-            .hardware
-            .map(parse_hardware)
-            .transpose()?
-            .unwrap_or_default();
-        let new = NewDevice {
-            subdomain,
-            description: description.unwrap_or_default(),
-            hardware,
-            price,
-            rental_hours: rental_hours.unwrap_or(24),
-            for_rent: input.for_rent,
-            ..NewDevice::named(name)
-        };
+        access::may_register_devices(user)?;
+        let new = input.parse()?;
         let shared = ctx.shared();
         let mut tx = shared.pool.begin().await?;
         let (device, credential) = devices::create(
@@ -394,23 +169,8 @@ impl MutationRoot {
         input: UpdateDeviceInput,
     ) -> ApiResult<DeviceObject> {
         let id = parse_id(&id, "id")?;
-        let access = manageable_device(ctx, id).await?;
-        let name = input.name.as_deref().map(DeviceName::parse).transpose();
-        let description = parse_description(input.description);
-        let price = parse_price(input.price);
-        let rental_hours = parse_rental_hours(input.rental_hours);
-        let (name, description, price, rental_hours) =
-            all_valid!(name, description, price, rental_hours)?;
-        let hardware = input.hardware.map(parse_hardware).transpose()?;
-        let changes = DeviceChanges {
-            name,
-            description,
-            hardware,
-            price,
-            rental_hours,
-            for_rent: input.for_rent,
-            web_publishing: input.web_publishing,
-        };
+        let access = access::manageable_device(&ctx.shared().pool, ctx.viewer(), id).await?;
+        let changes = input.parse()?;
         let mut tx = ctx.shared().pool.begin().await?;
         let device = devices::update(&mut tx, &ctx.viewer().actor()?, id, &changes).await?;
         tx.commit().await?;
@@ -427,7 +187,7 @@ impl MutationRoot {
         id: ID,
     ) -> ApiResult<DeviceWithCredential> {
         let id = parse_id(&id, "id")?;
-        let access = manageable_device(ctx, id).await?;
+        let access = access::manageable_device(&ctx.shared().pool, ctx.viewer(), id).await?;
         let mut tx = ctx.shared().pool.begin().await?;
         let (device, credential) =
             devices::rotate_credential(&mut tx, &ctx.viewer().actor()?, id).await?;
@@ -447,7 +207,7 @@ impl MutationRoot {
         public_key: String,
     ) -> ApiResult<DeviceSshKeyObject> {
         let id = parse_id(&id, "id")?;
-        manageable_device(ctx, id).await?;
+        access::manageable_device(&ctx.shared().pool, ctx.viewer(), id).await?;
         let mut tx = ctx.shared().pool.begin().await?;
         let key = devices::keys::add_key(&mut tx, &ctx.viewer().actor()?, id, &public_key).await?;
         tx.commit().await?;
@@ -462,7 +222,7 @@ impl MutationRoot {
         fingerprint: String,
     ) -> ApiResult<bool> {
         let id = parse_id(&id, "id")?;
-        manageable_device(ctx, id).await?;
+        access::manageable_device(&ctx.shared().pool, ctx.viewer(), id).await?;
         let mut tx = ctx.shared().pool.begin().await?;
         devices::keys::remove_key(&mut tx, &ctx.viewer().actor()?, id, &fingerprint).await?;
         tx.commit().await?;
@@ -472,7 +232,7 @@ impl MutationRoot {
     /// Deletes a device. Refused while it is rented. Returns the deleted device's id.
     async fn delete_device(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
         let uuid = parse_id(&id, "id")?;
-        manageable_device(ctx, uuid).await?;
+        access::manageable_device(&ctx.shared().pool, ctx.viewer(), uuid).await?;
         let mut tx = ctx.shared().pool.begin().await?;
         devices::delete(&mut tx, &ctx.viewer().actor()?, uuid).await?;
         tx.commit().await?;
@@ -492,11 +252,7 @@ impl MutationRoot {
         let device = uuid::Uuid::parse_str(device.as_str())
             .map_err(|_| ValidationError::new("device", "is not a valid id"));
         let email = Email::parse(&renter_email).map_err(|e| e.for_field("renterEmail"));
-        let hours = if (1..=8760).contains(&hours) {
-            Ok(hours)
-        } else {
-            Err(ValidationError::new("hours", "must be between 1 and 8760"))
-        };
+        let hours = parse_grant_hours(hours);
         let (device, email, hours) = all_valid!(device, email, hours)?;
         let shared = ctx.shared();
         let mut tx = shared.pool.begin().await?;
@@ -533,14 +289,10 @@ impl MutationRoot {
     /// mended. The device's owner or an admin.
     async fn retry_provisioning(&self, ctx: &Context<'_>, rental: ID) -> ApiResult<RentalObject> {
         let id = parse_id(&rental, "rental")?;
-        let access = order_access(ctx, id)
+        let access = access::order_access(&ctx.shared().pool, ctx.viewer(), id)
             .await
-            .map_err(|_| ApiError::not_found("rental"))?;
-        if access == RentalAccess::Renter {
-            return Err(ApiError::forbidden(
-                "retry a rental's provisioning (the device's owner or an admin does)",
-            ));
-        }
+            .map_err(|_| ApiError::not_found("rental"))?
+            .may_retry_provisioning()?;
         let mut tx = ctx.shared().pool.begin().await?;
         let Some(action) = crate::rentals::provisioning::retry(&mut tx, id).await? else {
             return Err(ValidationError::new("rental", "has no failed hook to run again").into());
@@ -652,12 +404,9 @@ impl MutationRoot {
     async fn confirm_payment(&self, ctx: &Context<'_>, rental: ID) -> ApiResult<RentalObject> {
         let user = ctx.viewer().user()?.clone();
         let id = parse_id(&rental, "rental")?;
-        let access = order_access(ctx, id).await?;
-        if access == RentalAccess::Renter {
-            return Err(ApiError::forbidden(
-                "confirm your own payment (the device's owner or an admin does)",
-            ));
-        }
+        let access = access::order_access(&ctx.shared().pool, ctx.viewer(), id)
+            .await?
+            .may_confirm_payment()?;
         let shared = ctx.shared();
         let mut tx = shared.pool.begin().await?;
         let activated = crate::billing::storefront::confirm(
@@ -682,14 +431,10 @@ impl MutationRoot {
     /// renter, the device's owner or an admin.
     async fn cancel_order(&self, ctx: &Context<'_>, rental: ID) -> ApiResult<RentalObject> {
         let id = parse_id(&rental, "rental")?;
-        let access = order_access(ctx, id).await?;
+        let access = access::order_access(&ctx.shared().pool, ctx.viewer(), id).await?;
         let shared = ctx.shared();
         let mut tx = shared.pool.begin().await?;
-        let reason = match access {
-            RentalAccess::Renter => "cancelled by the renter",
-            RentalAccess::Owner => "cancelled by the owner",
-            RentalAccess::Admin => "cancelled by an admin",
-        };
+        let reason = access.cancel_reason();
         let rental =
             crate::billing::storefront::cancel(&mut tx, &ctx.viewer().actor()?, id, reason).await?;
         tx.commit().await?;
@@ -725,38 +470,5 @@ impl MutationRoot {
         let user = users::update(&mut tx, &ctx.viewer().actor()?, id, None, Some(disabled)).await?;
         tx.commit().await?;
         Ok(UserObject(user))
-    }
-}
-
-/// How the viewer relates to a rental: its renter, the device's owner, or an admin; NOT_FOUND otherwise.
-async fn order_access(ctx: &Context<'_>, rental: uuid::Uuid) -> ApiResult<RentalAccess> {
-    let user = ctx.viewer().user()?;
-    let pool = &ctx.shared().pool;
-    let rental = rentals::get(pool, rental)
-        .await?
-        .ok_or_else(|| ApiError::not_found("order"))?;
-    if rental.renter_id == Some(user.id) {
-        return Ok(RentalAccess::Renter);
-    }
-    if user.role == p2pvps_shared::Role::Admin {
-        return Ok(RentalAccess::Admin);
-    }
-    match devices::get(pool, rental.device_id).await? {
-        Some(d) if d.owner_id == user.id => Ok(RentalAccess::Owner),
-        _ => Err(ApiError::not_found("order")),
-    }
-}
-
-/// The viewer may change the device (owner or admin): its access, or NOT_FOUND / FORBIDDEN.
-async fn manageable_device(ctx: &Context<'_>, id: uuid::Uuid) -> ApiResult<DeviceAccess> {
-    let pool = &ctx.shared().pool;
-    let device = devices::get(pool, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("device"))?;
-    match device_access(pool, ctx.viewer(), &device).await? {
-        DeviceAccess::Renter => Err(ApiError::forbidden(
-            "change a device you rent (only its owner may)",
-        )),
-        access => Ok(access),
     }
 }

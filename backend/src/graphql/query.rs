@@ -1,28 +1,29 @@
-//! Queries. Each one decides what the viewer may see before it reads anything.
+//! Queries. Each one asks `access` what the viewer may see before it reads anything.
 
-use super::context::{ContextExt, Viewer};
+use super::access;
+use super::context::ContextExt;
 use super::error::{ApiError, ApiResult};
-use super::types::*;
-use crate::devices::{self, Device, Scope};
+use super::inputs::{RentalView, parse_id};
+use super::types::audit::AuditEntryObject;
+use super::types::devices::{DeviceObject, DeviceStatusGql, TunnelServer};
+use super::types::market::{ListingObject, MarketplaceStatusObject, OfferObject};
+use super::types::money::MoneyObject;
+use super::types::rentals::RentalObject;
+use super::types::users::UserObject;
+use crate::devices;
 use crate::{accounts::users, infra::audit, rentals};
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, Object};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use p2pvps_shared::{Role, ValidationError};
-use sqlx::PgPool;
+use p2pvps_shared::ValidationError;
 use uuid::Uuid;
 
 pub struct QueryRoot;
 
 const DEFAULT_PAGE: i32 = 20;
 const MAX_PAGE: i32 = 100;
-
-pub fn parse_id(id: &ID, field: &'static str) -> ApiResult<Uuid> {
-    Uuid::parse_str(id.as_str())
-        .map_err(|_| ValidationError::new(field, "is not a valid id").into())
-}
 
 fn page_size(first: Option<i32>) -> ApiResult<i64> {
     match first.unwrap_or(DEFAULT_PAGE) {
@@ -78,46 +79,6 @@ where
     page
 }
 
-/// The viewer's access to a device, or NOT_FOUND when they have none (existence is not revealed).
-pub async fn device_access(
-    pool: &PgPool,
-    viewer: &Viewer,
-    device: &Device,
-) -> ApiResult<DeviceAccess> {
-    let user = viewer.user()?;
-    if user.role == Role::Admin {
-        Ok(DeviceAccess::Admin)
-    } else if device.owner_id == user.id {
-        Ok(DeviceAccess::Owner)
-    } else if devices::renting::is_rented_by(pool, device.id, user.id).await? {
-        Ok(DeviceAccess::Renter)
-    } else {
-        Err(ApiError::not_found("device"))
-    }
-}
-
-/// Whose side of rentals to read.
-#[derive(async_graphql::Enum, Copy, Clone, Eq, PartialEq)]
-pub enum RentalView {
-    /// The viewer's own rentals, as renter.
-    Renter,
-    /// Rentals of the viewer's devices (every rental, for an admin).
-    Owner,
-}
-
-fn rental_scope(user: &users::User, view: Option<RentalView>) -> (rentals::Scope, RentalAccess) {
-    match (view, user.role) {
-        (Some(RentalView::Renter), _) | (None, Role::Renter) => {
-            (rentals::Scope::RentedBy(user.id), RentalAccess::Renter)
-        }
-        (_, Role::Admin) => (rentals::Scope::All, RentalAccess::Admin),
-        (_, _) => (
-            rentals::Scope::OfDevicesOwnedBy(user.id),
-            RentalAccess::Owner,
-        ),
-    }
-}
-
 #[Object]
 impl QueryRoot {
     /// The signed-in user, or null.
@@ -144,11 +105,7 @@ impl QueryRoot {
         after: Option<String>,
     ) -> ApiResult<Connection<String, DeviceObject>> {
         let user = ctx.viewer().user()?;
-        let (scope, access) = match user.role {
-            Role::Admin => (Scope::All, DeviceAccess::Admin),
-            Role::Owner => (Scope::OwnedBy(user.id), DeviceAccess::Owner),
-            Role::Renter => (Scope::RentedBy(user.id), DeviceAccess::Renter),
-        };
+        let (scope, access) = access::device_scope(user);
         let limit = page_size(first)?;
         let cursor = decode_cursor(after)?;
         let rows = devices::page(
@@ -164,21 +121,14 @@ impl QueryRoot {
             limit,
             cursor.is_some(),
             |d| (d.created_at, d.id),
-            |device| {
-                // An admin who also owns devices sees them as admin; an owner never sees others'.
-                DeviceObject { device, access }
-            },
+            |device| DeviceObject { device, access },
         ))
     }
 
     async fn device(&self, ctx: &Context<'_>, id: ID) -> ApiResult<DeviceObject> {
         let id = parse_id(&id, "id")?;
         ctx.viewer().user()?;
-        let pool = &ctx.shared().pool;
-        let device = devices::get(pool, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("device"))?;
-        let access = device_access(pool, ctx.viewer(), &device).await?;
+        let (device, access) = access::visible_device(&ctx.shared().pool, ctx.viewer(), id).await?;
         Ok(DeviceObject { device, access })
     }
 
@@ -217,7 +167,7 @@ impl QueryRoot {
     ) -> ApiResult<Vec<RentalObject>> {
         let user = ctx.viewer().user()?;
         let limit = page_size(first)?;
-        let (scope, access) = rental_scope(user, view);
+        let (scope, access) = access::rental_scope(user, view);
         let rows = rentals::list(&ctx.shared().pool, scope, limit).await?;
         Ok(rows
             .into_iter()
@@ -233,7 +183,7 @@ impl QueryRoot {
         view: Option<RentalView>,
     ) -> ApiResult<Vec<RentalObject>> {
         let user = ctx.viewer().user()?;
-        let (scope, access) = rental_scope(user, view);
+        let (scope, access) = access::rental_scope(user, view);
         let rows = rentals::open_orders(&ctx.shared().pool, scope).await?;
         Ok(rows
             .into_iter()
@@ -251,13 +201,7 @@ impl QueryRoot {
     /// Marketplace listings: of the viewer's devices, or all of them for an admin. Owners and admins.
     async fn listings(&self, ctx: &Context<'_>) -> ApiResult<Vec<ListingObject>> {
         let user = ctx.viewer().user()?;
-        let owner = match user.role {
-            Role::Admin => None,
-            Role::Owner => Some(user.id),
-            Role::Renter => {
-                return Err(ApiError::forbidden("read listings (owners and admins may)"));
-            }
-        };
+        let owner = access::listing_scope(user)?;
         let rows = crate::market::listings::list(&ctx.shared().pool, owner).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }

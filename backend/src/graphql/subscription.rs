@@ -1,13 +1,13 @@
 //! Subscriptions over graphql-transport-ws on `/graphql`, fed by the [`crate::infra::events`] bus.
 
+use super::access;
 use super::context::ContextExt;
 use super::error::ApiError;
-use super::query::{device_access, parse_id};
-use super::types::{DeviceStatusEventObject, RentalChangeObject};
-use crate::devices;
+use super::inputs::parse_id;
+use super::types::devices::DeviceStatusEventObject;
+use super::types::rentals::RentalChangeObject;
 use async_graphql::{Context, ID, Subscription};
 use futures::{Stream, StreamExt};
-use p2pvps_shared::Role;
 use std::sync::Arc;
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 
@@ -26,10 +26,7 @@ impl SubscriptionRoot {
         let only = match device_id {
             Some(id) => {
                 let id = parse_id(&id, "deviceId")?;
-                let device = devices::get(&shared.pool, id)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found("device"))?;
-                device_access(&shared.pool, ctx.viewer(), &device).await?;
+                access::visible_device(&shared.pool, ctx.viewer(), id).await?;
                 Some(id)
             }
             None => None,
@@ -42,15 +39,9 @@ impl SubscriptionRoot {
                 if only.is_some_and(|id| id != event.device_id) {
                     return None;
                 }
-                let visible = match user.role {
-                    Role::Admin => true,
-                    Role::Owner => event.owner_id == user.id,
-                    Role::Renter => {
-                        devices::renting::is_rented_by(&shared.pool, event.device_id, user.id)
-                            .await
-                            .unwrap_or(false)
-                    }
-                };
+                let visible =
+                    access::sees_device_event(&shared.pool, &user, event.device_id, event.owner_id)
+                        .await;
                 visible.then(|| DeviceStatusEventObject {
                     device_id: ID(event.device_id.to_string()),
                     status: event.status.into(),
@@ -69,8 +60,7 @@ impl SubscriptionRoot {
         let user = ctx.viewer().user()?.clone();
         let events = broadcast_stream(ctx.shared().bus.rental_changes());
         Ok(events.filter_map(move |event| {
-            let visible =
-                user.role == Role::Admin || event.renter == Some(user.id) || event.owner == user.id;
+            let visible = access::sees_rental_event(&user, event.renter, event.owner);
             futures::future::ready(visible.then(|| RentalChangeObject {
                 rental_id: ID(event.rental.to_string()),
                 device_id: ID(event.device.to_string()),
