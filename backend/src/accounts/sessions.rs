@@ -1,9 +1,11 @@
 //! Sessions and API tokens (table `sessions`): a random 32-byte token given to the client once, stored as its
 //! SHA-256. The dashboard carries it in an HttpOnly cookie, API clients as `Authorization: Bearer`.
 
-use crate::accounts::users::User;
+use crate::accounts::users::{self, User, UserError};
+use crate::infra::audit::Actor;
 use crate::infra::crypto;
 use chrono::{Duration, Utc};
+use p2pvps_shared::{Email, Password, Role};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -22,6 +24,11 @@ impl Kind {
         }
     }
 
+    /// A bearer token for API clients that ask for one, the dashboard's cookie otherwise.
+    pub fn asked(bearer: bool) -> Self {
+        if bearer { Kind::Bearer } else { Kind::Cookie }
+    }
+
     pub fn lifetime(self) -> Duration {
         match self {
             Kind::Cookie => Duration::days(14),
@@ -32,7 +39,7 @@ impl Kind {
 
 /// Opens a session and returns its token (the only time it exists in clear).
 pub async fn open(
-    conn: &mut PgConnection,
+    db: impl sqlx::PgExecutor<'_>,
     user_id: Uuid,
     kind: Kind,
 ) -> Result<String, sqlx::Error> {
@@ -44,7 +51,7 @@ pub async fn open(
         kind.as_str(),
         Utc::now() + kind.lifetime()
     )
-    .execute(conn)
+    .execute(db)
     .await?;
     Ok(token)
 }
@@ -105,4 +112,36 @@ pub async fn purge_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
             .await?
             .rows_affected(),
     )
+}
+
+/// Creates an owner's or renter's account and opens its first session, together: neither exists without
+/// the other. Returns the user and the session's token.
+pub async fn sign_up(
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
+    email: &Email,
+    password: &Password,
+    role: Role,
+    kind: Kind,
+) -> Result<(User, String), UserError> {
+    let mut tx = db.begin().await?;
+    let user = users::create(&mut tx, None, email, password, role, false).await?;
+    let token = open(&mut *tx, user.id, kind).await?;
+    tx.commit().await?;
+    Ok((user, token))
+}
+
+/// Replaces a user's password and ends their other sessions and tokens but `keep` (the one asking),
+/// together.
+pub async fn change_password(
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
+    actor: &Actor,
+    user_id: Uuid,
+    password: &Password,
+    keep: Option<&str>,
+) -> Result<User, UserError> {
+    let mut tx = db.begin().await?;
+    let user = users::set_password(&mut tx, actor, user_id, password).await?;
+    close_others(&mut tx, user_id, keep).await?;
+    tx.commit().await?;
+    Ok(user)
 }

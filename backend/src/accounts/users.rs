@@ -211,12 +211,14 @@ pub async fn any_admin(pool: &PgPool) -> Result<bool, sqlx::Error> {
 
 /// Changes a role or the disabled flag. Disabling also ends every session of the user.
 pub async fn update(
-    conn: &mut PgConnection,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     actor: &Actor,
     id: Uuid,
     role: Option<Role>,
     disabled: Option<bool>,
 ) -> Result<User, UserError> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     if actor.id == Some(id) {
         return Err(UserError::SelfChange);
     }
@@ -237,6 +239,7 @@ pub async fn update(
         (None, None) => ("user.update", serde_json::json!({})),
     };
     audit::record(conn, actor, action, "user", id, detail).await?;
+    tx.commit().await?;
     Ok(user)
 }
 

@@ -80,13 +80,15 @@ pub struct Placed {
 /// `limits.max_unpaid` unpaid orders: the renter's user row is locked first, so concurrent orders of one
 /// renter are counted one after the other and cannot pass the cap together.
 pub async fn place(
-    conn: &mut PgConnection,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     actor: &Actor,
     providers: &Providers,
     limits: &OrderLimits,
     device: Uuid,
     renter: Uuid,
 ) -> Result<Placed, StorefrontError> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     let open = rentals::orders::lock_unpaid_orders(&mut *conn, renter).await?;
     if open >= i64::from(limits.max_unpaid) {
         return Err(StorefrontError::TooManyUnpaid {
@@ -109,6 +111,7 @@ pub async fn place(
         &description,
     )
     .await?;
+    tx.commit().await?;
     Ok(Placed { rental, payment })
 }
 
@@ -170,7 +173,7 @@ pub enum Confirmer {
 /// rental is returned as it is. `only` restricts it to one payment (a provider's callback names its own).
 #[allow(clippy::too_many_arguments)]
 pub async fn confirm(
-    conn: &mut PgConnection,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     actor: &Actor,
     secrets: &SecretBox,
     providers: &Providers,
@@ -179,6 +182,8 @@ pub async fn confirm(
     by: Confirmer,
     fee_bps: u32,
 ) -> Result<Activated, StorefrontError> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     let current = rentals::lock(&mut *conn, rental).await?;
     let pending = payments::pending_locked(&mut *conn, rental)
         .await?
@@ -248,18 +253,21 @@ pub async fn confirm(
         serde_json::json!({"provider": payment.provider, "byHand": confirmed_by.is_some()}),
     )
     .await?;
+    tx.commit().await?;
     Ok(activated)
 }
 
 /// Opens a renewal of a running rental for its renter: one more period at the device's current price,
 /// paid like an order; the rental is extended when the payment is confirmed.
 pub async fn renew(
-    conn: &mut PgConnection,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     actor: &Actor,
     providers: &Providers,
     rental: Uuid,
     renter: Uuid,
 ) -> Result<Placed, StorefrontError> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     let current = rentals::lock(&mut *conn, rental).await?;
     if current.renter_id != Some(renter) {
         return Err(RentalError::NotFound.into());
@@ -285,6 +293,7 @@ pub async fn renew(
         &description,
     )
     .await?;
+    tx.commit().await?;
     Ok(Placed {
         rental: current,
         payment,
@@ -294,11 +303,13 @@ pub async fn renew(
 /// Cancels what waits for payment on a rental (its renter, the device's owner or an admin; or the
 /// expiry): an order (the device is free again) or a renewal (the rental runs to its end as it was).
 pub async fn cancel(
-    conn: &mut PgConnection,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     actor: &Actor,
     rental: Uuid,
     reason: &str,
 ) -> Result<Rental, StorefrontError> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     let current = rentals::lock(&mut *conn, rental).await?;
     let pending = payments::pending_locked(&mut *conn, rental).await?;
     let (result, action) = match (current.state, &pending) {
@@ -323,6 +334,7 @@ pub async fn cancel(
         serde_json::json!({"reason": reason}),
     )
     .await?;
+    tx.commit().await?;
     Ok(result)
 }
 

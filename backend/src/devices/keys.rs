@@ -4,7 +4,7 @@ use super::DeviceError;
 use crate::infra::audit::{self, Actor};
 use crate::infra::db::violated_constraint;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// A public key a device may authenticate with instead of its credential.
@@ -17,11 +17,13 @@ pub struct SshKey {
 
 /// Registers an OpenSSH public key (`authorized_keys` line) for the device.
 pub async fn add_key(
-    conn: &mut PgConnection,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     actor: &Actor,
     device: Uuid,
     line: &str,
 ) -> Result<SshKey, DeviceError> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     let line = line.trim();
     if line.len() > 16_384 {
         return Err(DeviceError::BadKey("too long".into()));
@@ -57,15 +59,18 @@ pub async fn add_key(
         serde_json::json!({"fingerprint": fingerprint}),
     )
     .await?;
+    tx.commit().await?;
     Ok(key)
 }
 
 pub async fn remove_key(
-    conn: &mut PgConnection,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     actor: &Actor,
     device: Uuid,
     fingerprint: &str,
 ) -> Result<(), DeviceError> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     let done = sqlx::query!(
         "DELETE FROM device_ssh_keys WHERE device_id = $1 AND fingerprint = $2",
         device,
@@ -85,6 +90,7 @@ pub async fn remove_key(
         serde_json::json!({"fingerprint": fingerprint}),
     )
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -249,12 +249,14 @@ fn map_unique(e: sqlx::Error, name: &str, subdomain: &str) -> DeviceError {
 
 /// Registers a device with the lowest free port of `ports`. Returns it with its credential (shown once).
 pub async fn create(
-    conn: &mut PgConnection,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     actor: &Actor,
     owner_id: Uuid,
     new: &NewDevice,
     ports: &RangeInclusive<u16>,
 ) -> Result<(Device, String), DeviceError> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     if new.for_rent && new.price.is_none() {
         return Err(DeviceError::ForRentWithoutPrice);
     }
@@ -295,6 +297,7 @@ pub async fn create(
         serde_json::json!({"name": device.name, "port": device.tunnel_port, "subdomain": device.subdomain}),
     )
     .await?;
+    tx.commit().await?;
     Ok((device, credential))
 }
 
@@ -359,11 +362,13 @@ async fn live_rental_end(
 }
 
 pub async fn update(
-    conn: &mut PgConnection,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     actor: &Actor,
     id: Uuid,
     changes: &DeviceChanges,
 ) -> Result<Device, DeviceError> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     let hw = changes.hardware.as_ref();
     let name = changes.name.as_ref().map(DeviceName::as_str);
     let device = select_devices!("UPDATE devices SET name = COALESCE($2, name), description = COALESCE($3, description), \
@@ -404,15 +409,18 @@ pub async fn update(
         serde_json::json!({"fields": changed}),
     )
     .await?;
+    tx.commit().await?;
     Ok(device)
 }
 
 /// Replaces the credential; the old one stops working at once. Returns the new one (shown once).
 pub async fn rotate_credential(
-    conn: &mut PgConnection,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     actor: &Actor,
     id: Uuid,
 ) -> Result<(Device, String), DeviceError> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     let credential = crypto::new_token();
     let device = select_devices!("UPDATE devices SET credential_hash = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL \
          RETURNING ", "", id, crypto::token_hash(&credential))
@@ -428,11 +436,18 @@ pub async fn rotate_credential(
         serde_json::json!({}),
     )
     .await?;
+    tx.commit().await?;
     Ok((device, credential))
 }
 
 /// Deletes a device that is not rented. Its rows stay for the history; its name, port and subdomain are freed.
-pub async fn delete(conn: &mut PgConnection, actor: &Actor, id: Uuid) -> Result<(), DeviceError> {
+pub async fn delete(
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
+    actor: &Actor,
+    id: Uuid,
+) -> Result<(), DeviceError> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     if let Some(ends) = live_rental_end(conn, id).await? {
         let until = ends.map_or_else(|| "it ends".to_owned(), |t| t.to_rfc3339());
         return Err(DeviceError::Rented(until));
@@ -465,6 +480,7 @@ pub async fn delete(conn: &mut PgConnection, actor: &Actor, id: Uuid) -> Result<
         serde_json::json!({}),
     )
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -54,12 +54,15 @@ pub async fn offered(pool: &PgPool, limit: i64) -> Result<Vec<Device>, sqlx::Err
 }
 
 /// The device behind a storefront offer id.
-pub async fn by_offer(conn: &mut PgConnection, offer: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+pub async fn by_offer(
+    db: impl sqlx::PgExecutor<'_>,
+    offer: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar!(
         "SELECT id FROM devices WHERE offer_id = $1 AND deleted_at IS NULL",
         offer
     )
-    .fetch_optional(conn)
+    .fetch_optional(db)
     .await
 }
 

@@ -7,13 +7,14 @@ use super::error::{ApiError, ApiResult, Code};
 use super::inputs::{
     CreateDeviceInput, LogInInput, SignUpInput, UpdateDeviceInput, parse_grant_hours, parse_id,
 };
-use super::session::{AuthPayload, open_session, session_cookie};
+use super::session::{AuthPayload, hand_over, session_cookie};
 use super::types::devices::{DeviceObject, DeviceSshKeyObject, DeviceWithCredential};
 use super::types::rentals::RentalObject;
 use super::types::users::{RoleGql, UserObject};
+use crate::accounts::sessions::{self, Kind};
 use crate::all_valid;
 use crate::devices;
-use crate::{accounts::sessions, accounts::users, rentals};
+use crate::{accounts::users, rentals};
 use async_graphql::{Context, ID, Object};
 use p2pvps_shared::{Email, Password, ValidationError};
 
@@ -36,10 +37,18 @@ impl MutationRoot {
         let (email, password) = all_valid!(email, password)?;
         let role = input.role.into();
         password_attempt(ctx)?;
-        let mut tx = ctx.shared().pool.begin().await?;
+        let kind = Kind::asked(input.bearer);
         // A taken e-mail gets the same words as any refusal that is not about the input's form, so sign-up
         // does not tell who has an account (the password is hashed either way, so neither does its timing).
-        let user = match users::create(&mut tx, None, &email, &password, role, false).await {
+        let (user, token) = match sessions::sign_up(
+            &ctx.shared().pool,
+            &email,
+            &password,
+            role,
+            kind,
+        )
+        .await
+        {
             Err(users::UserError::EmailTaken) => {
                 return Err(ApiError::new(
                     Code::BadUserInput,
@@ -48,9 +57,7 @@ impl MutationRoot {
             }
             other => other?,
         };
-        let payload = open_session(ctx, &mut tx, user, input.bearer).await?;
-        tx.commit().await?;
-        Ok(payload)
+        Ok(hand_over(ctx, user, token, kind))
     }
 
     /// Signs in. Attempts are limited per address and per account.
@@ -73,10 +80,9 @@ impl MutationRoot {
                 "wrong e-mail or password",
             ));
         };
-        let mut tx = shared.pool.begin().await?;
-        let payload = open_session(ctx, &mut tx, user, input.bearer).await?;
-        tx.commit().await?;
-        Ok(payload)
+        let kind = Kind::asked(input.bearer);
+        let token = sessions::open(&shared.pool, user.id, kind).await?;
+        Ok(hand_over(ctx, user, token, kind))
     }
 
     /// Ends the session (or revokes the bearer token) this request was made with.
@@ -119,15 +125,18 @@ impl MutationRoot {
                 "is wrong",
             )]));
         }
-        let mut tx = shared.pool.begin().await?;
-        let user =
-            users::set_password(&mut tx, &ctx.viewer().actor()?, user.id, &new_password).await?;
         let keep = match &ctx.viewer().credential {
             Credential::Cookie(token) | Credential::Bearer(token) => Some(token.as_str()),
             Credential::None => None,
         };
-        sessions::close_others(&mut tx, user.id, keep).await?;
-        tx.commit().await?;
+        let user = sessions::change_password(
+            &shared.pool,
+            &ctx.viewer().actor()?,
+            user.id,
+            &new_password,
+            keep,
+        )
+        .await?;
         Ok(UserObject(user))
     }
 
@@ -142,16 +151,14 @@ impl MutationRoot {
         access::may_register_devices(user)?;
         let new = input.parse()?;
         let shared = ctx.shared();
-        let mut tx = shared.pool.begin().await?;
         let (device, credential) = devices::create(
-            &mut tx,
+            &shared.pool,
             &viewer.actor()?,
             user.id,
             &new,
             &shared.tunnel_ports,
         )
         .await?;
-        tx.commit().await?;
         Ok(DeviceWithCredential {
             device: DeviceObject {
                 device,
@@ -171,9 +178,8 @@ impl MutationRoot {
         let id = parse_id(&id, "id")?;
         let access = access::manageable_device(&ctx.shared().pool, ctx.viewer(), id).await?;
         let changes = input.parse()?;
-        let mut tx = ctx.shared().pool.begin().await?;
-        let device = devices::update(&mut tx, &ctx.viewer().actor()?, id, &changes).await?;
-        tx.commit().await?;
+        let device =
+            devices::update(&ctx.shared().pool, &ctx.viewer().actor()?, id, &changes).await?;
         if let Some(sites) = &ctx.shared().sites {
             sites.forget(&device.subdomain);
         }
@@ -188,10 +194,8 @@ impl MutationRoot {
     ) -> ApiResult<DeviceWithCredential> {
         let id = parse_id(&id, "id")?;
         let access = access::manageable_device(&ctx.shared().pool, ctx.viewer(), id).await?;
-        let mut tx = ctx.shared().pool.begin().await?;
         let (device, credential) =
-            devices::rotate_credential(&mut tx, &ctx.viewer().actor()?, id).await?;
-        tx.commit().await?;
+            devices::rotate_credential(&ctx.shared().pool, &ctx.viewer().actor()?, id).await?;
         Ok(DeviceWithCredential {
             device: DeviceObject { device, access },
             credential,
@@ -208,9 +212,9 @@ impl MutationRoot {
     ) -> ApiResult<DeviceSshKeyObject> {
         let id = parse_id(&id, "id")?;
         access::manageable_device(&ctx.shared().pool, ctx.viewer(), id).await?;
-        let mut tx = ctx.shared().pool.begin().await?;
-        let key = devices::keys::add_key(&mut tx, &ctx.viewer().actor()?, id, &public_key).await?;
-        tx.commit().await?;
+        let key =
+            devices::keys::add_key(&ctx.shared().pool, &ctx.viewer().actor()?, id, &public_key)
+                .await?;
         Ok(key.into())
     }
 
@@ -223,9 +227,8 @@ impl MutationRoot {
     ) -> ApiResult<bool> {
         let id = parse_id(&id, "id")?;
         access::manageable_device(&ctx.shared().pool, ctx.viewer(), id).await?;
-        let mut tx = ctx.shared().pool.begin().await?;
-        devices::keys::remove_key(&mut tx, &ctx.viewer().actor()?, id, &fingerprint).await?;
-        tx.commit().await?;
+        devices::keys::remove_key(&ctx.shared().pool, &ctx.viewer().actor()?, id, &fingerprint)
+            .await?;
         Ok(true)
     }
 
@@ -233,9 +236,7 @@ impl MutationRoot {
     async fn delete_device(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
         let uuid = parse_id(&id, "id")?;
         access::manageable_device(&ctx.shared().pool, ctx.viewer(), uuid).await?;
-        let mut tx = ctx.shared().pool.begin().await?;
-        devices::delete(&mut tx, &ctx.viewer().actor()?, uuid).await?;
-        tx.commit().await?;
+        devices::delete(&ctx.shared().pool, &ctx.viewer().actor()?, uuid).await?;
         Ok(id)
     }
 
@@ -255,9 +256,8 @@ impl MutationRoot {
         let hours = parse_grant_hours(hours);
         let (device, email, hours) = all_valid!(device, email, hours)?;
         let shared = ctx.shared();
-        let mut tx = shared.pool.begin().await?;
         let (rental, _secret) = rentals::lifecycle::grant(
-            &mut tx,
+            &shared.pool,
             &ctx.viewer().actor()?,
             &shared.secrets,
             device,
@@ -265,7 +265,6 @@ impl MutationRoot {
             hours,
         )
         .await?;
-        tx.commit().await?;
         Ok(RentalObject {
             rental,
             access: RentalAccess::Admin,
@@ -276,9 +275,8 @@ impl MutationRoot {
     async fn end_rental(&self, ctx: &Context<'_>, id: ID) -> ApiResult<RentalObject> {
         ctx.viewer().admin()?;
         let id = parse_id(&id, "id")?;
-        let mut tx = ctx.shared().pool.begin().await?;
-        let rental = rentals::lifecycle::end(&mut tx, &ctx.viewer().actor()?, id).await?;
-        tx.commit().await?;
+        let rental =
+            rentals::lifecycle::end(&ctx.shared().pool, &ctx.viewer().actor()?, id).await?;
         Ok(RentalObject {
             rental,
             access: RentalAccess::Admin,
@@ -293,20 +291,12 @@ impl MutationRoot {
             .await
             .map_err(|_| ApiError::not_found("rental"))?
             .may_retry_provisioning()?;
-        let mut tx = ctx.shared().pool.begin().await?;
-        let Some(action) = crate::rentals::provisioning::retry(&mut tx, id).await? else {
+        let retried =
+            crate::rentals::provisioning::retry(&ctx.shared().pool, &ctx.viewer().actor()?, id)
+                .await?;
+        if retried.is_none() {
             return Err(ValidationError::new("rental", "has no failed hook to run again").into());
-        };
-        crate::infra::audit::record(
-            &mut tx,
-            &ctx.viewer().actor()?,
-            "rental.retry_provisioning",
-            "rental",
-            id,
-            serde_json::json!({ "hook": action.as_str() }),
-        )
-        .await?;
-        tx.commit().await?;
+        }
         let rental = rentals::get(&ctx.shared().pool, id)
             .await?
             .ok_or_else(|| ApiError::not_found("rental"))?;
@@ -320,23 +310,13 @@ impl MutationRoot {
         if token.is_empty() || token.len() > 200 {
             return Err(ValidationError::new("token", "is not a claim token").into());
         }
-        let mut tx = ctx.shared().pool.begin().await?;
-        let rental = rentals::lifecycle::claim(&mut tx, &token, user)
-            .await
-            .map_err(|e| match e {
-                rentals::RentalError::NotFound => ApiError::not_found("claimable rental"),
-                other => other.into(),
-            })?;
-        crate::infra::audit::record(
-            &mut tx,
-            &ctx.viewer().actor()?,
-            "rental.claim",
-            "rental",
-            rental.id,
-            serde_json::json!({}),
-        )
-        .await?;
-        tx.commit().await?;
+        let rental =
+            rentals::lifecycle::claim(&ctx.shared().pool, &ctx.viewer().actor()?, &token, user)
+                .await
+                .map_err(|e| match e {
+                    rentals::RentalError::NotFound => ApiError::not_found("claimable rental"),
+                    other => other.into(),
+                })?;
         Ok(RentalObject {
             rental,
             access: RentalAccess::Renter,
@@ -356,12 +336,11 @@ impl MutationRoot {
         shared.order_limiter.check(user).map_err(|limited| {
             ApiError::rate_limited(limited.to_string(), limited.retry_after_secs())
         })?;
-        let mut tx = shared.pool.begin().await?;
-        let device = devices::renting::by_offer(&mut tx, offer)
+        let device = devices::renting::by_offer(&shared.pool, offer)
             .await?
             .ok_or_else(|| ApiError::not_found("offer"))?;
         let placed = crate::billing::storefront::place(
-            &mut tx,
+            &shared.pool,
             &ctx.viewer().actor()?,
             &shared.payments,
             &shared.orders,
@@ -369,7 +348,6 @@ impl MutationRoot {
             user,
         )
         .await?;
-        tx.commit().await?;
         Ok(RentalObject {
             rental: placed.rental,
             access: RentalAccess::Renter,
@@ -382,16 +360,14 @@ impl MutationRoot {
         let user = ctx.viewer().user()?.id;
         let id = parse_id(&rental, "rental")?;
         let shared = ctx.shared();
-        let mut tx = shared.pool.begin().await?;
         let placed = crate::billing::storefront::renew(
-            &mut tx,
+            &shared.pool,
             &ctx.viewer().actor()?,
             &shared.payments,
             id,
             user,
         )
         .await?;
-        tx.commit().await?;
         Ok(RentalObject {
             rental: placed.rental,
             access: RentalAccess::Renter,
@@ -408,9 +384,8 @@ impl MutationRoot {
             .await?
             .may_confirm_payment()?;
         let shared = ctx.shared();
-        let mut tx = shared.pool.begin().await?;
         let activated = crate::billing::storefront::confirm(
-            &mut tx,
+            &shared.pool,
             &ctx.viewer().actor()?,
             &shared.secrets,
             &shared.payments,
@@ -420,7 +395,6 @@ impl MutationRoot {
             shared.fee_bps,
         )
         .await?;
-        tx.commit().await?;
         Ok(RentalObject {
             rental: activated.rental,
             access,
@@ -433,11 +407,10 @@ impl MutationRoot {
         let id = parse_id(&rental, "rental")?;
         let access = access::order_access(&ctx.shared().pool, ctx.viewer(), id).await?;
         let shared = ctx.shared();
-        let mut tx = shared.pool.begin().await?;
         let reason = access.cancel_reason();
         let rental =
-            crate::billing::storefront::cancel(&mut tx, &ctx.viewer().actor()?, id, reason).await?;
-        tx.commit().await?;
+            crate::billing::storefront::cancel(&shared.pool, &ctx.viewer().actor()?, id, reason)
+                .await?;
         Ok(RentalObject { rental, access })
     }
 
@@ -450,10 +423,14 @@ impl MutationRoot {
     ) -> ApiResult<UserObject> {
         ctx.viewer().admin()?;
         let id = parse_id(&user_id, "userId")?;
-        let mut tx = ctx.shared().pool.begin().await?;
-        let user =
-            users::update(&mut tx, &ctx.viewer().actor()?, id, Some(role.into()), None).await?;
-        tx.commit().await?;
+        let user = users::update(
+            &ctx.shared().pool,
+            &ctx.viewer().actor()?,
+            id,
+            Some(role.into()),
+            None,
+        )
+        .await?;
         Ok(UserObject(user))
     }
 
@@ -466,9 +443,14 @@ impl MutationRoot {
     ) -> ApiResult<UserObject> {
         ctx.viewer().admin()?;
         let id = parse_id(&user_id, "userId")?;
-        let mut tx = ctx.shared().pool.begin().await?;
-        let user = users::update(&mut tx, &ctx.viewer().actor()?, id, None, Some(disabled)).await?;
-        tx.commit().await?;
+        let user = users::update(
+            &ctx.shared().pool,
+            &ctx.viewer().actor()?,
+            id,
+            None,
+            Some(disabled),
+        )
+        .await?;
         Ok(UserObject(user))
     }
 }

@@ -2,9 +2,8 @@
 //! HTTP layer) or as a bearer token in the payload, for API clients.
 
 use super::context::ContextExt;
-use super::error::ApiResult;
 use super::types::users::UserObject;
-use crate::accounts::sessions::{self, Kind};
+use crate::accounts::sessions::Kind;
 use crate::accounts::users::User;
 use async_graphql::{Context, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -42,28 +41,22 @@ pub struct AuthPayload {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Opens a session for `user` and hands it over as a cookie or a bearer token.
-pub async fn open_session(
-    ctx: &Context<'_>,
-    conn: &mut sqlx::PgConnection,
-    user: User,
-    bearer: bool,
-) -> ApiResult<AuthPayload> {
-    let kind = if bearer { Kind::Bearer } else { Kind::Cookie };
-    let token = sessions::open(conn, user.id, kind).await?;
+/// Hands a session's token over as the session cookie or, for API clients, a bearer token in the payload.
+pub fn hand_over(ctx: &Context<'_>, user: User, token: String, kind: Kind) -> AuthPayload {
     let expires_at = Utc::now() + kind.lifetime();
-    let token = if bearer {
-        Some(token)
-    } else {
-        ctx.append_http_header(
-            axum::http::header::SET_COOKIE,
-            session_cookie(&token, ctx.shared().cookie_secure, kind.lifetime()),
-        );
-        None
+    let token = match kind {
+        Kind::Bearer => Some(token),
+        Kind::Cookie => {
+            ctx.append_http_header(
+                axum::http::header::SET_COOKIE,
+                session_cookie(&token, ctx.shared().cookie_secure, kind.lifetime()),
+            );
+            None
+        }
     };
-    Ok(AuthPayload {
+    AuthPayload {
         user: UserObject(user),
         token,
         expires_at,
-    })
+    }
 }

@@ -12,13 +12,15 @@ use uuid::Uuid;
 /// Starts an active rental of `device` for `renter` for `hours`, by hand (no marketplace): a login name
 /// and secret are generated, the secret stored encrypted. Returns the rental and the secret.
 pub async fn grant(
-    conn: &mut sqlx::PgConnection,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     actor: &crate::infra::audit::Actor,
     secrets: &SecretBox,
     device: Uuid,
     renter: &p2pvps_shared::Email,
     hours: i32,
 ) -> Result<(Rental, String), RentalError> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     if !(1..=8760).contains(&hours) {
         return Err(RentalError::BadHours);
     }
@@ -85,15 +87,18 @@ pub async fn grant(
         serde_json::json!({"device": device, "renter": renter.as_str(), "hours": hours}),
     )
     .await?;
+    tx.commit().await?;
     Ok((rental, secret))
 }
 
 /// Ends an active rental now and announces it (the SSH server cuts the renter's connections).
 pub async fn end(
-    conn: &mut sqlx::PgConnection,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     actor: &crate::infra::audit::Actor,
     id: Uuid,
 ) -> Result<Rental, RentalError> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     let state = sqlx::query_scalar!("SELECT state FROM rentals WHERE id = $1 FOR UPDATE", id)
         .fetch_optional(&mut *conn)
         .await?;
@@ -138,6 +143,7 @@ pub async fn end(
         serde_json::json!({}),
     )
     .await?;
+    tx.commit().await?;
     Ok(rental)
 }
 
@@ -350,10 +356,13 @@ pub async fn activate(
 /// A signed-in user claims a marketplace rental with the token from its delivery: it becomes theirs, and
 /// the token stops working.
 pub async fn claim(
-    conn: &mut sqlx::PgConnection,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
+    actor: &crate::infra::audit::Actor,
     token: &str,
     renter: Uuid,
 ) -> Result<Rental, RentalError> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     let claimed = select_rentals!(
         with "WITH r AS (UPDATE rentals SET renter_id = $2, claim_hash = NULL, claim_secret_enc = NULL, updated_at = now() \
          WHERE claim_hash = $1 AND renter_id IS NULL AND state = 'active' RETURNING *)",
@@ -365,7 +374,17 @@ pub async fn claim(
     .await?
     .ok_or(RentalError::NotFound)?;
     let claimed = Rental::try_from(claimed)?;
-    announce(conn, claimed.id).await?;
+    announce(&mut *conn, claimed.id).await?;
+    crate::infra::audit::record(
+        conn,
+        actor,
+        "rental.claim",
+        "rental",
+        claimed.id,
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(claimed)
 }
 

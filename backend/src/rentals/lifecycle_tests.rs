@@ -409,11 +409,13 @@ async fn a_marketplace_buyer_claims_the_rental_once(pool: PgPool) {
     tx.commit().await.unwrap();
 
     let mut tx = pool.begin().await.unwrap();
-    let wrong = claim(&mut tx, "not the token", buyer.id).await;
+    let wrong = claim(&mut tx, &Actor::system(), "not the token", buyer.id).await;
     assert!(matches!(wrong, Err(RentalError::NotFound)), "{wrong:?}");
-    let claimed = claim(&mut tx, &token, buyer.id).await.unwrap();
+    let claimed = claim(&mut tx, &Actor::system(), &token, buyer.id)
+        .await
+        .unwrap();
     assert_eq!(claimed.renter_id, Some(buyer.id));
-    let twice = claim(&mut tx, &token, other.id).await;
+    let twice = claim(&mut tx, &Actor::system(), &token, other.id).await;
     assert!(matches!(twice, Err(RentalError::NotFound)), "{twice:?}");
     let after = activate(&mut tx, &secrets, id).await.unwrap();
     assert_eq!(after.claim_token, None, "the token stopped working");

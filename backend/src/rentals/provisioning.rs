@@ -140,10 +140,14 @@ pub async fn agent_runs_no_hooks(pool: &PgPool, device: Uuid) -> Result<(), sqlx
 }
 
 /// Sets a failed hook pending again, for the device's owner (or an admin) once the cause is mended.
+/// Returns the hook set to run again, or `None` when the rental has no failed hook.
 pub async fn retry(
-    conn: &mut sqlx::PgConnection,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
+    actor: &crate::infra::audit::Actor,
     rental: Uuid,
 ) -> Result<Option<HookAction>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let conn = &mut *tx;
     let action: Option<String> = sqlx::query_scalar!("UPDATE rentals SET \
            start_hook = CASE WHEN start_hook = 'failed' AND state = 'active' THEN 'pending' ELSE start_hook END, \
            end_hook = CASE WHEN end_hook = 'failed' THEN 'pending' ELSE end_hook END, \
@@ -152,14 +156,24 @@ pub async fn retry(
          RETURNING CASE WHEN end_hook = 'pending' THEN 'end' ELSE 'start' END AS \"action!\"", rental)
     .fetch_optional(&mut *conn)
     .await?;
-    if action.is_some() {
-        crate::rentals::announce(conn, rental).await?;
-    }
-    Ok(action.map(|a| {
-        if a == "end" {
-            HookAction::End
-        } else {
-            HookAction::Start
-        }
-    }))
+    let Some(action) = action else {
+        return Ok(None);
+    };
+    let action = if action == "end" {
+        HookAction::End
+    } else {
+        HookAction::Start
+    };
+    crate::rentals::announce(&mut *conn, rental).await?;
+    crate::infra::audit::record(
+        conn,
+        actor,
+        "rental.retry_provisioning",
+        "rental",
+        rental,
+        serde_json::json!({ "hook": action.as_str() }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(action))
 }
