@@ -133,7 +133,7 @@ async fn facts(
         Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.body_text()),
     };
     let recorded = async {
-        crate::devices::record_facts(&state.shared.pool, id, &facts).await?;
+        crate::devices::facts::record(&state.shared.pool, id, &facts).await?;
         if !facts.hooks {
             crate::rentals::provisioning::agent_runs_no_hooks(&state.shared.pool, id).await?;
         }
