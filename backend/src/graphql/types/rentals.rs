@@ -119,7 +119,6 @@ impl RentalObject {
         let device = crate::devices::get(&ctx.shared().pool, self.rental.device_id).await?;
         Ok(device.map(|device| DeviceObject { device, access }))
     }
-    /// How to reach the device. The renter and admins, while the rental holds the device.
     /// The device agent's hooks for this rental, if the device runs them (`null` otherwise). While the
     /// start hook is pending or failed, the renter's `login` and `connection` are withheld.
     async fn provisioning(&self) -> Option<ProvisioningObject> {
@@ -134,6 +133,7 @@ impl RentalObject {
                 .flatten(),
         })
     }
+    /// How to reach the device. The renter and admins, while the rental holds the device.
     async fn connection(&self, ctx: &Context<'_>) -> ApiResult<Option<RentalConnectionObject>> {
         if !self.access.may_read_connection(&self.rental)? {
             return Ok(None);
