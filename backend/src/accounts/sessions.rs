@@ -66,7 +66,7 @@ pub async fn user_for_token(pool: &PgPool, token: &str) -> Result<Option<User>, 
     )
     .fetch_optional(pool)
     .await
-    .and_then(crate::accounts::users::typed_opt)?;
+    .and_then(crate::infra::db::typed_opt)?;
     Ok(row)
 }
 

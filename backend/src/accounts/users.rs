@@ -72,16 +72,6 @@ impl TryFrom<UserRow> for User {
     }
 }
 
-/// Rows read by `select_users!`, typed.
-pub(crate) fn typed(rows: Vec<UserRow>) -> Result<Vec<User>, sqlx::Error> {
-    rows.into_iter().map(User::try_from).collect()
-}
-
-/// A row read by `select_users!`, if any, typed.
-pub(crate) fn typed_opt(row: Option<UserRow>) -> Result<Option<User>, sqlx::Error> {
-    row.map(User::try_from).transpose()
-}
-
 /// Creates a user. The password is hashed here; the caller has already checked its strength.
 /// `actor` is `None` for a self sign-up (the new user is then its own actor in the audit log).
 pub async fn create(
@@ -161,7 +151,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<User>, sqlx::Error> {
     select_users!("SELECT ", " FROM users WHERE id = $1", id)
         .fetch_optional(pool)
         .await
-        .and_then(crate::accounts::users::typed_opt)
+        .and_then(crate::infra::db::typed_opt)
 }
 
 /// The users among `ids` (for a page of rows that each name one).
@@ -169,7 +159,7 @@ pub async fn get_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<User>, sqlx::Er
     select_users!("SELECT ", " FROM users WHERE id = ANY($1)", ids)
         .fetch_all(pool)
         .await
-        .and_then(crate::accounts::users::typed)
+        .and_then(crate::infra::db::typed)
 }
 
 pub async fn find_by_email(
@@ -179,7 +169,7 @@ pub async fn find_by_email(
     select_users!("SELECT ", " FROM users WHERE email = $1", email.as_str())
         .fetch_optional(conn)
         .await
-        .and_then(crate::accounts::users::typed_opt)
+        .and_then(crate::infra::db::typed_opt)
 }
 
 /// Keyset page ordered by (created_at, id).
@@ -198,7 +188,7 @@ pub async fn page(
     )
     .fetch_all(pool)
     .await
-    .and_then(crate::accounts::users::typed)
+    .and_then(crate::infra::db::typed)
 }
 
 pub async fn any_admin(pool: &PgPool) -> Result<bool, sqlx::Error> {
@@ -225,7 +215,7 @@ pub async fn update(
     let user = select_users!("UPDATE users SET role = COALESCE($2, role), disabled = COALESCE($3, disabled) WHERE id = $1 \
          RETURNING ", "", id, role.map(Role::as_str), disabled)
     .fetch_optional(&mut *conn)
-    .await.and_then(crate::accounts::users::typed_opt)?
+    .await.and_then(crate::infra::db::typed_opt)?
     .ok_or(UserError::NotFound)?;
     if disabled == Some(true) {
         sqlx::query!("DELETE FROM sessions WHERE user_id = $1", id)
@@ -252,7 +242,7 @@ pub async fn set_password(
     let hash = hash_off_thread(password.expose().to_owned()).await?;
     let user = select_users!("UPDATE users SET password_hash = $2, must_change_password = false WHERE id = $1 RETURNING ", "", id, hash)
     .fetch_optional(&mut *conn)
-    .await.and_then(crate::accounts::users::typed_opt)?
+    .await.and_then(crate::infra::db::typed_opt)?
     .ok_or(UserError::NotFound)?;
     audit::record(
         conn,

@@ -180,16 +180,6 @@ impl TryFrom<DeviceRow> for Device {
     }
 }
 
-/// Rows read by `select_devices!`, typed.
-pub(crate) fn typed(rows: Vec<DeviceRow>) -> Result<Vec<Device>, sqlx::Error> {
-    rows.into_iter().map(Device::try_from).collect()
-}
-
-/// A row read by `select_devices!`, if any, typed.
-pub(crate) fn typed_opt(row: Option<DeviceRow>) -> Result<Option<Device>, sqlx::Error> {
-    row.map(Device::try_from).transpose()
-}
-
 /// Everything an owner sets when registering a device (already validated).
 #[derive(Debug, Clone)]
 pub struct NewDevice {
@@ -310,7 +300,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Device>, sqlx::Error>
     )
     .fetch_optional(pool)
     .await
-    .and_then(crate::devices::typed_opt)
+    .and_then(crate::infra::db::typed_opt)
 }
 
 /// Whose devices a page lists.
@@ -342,7 +332,7 @@ pub async fn page(
          AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5)) \
          ORDER BY created_at, id LIMIT $6", owner, renter, status.map(DeviceStatus::as_str), after.map(|a| a.0), after.map(|a| a.1), limit)
     .fetch_all(pool)
-    .await.and_then(crate::devices::typed)
+    .await.and_then(crate::infra::db::typed)
 }
 
 /// The end of the device's live rental, if it has one. Locks the device row when called in a transaction.
@@ -381,7 +371,7 @@ pub async fn update(
          web_publishing = COALESCE($15, web_publishing), updated_at = now() \
          WHERE id = $1 AND deleted_at IS NULL RETURNING ", "", id, name, changes.description.as_deref(), hw.is_some(), hw.and_then(|h| h.cpu_model.clone()), hw.and_then(|h| h.cpu_cores), hw.and_then(|h| h.memory_mb), hw.and_then(|h| h.disk_gb), hw.and_then(|h| h.arch.clone()), hw.and_then(|h| h.internet_mbps), changes.price.as_ref().map(|p| p.minor), changes.price.as_ref().map(|p| p.currency.as_str()), changes.rental_hours, changes.for_rent, changes.web_publishing)
     .fetch_optional(&mut *conn)
-    .await.and_then(crate::devices::typed_opt)
+    .await.and_then(crate::infra::db::typed_opt)
     .map_err(|e| match violated_constraint(&e) {
         Some("devices_for_rent_needs_price") => DeviceError::ForRentWithoutPrice,
         _ => map_unique(e, name.unwrap_or_default(), ""),
@@ -426,7 +416,7 @@ pub async fn rotate_credential(
     let device = select_devices!("UPDATE devices SET credential_hash = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL \
          RETURNING ", "", id, crypto::token_hash(&credential))
     .fetch_optional(&mut *conn)
-    .await.and_then(crate::devices::typed_opt)?
+    .await.and_then(crate::infra::db::typed_opt)?
     .ok_or(DeviceError::NotFound)?;
     audit::record(
         conn,

@@ -24,7 +24,7 @@ pub async fn terms(conn: &mut PgConnection, id: Uuid) -> Result<Option<Terms>, s
     )
     .fetch_optional(conn)
     .await
-    .and_then(crate::devices::typed_opt)?;
+    .and_then(crate::infra::db::typed_opt::<_, Device>)?;
     Ok(device.map(|d| Terms {
         name: d.name,
         owner: d.owner_id,
@@ -50,7 +50,7 @@ pub async fn offered(pool: &PgPool, limit: i64) -> Result<Vec<Device>, sqlx::Err
     )
     .fetch_all(pool)
     .await
-    .and_then(crate::devices::typed)
+    .and_then(crate::infra::db::typed)
 }
 
 /// The device behind a storefront offer id.

@@ -1,5 +1,6 @@
-//! Mutations. Every change runs in one transaction together with its audit entry: it happens whole or not
-//! at all. Resolvers translate arguments (`inputs`) and errors; who may do what is decided in `access`.
+//! Mutations. Resolvers translate arguments (`inputs`) and errors; who may do what is decided in `access`.
+//! The domain function a resolver calls opens the transaction and writes the audit entry in it, so each
+//! change happens whole with its record or not at all.
 
 use super::access::{self, DeviceAccess, RentalAccess};
 use super::context::{ContextExt, Credential};

@@ -51,3 +51,15 @@ pub fn decode_enum<T>(value: Option<T>, column: &str, text: &str) -> Result<T, s
         sqlx::Error::Decode(format!("unexpected {column} `{text}` in the database").into())
     })
 }
+
+/// Rows a query macro read into a table's `...Row`, converted to the domain type.
+pub fn typed<R, T: TryFrom<R, Error = sqlx::Error>>(rows: Vec<R>) -> Result<Vec<T>, sqlx::Error> {
+    rows.into_iter().map(T::try_from).collect()
+}
+
+/// The row a query macro read into a table's `...Row`, if any, converted to the domain type.
+pub fn typed_opt<R, T: TryFrom<R, Error = sqlx::Error>>(
+    row: Option<R>,
+) -> Result<Option<T>, sqlx::Error> {
+    row.map(T::try_from).transpose()
+}

@@ -3,7 +3,7 @@
 //! marketplace orders exactly once. The lifecycle's allowed moves are `RentalState::may_become`.
 
 use crate::infra::crypto::{CryptoError, SecretBox};
-use crate::infra::db::decode_enum;
+use crate::infra::db::{decode_enum, typed, typed_opt};
 use chrono::{DateTime, Utc};
 use p2pvps_shared::{HookStatus, Money, RentalState};
 use sqlx::PgPool;
@@ -107,16 +107,6 @@ impl TryFrom<RentalRow> for Rental {
             hook_message: row.hook_message,
         })
     }
-}
-
-/// Rows read by `select_rentals!`, typed.
-pub(crate) fn typed(rows: Vec<RentalRow>) -> Result<Vec<Rental>, sqlx::Error> {
-    rows.into_iter().map(Rental::try_from).collect()
-}
-
-/// A row read by `select_rentals!`, if any, typed.
-pub(crate) fn typed_opt(row: Option<RentalRow>) -> Result<Option<Rental>, sqlx::Error> {
-    row.map(Rental::try_from).transpose()
 }
 
 fn open_text(key: &SecretBox, sealed: Option<&[u8]>) -> Result<Option<String>, CryptoError> {

@@ -64,7 +64,7 @@ pub async fn take_order(
     )
     .fetch_optional(&mut *conn)
     .await?;
-    let inserted = super::typed_opt(inserted)?;
+    let inserted: Option<Rental> = crate::infra::db::typed_opt(inserted)?;
     let Some(rental) = inserted else {
         // Taken meanwhile by another instance.
         return by_order(&mut *conn, marketplace, order_ref)
@@ -131,7 +131,7 @@ async fn by_order(
     )
     .fetch_optional(conn)
     .await?;
-    super::typed_opt(row)
+    crate::infra::db::typed_opt(row)
 }
 
 /// Opens a storefront order: the renter's rental of the device, waiting for payment, at the device's
