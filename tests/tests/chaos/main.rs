@@ -313,7 +313,11 @@ async fn renter(addr: SocketAddr, seed: u64, until: Instant) -> Result<u64, Stri
         .map_err(|e| format!("connect: {e}"))?;
     let mut trips = 0u64;
     let mut state = seed | 1;
+    // Load pacing, not synchronisation: one round trip per tick, however long the last one took.
+    let mut pace = tokio::time::interval(Duration::from_millis(500));
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while Instant::now() < until {
+        pace.tick().await;
         // xorshift: sizes and contents differ per renter and per trip.
         state ^= state << 13;
         state ^= state >> 7;
@@ -333,7 +337,6 @@ async fn renter(addr: SocketAddr, seed: u64, until: Instant) -> Result<u64, Stri
             return Err(format!("bytes changed after {trips} trips"));
         }
         trips += 1;
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Ok(trips)
 }
@@ -418,8 +421,10 @@ async fn a_thousand_renters_over_a_hundred_devices_beside_stalled_clients_slowlo
     // The server's memory, sampled every 5 s through the run.
     let sampler = tokio::spawn(async move {
         let mut samples = vec![rss_start];
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        every.tick().await; // the first tick is immediate: rss_start is that sample
         while Instant::now() + Duration::from_secs(5) < until {
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            every.tick().await;
             samples.push(rss_kib(pid));
         }
         samples
